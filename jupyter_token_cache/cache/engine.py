@@ -20,9 +20,10 @@ from traitlets.utils.importstring import import_item
 
 from .codec import Codec, EncryptionKeyError, parse_keys
 from .locks import acquire_lease
-from .memcached import MemcachedStore
+from .memcached_store import MemcachedStore
 from .memory import MemoryStore
-from .shared import RedisStore, SharedStore
+from .redis_store import RedisStore
+from .shared import SharedStore
 from .store import CacheKey, Store
 
 Creator = Callable[[], Awaitable[tuple[Any, "float | None"]]]
@@ -163,9 +164,15 @@ class TokenCache(LoggingConfigurable):
     def __init__(self, **kwargs: Any) -> None:
         self._store: Store | None = None
         super().__init__(**kwargs)
+        self._enabled = self.enabled
         self.store  # noqa: B018 - build now: a bad setting fails the hub's start, not a request
 
     # -- the store ----------------------------------------------------------------------
+
+    @observe("enabled")
+    def _enabled_changed(self, change: Any) -> None:
+        # a plain attribute: reading a trait costs ~0.5 µs on every lookup
+        self._enabled = change.new
 
     @observe(*_settings)
     def _settings_changed(self, change: Any) -> None:
@@ -231,6 +238,7 @@ class TokenCache(LoggingConfigurable):
             retry_interval=self.retry_interval,
             lease_ttl=self.lock_timeout,
             opened_size=self.max_size,
+            connections=_pool_size(backend),
             log=self.log,
         )
 
@@ -273,8 +281,8 @@ class TokenCache(LoggingConfigurable):
 
     async def get(self, key: CacheKey) -> Any:
         """Return the cached value for ``key``, or None."""
-        store = self.store
-        if self.enabled:
+        store = self._store or self.store
+        if self._enabled:
             value, _ = await store.get(key)
             if value is not None:
                 store.stats.add("hits", key.kind)
@@ -297,8 +305,8 @@ class TokenCache(LoggingConfigurable):
         as a miss. ``created`` is True only for the caller whose call ran ``create``;
         concurrent callers for the same key share that one result.
         """
-        store = self.store
-        if not self.enabled:
+        store = self._store or self.store
+        if not self._enabled:
             store.stats.add("misses", key.kind)
             store.stats.add("creations", key.kind)
             return (await create())[0], True
@@ -370,6 +378,18 @@ class TokenCache(LoggingConfigurable):
         orphan = self._detach()
         if orphan is not None:
             await orphan.close()
+
+
+def _pool_size(backend: BaseCache) -> int:
+    """How many calls the backend's client can have in flight at once."""
+    client = getattr(backend, "client", None)
+    pool = getattr(client, "connection_pool", None)  # redis-py
+    if pool is not None:
+        return int(pool.max_connections)
+    pool = getattr(client, "_pool", None)  # aiomcache
+    if pool is not None:
+        return int(pool._maxsize)
+    return 1024
 
 
 def _store_class(backend: BaseCache) -> type[SharedStore]:

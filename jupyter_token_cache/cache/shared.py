@@ -6,7 +6,6 @@ import asyncio
 import itertools
 import logging
 import secrets
-import sys
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -16,21 +15,11 @@ from typing import Any
 from aiocache.base import BaseCache
 
 from .codec import Codec
+from .deadlines import Deadlines
 from .store import CacheKey, Stamp, Store
 
 #: Returned by a guarded backend call that failed, timed out or was skipped.
 FAILED: Any = object()
-
-if sys.version_info >= (3, 11):
-
-    async def _bounded(awaitable: Awaitable[Any], seconds: float) -> Any:
-        async with asyncio.timeout(seconds):
-            return await awaitable
-
-else:  # pragma: no cover - Python 3.10
-
-    async def _bounded(awaitable: Awaitable[Any], seconds: float) -> Any:
-        return await asyncio.wait_for(awaitable, seconds)
 
 
 class SharedStore(Store):
@@ -76,6 +65,7 @@ class SharedStore(Store):
         retry_interval: float,
         lease_ttl: float,
         opened_size: int,
+        connections: int,
         log: logging.Logger,
     ) -> None:
         super().__init__()
@@ -92,11 +82,10 @@ class SharedStore(Store):
         self._nonces = (f"{secrets.token_hex(6)}{n:x}" for n in itertools.count())
         self._skip_until = 0.0
         self._outage = False
-        # Opening a Fernet envelope costs 10-40 µs (more with cold CPU caches under load):
-        # a third of a Redis hit. An identical envelope opens to an identical payload, so
-        # envelopes already opened are remembered by their exact text. Freshness still
-        # comes from the server on every lookup: only what it returns now is ever opened.
-        self._opened: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._slots = asyncio.Semaphore(connections)
+        self._deadlines = Deadlines(operation_timeout)
+        # entry text -> (key name, expires_at, value); see _open
+        self._opened: OrderedDict[str, tuple[str | None, float | None, Any]] = OrderedDict()
         self._opened_size = opened_size
         # Deriving a name costs an HMAC (~1.5 µs); hot keys are named once.
         self._entry_name = lru_cache(maxsize=65536)(self._entry_name_uncached)
@@ -120,14 +109,29 @@ class SharedStore(Store):
         return not self._outage
 
     async def _call(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
-        """Run one backend call under the timeout; FAILED instead of any exception."""
+        """Run one backend call under the time limit; FAILED instead of any exception.
+
+        The semaphore queues a burst larger than the connection pool (redis-py 8's pool
+        raises "Too many connections" instead of waiting; its blocking pool costs ~50 µs a
+        call); waiting for it counts against the limit. This is the hot path of every
+        shared-backend hit, hence one flat coroutine.
+        """
         if self._skip_until and time.monotonic() < self._skip_until:
             return FAILED
+        task = self._deadlines.start()
         try:
-            result = await _bounded(fn(*args, **kwargs), self.operation_timeout)
+            async with self._slots:
+                result = await fn(*args, **kwargs)
+        except asyncio.CancelledError:
+            if not self._deadlines.finish(task):
+                raise
+            self._failed(TimeoutError())
+            return FAILED
         except Exception as exc:  # noqa: BLE001 - the cache must never fail a request
+            self._deadlines.finish(task)
             self._failed(exc)
             return FAILED
+        self._deadlines.finish(task)
         if self._outage:
             self._outage = False
             self._skip_until = 0.0
@@ -149,22 +153,21 @@ class SharedStore(Store):
     # -- entries ------------------------------------------------------------------------
 
     async def _fetch(self, key: CacheKey) -> tuple[str | None, str | None]:
-        """Return ``(raw entry if its stamp is current, current stamp)``."""
-        user_name = self._user_name(key.user)
-        raw, generation, user_generation = await self.backend.multi_get(
-            [self._entry_name(key), self._global_name, user_name]
-        )
+        """Return the entry if its stamp is current, else ``(None, current stamp)``."""
+        names = (self._entry_name(key), self._global_name, self._user_name(key.user))
+        raw, generation, user_generation = await self._multi_get(names)
         if generation is None or user_generation is None:
-            for name, value in ((self._global_name, generation), (user_name, user_generation)):
+            for name, value in zip(names[1:], (generation, user_generation)):
                 if value is None:
                     await self._add(name, next(self._nonces), None)
-            raw, generation, user_generation = await self.backend.multi_get(
-                [self._entry_name(key), self._global_name, user_name]
-            )
+            raw, generation, user_generation = await self._multi_get(names)
         stamp = f"{generation}:{user_generation}"
         if raw is not None and raw.startswith(stamp + "|"):
             return raw, stamp
         return None, stamp
+
+    async def _multi_get(self, names: tuple[str, ...]) -> list[str | None]:
+        return await self.backend.multi_get(list(names))
 
     async def get(self, key: CacheKey) -> tuple[Any, Stamp]:
         fetched = await self._call(self._fetch, key)
@@ -173,21 +176,29 @@ class SharedStore(Store):
         raw, stamp = fetched
         if raw is None:
             return None, stamp
-        payload = self._opened.get(raw)
-        if payload is None:
-            payload = self.codec.open(raw[len(stamp) + 1 :])
-            if payload is not None:
-                self._opened[raw] = payload
-                if len(self._opened) > self._opened_size:
-                    self._opened.popitem(last=False)
-        if (
-            payload is None
-            or payload.get("k") != self._entry_name(key)
-            or payload.get("s") != stamp
-            or (payload.get("x") is not None and payload["x"] <= time.time())
-        ):
-            return None, stamp
-        return payload.get("v"), None
+        opened = self._opened.get(raw) or self._open(raw)
+        name, expires_at, value = opened
+        if name != self._entry_name(key) or (expires_at is not None and expires_at <= time.time()):
+            return None, raw.partition("|")[0]
+        return value, None
+
+    def _open(self, raw: str) -> tuple[str | None, float | None, Any]:
+        """Decrypt and check an entry; remember it if it is sound.
+
+        Opening a Fernet envelope costs 10-40 µs (more with cold CPU caches under load):
+        a third of a Redis hit. An identical entry opens to an identical payload, so
+        entries already opened are remembered by their exact text. Freshness still comes
+        from the server on every lookup: only what it returns now is ever used.
+        """
+        stamp, _, sealed = raw.partition("|")
+        payload = self.codec.open(sealed)
+        if payload is None or payload.get("s") != stamp:
+            return None, None, None
+        opened = (payload.get("k"), payload.get("x"), payload.get("v"))
+        self._opened[raw] = opened
+        if len(self._opened) > self._opened_size:
+            self._opened.popitem(last=False)
+        return opened
 
     async def set(
         self, key: CacheKey, value: Any, expires_at: float | None, stamp: Stamp = None
@@ -201,7 +212,8 @@ class SharedStore(Store):
             fetched = await self._call(self._fetch, key)
             if fetched is FAILED:
                 return
-            stamp = fetched[1]
+            raw, stamp = fetched
+            stamp = stamp or raw.partition("|")[0]  # a current entry carries the stamp
         name = self._entry_name(key)
         sealed = self.codec.seal({"k": name, "s": stamp, "x": expires_at, "v": value})
         await self._call(self.backend.set, name, f"{stamp}|{sealed}", ttl=ttl)
@@ -253,58 +265,3 @@ class SharedStore(Store):
         except Exception:  # noqa: BLE001, S110 - closing a dead connection is not an error
             pass
 
-
-class RedisStore(SharedStore):
-    """The shared store on Redis: one Lua script per lookup, atomic lease release."""
-
-    # KEYS: entry, global generation, user generation; ARGV: a fresh nonce.
-    # Returns the entry when its stamp is current, else {global, user} generations.
-    FETCH = """
-local g = redis.call('GET', KEYS[2])
-if not g then redis.call('SET', KEYS[2], ARGV[1], 'NX'); g = redis.call('GET', KEYS[2]) end
-local u = redis.call('GET', KEYS[3])
-if not u then redis.call('SET', KEYS[3], ARGV[1], 'NX'); u = redis.call('GET', KEYS[3]) end
-local v = redis.call('GET', KEYS[1])
-local p = g .. ':' .. u .. '|'
-if v and string.sub(v, 1, #p) == p then return v end
-return {g, u}
-"""
-    RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-    def __init__(self, backend: BaseCache, **kwargs: Any) -> None:
-        super().__init__(backend, **kwargs)
-        client = backend.client  # type: ignore[attr-defined]
-        self._fetch_script = client.register_script(self.FETCH)
-        self._release_script = client.register_script(self.RELEASE)
-        # redis-py 8's pool raises "Too many connections" past its size instead of waiting,
-        # and its BlockingConnectionPool costs ~50 µs a call; a semaphore of the pool's
-        # size queues a burst for ~1 µs, inside the operation timeout.
-        self._slots = asyncio.Semaphore(client.connection_pool.max_connections)
-
-    async def _call(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
-        return await super()._call(self._in_slot, fn, *args, **kwargs)
-
-    async def _in_slot(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
-        async with self._slots:
-            return await fn(*args, **kwargs)
-
-    async def _fetch(self, key: CacheKey) -> tuple[str | None, str | None]:
-        reply = await self._fetch_script(
-            keys=[self._entry_name(key), self._global_name, self._user_name(key.user)],
-            args=[next(self._nonces)],
-        )
-        if isinstance(reply, bytes):
-            raw = reply.decode()
-            return raw, raw.partition("|")[0]
-        generation, user_generation = (part.decode() for part in reply)
-        return None, f"{generation}:{user_generation}"
-
-    def _ttl(self, seconds: float) -> Any:
-        # Redis takes milliseconds (aiocache uses PSETEX / PX for a float TTL).
-        return round(seconds, 3) if seconds >= 0.001 else None
-
-    async def _release(self, name: str, token: str) -> None:
-        await self._release_script(keys=[name], args=[token])

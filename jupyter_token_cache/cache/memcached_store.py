@@ -41,6 +41,11 @@ class MemcachedStore(SharedStore):
 
     def __init__(self, backend: BaseCache, **kwargs: Any) -> None:
         super().__init__(backend, **kwargs)
-        pool = backend.client._pool  # type: ignore[attr-defined]
-        if type(pool) is MemcachePool:
-            pool.__class__ = _CancelSafePool
+        self._client = backend.client  # type: ignore[attr-defined]
+        if type(self._client._pool) is MemcachePool:
+            self._client._pool.__class__ = _CancelSafePool
+
+    async def _multi_get(self, names: tuple[str, ...]) -> list[str | None]:
+        # aiomcache directly: aiocache's wrappers cost ~10 µs on a ~100 µs hit
+        values = await self._client.multi_get(*(name.encode() for name in names))
+        return [None if value is None else value.decode() for value in values]

@@ -1,0 +1,97 @@
+"""Measuring helpers: interleaved rounds, percentiles, throughput.
+
+The machine is shared and noisy, so contenders that are compared run in alternating
+rounds within one process, and ratios are taken between figures from the same run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+Op = Callable[[], Any]  # sync, or returning an awaitable
+
+
+@dataclass
+class Figures:
+    """Latency samples (seconds) of one contender and what they summarise to."""
+
+    name: str
+    samples: list[float] = field(default_factory=list)
+    rps: dict[int, float] = field(default_factory=dict)  # concurrency -> requests/second
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def percentile(self, p: float) -> float:
+        ordered = sorted(self.samples)
+        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "n": len(self.samples),
+            "p50_us": self.percentile(50) * 1e6,
+            "p95_us": self.percentile(95) * 1e6,
+            "p99_us": self.percentile(99) * 1e6,
+            "mean_us": statistics.fmean(self.samples) * 1e6 if self.samples else 0.0,
+            "rps": {str(c): r for c, r in self.rps.items()},
+            **self.extra,
+        }
+
+
+async def _run(op: Op, n: int) -> float:
+    """Seconds for ``n`` calls of ``op`` back to back."""
+    if inspect.iscoroutinefunction(op) or _returns_awaitable(op):
+        started = time.perf_counter()
+        for _ in range(n):
+            await op()
+        return time.perf_counter() - started
+    started = time.perf_counter()
+    for _ in range(n):
+        op()
+    return time.perf_counter() - started
+
+
+def _returns_awaitable(op: Op) -> bool:
+    result = op()
+    if inspect.isawaitable(result):
+        if inspect.iscoroutine(result):
+            result.close()
+        return True
+    return False
+
+
+async def interleaved(
+    contenders: dict[str, Op], *, rounds: int, per_round: int, batch: int = 1
+) -> dict[str, Figures]:
+    """Alternate the contenders round by round; one sample per ``batch`` calls.
+
+    With ``batch`` > 1 a sample is the mean of a batch, which keeps the clock's own cost
+    out of sub-microsecond figures.
+    """
+    figures = {name: Figures(name) for name in contenders}
+    for name, op in contenders.items():  # warm up connections, caches, JIT-less paths
+        await _run(op, min(per_round, 200))
+    for _ in range(rounds):
+        for name, op in contenders.items():
+            for _ in range(per_round // batch):
+                figures[name].samples.append(await _run(op, batch) / batch)
+    return figures
+
+
+async def throughput(op: Callable[[], Awaitable[Any]], *, concurrency: int, total: int) -> float:
+    """Requests per second with ``concurrency`` callers sharing ``total`` calls."""
+    remaining = total
+
+    async def worker() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            await op()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return total / (time.perf_counter() - started)
