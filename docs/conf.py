@@ -30,6 +30,7 @@ def _write_config_reference() -> None:
         "",
     ]
     lines.append(TokenCache.class_config_rst_doc())
+    (HERE / "reference").mkdir(exist_ok=True)
     (HERE / "reference" / "config.rst").write_text("\n".join(lines) + "\n")
 
 

@@ -191,4 +191,8 @@ return 0
                 await self._listener
             except BaseException:  # noqa: BLE001, S110 - cancelled, or already failed
                 pass
-        await super().close()
+        self.drop()
+        try:
+            await self._client.aclose()  # aiocache's close() calls redis-py's deprecated close()
+        except Exception:  # noqa: BLE001, S110 - closing a dead connection is not an error
+            pass

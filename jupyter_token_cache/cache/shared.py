@@ -258,6 +258,9 @@ class SharedStore(Store):
     async def unlock(self, key: CacheKey, token: str) -> None:
         await self._call(self._release, self._lock_name(key), token)
 
+    def drop(self) -> None:
+        self._opened.clear()
+
     async def close(self) -> None:
         await super().close()
         try:
