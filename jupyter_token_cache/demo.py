@@ -10,7 +10,8 @@ import asyncio
 import secrets
 import time
 
-from .cache import CacheKey, TokenCache
+from . import TokenCache
+from .cache import CacheKey
 
 
 async def main() -> None:

@@ -18,6 +18,9 @@ from .cache.stats import EVENTS
 
 PREFIX = "jupyterhub_token_cache"
 
+#: Metric names for engine events where the token vocabulary differs.
+_NAMES = {"creations": "mints"}
+
 _HELP = {
     "hits": "Lookups answered from the token cache",
     "misses": "Lookups the token cache could not answer",
@@ -42,7 +45,7 @@ class TokenCacheCollector(Collector):
             up[store.name] = min(up.get(store.name, 1), int(store.available))
         for event in EVENTS:
             family = CounterMetricFamily(
-                f"{PREFIX}_{event}", _HELP[event], labels=["backend", "kind"]
+                f"{PREFIX}_{_NAMES.get(event, event)}", _HELP[event], labels=["backend", "kind"]
             )
             for (name, backend, kind), n in sorted(counts.items()):
                 if name == event:

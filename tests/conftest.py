@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 
-from jupyter_token_cache.cache import TokenCache, close_all
+from jupyter_token_cache import TokenCache
+from jupyter_token_cache.cache import close_all
 
 from .servers import MemcachedServer, MissingBinary, RedisServer, Server
 

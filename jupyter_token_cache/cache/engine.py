@@ -1,4 +1,4 @@
-"""TokenCache: the configurable front of the cache — settings, shared stores, get/set/get_or_create."""
+"""CacheEngine: the configurable front of the cache — settings, shared stores, get/set/get_or_create."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ async def close_all() -> None:
         await store.close()
 
 
-class TokenCache(LoggingConfigurable):
+class CacheEngine(LoggingConfigurable):
     """A cache of short-lived secrets in front of whatever mints them.
 
     Entries are JSON-compatible values, each with the expiry of the token it holds.

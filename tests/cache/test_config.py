@@ -7,7 +7,8 @@ import time
 import pytest
 from traitlets.config import Config
 
-from jupyter_token_cache.cache import TokenCache, TokenCacheConfigError
+from jupyter_token_cache import TokenCache
+from jupyter_token_cache.cache import TokenCacheConfigError
 
 from .helpers import Creator, key
 

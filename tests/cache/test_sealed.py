@@ -109,7 +109,7 @@ async def test_key_rotation_new_key_first(make_cache, crypt_key):
 
 async def test_shared_backend_without_key_fails_at_start(backend, request, monkeypatch):
     monkeypatch.delenv("JUPYTERHUB_CRYPT_KEY", raising=False)
-    from jupyter_token_cache.cache import TokenCache
+    from jupyter_token_cache import TokenCache
 
     settings = settings_for(backend, request, "")
     del settings["encryption_key"]
@@ -120,7 +120,7 @@ async def test_shared_backend_without_key_fails_at_start(backend, request, monke
 
 
 async def test_key_from_jupyterhub_crypt_key(backend, request, monkeypatch, crypt_key):
-    from jupyter_token_cache.cache import TokenCache
+    from jupyter_token_cache import TokenCache
 
     monkeypatch.setenv("JUPYTERHUB_CRYPT_KEY", f"{'ab' * 32};{crypt_key}")
     settings = settings_for(backend, request, "")

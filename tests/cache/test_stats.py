@@ -32,7 +32,7 @@ async def test_prometheus_metrics(cache, backend):
     await cache.get_or_create(key("a", "internal"), Creator())
     text = generate_latest(REGISTRY).decode()
     assert f'jupyterhub_token_cache_hits_total{{backend="{backend}",kind="internal"}}' in text
-    assert f'jupyterhub_token_cache_creations_total{{backend="{backend}",kind="internal"}}' in text
+    assert f'jupyterhub_token_cache_mints_total{{backend="{backend}",kind="internal"}}' in text
     assert f'jupyterhub_token_cache_backend_up{{backend="{backend}"}} 1.0' in text
 
 

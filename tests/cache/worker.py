@@ -5,7 +5,8 @@ import json
 import sys
 import time
 
-from jupyter_token_cache.cache import CacheKey, TokenCache
+from jupyter_token_cache import TokenCache
+from jupyter_token_cache.cache import CacheKey
 
 
 async def main(settings: dict, callers: int, start_at: float) -> None:

@@ -1,0 +1,147 @@
+"""REST handlers under /hub/api/token-cache, in JupyterHub's APIHandler conventions."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from jupyterhub.apihandlers.base import APIHandler
+from tornado import web
+
+from ..tokens.models import InvalidRequest, TokenRequestError, shown
+
+if TYPE_CHECKING:
+    from .authenticator import TokenCacheMixin
+
+#: Custom scope that grants the admin routes without admin:users.
+ADMIN_SCOPE = "custom:token-cache:admin"
+#: Longest minimum_lifetime worth asking for: ten years.
+MAX_LIFETIME = 10 * 365 * 86400
+_TYPES = {"minimum_lifetime": "a positive integer (seconds)", "service": "a service name",
+          "scopes": "a non-empty list of scopes"}  # fmt: skip
+
+
+class TokenCacheAPIHandler(APIHandler):
+    """Shared plumbing: the extension, strict JSON bodies, policy errors as HTTP errors.
+
+    Notes
+    -----
+    Bodies are parsed here rather than with ``get_json_body``, which logs a body it
+    cannot parse; a body is the caller's and may hold anything, secrets included.
+    Every refusal raises :class:`tornado.web.HTTPError`, which ``APIHandler`` writes as
+    ``{"status": ..., "message": ...}``; messages name fields, scopes and services,
+    never a token.
+    """
+
+    @property
+    def extension(self) -> TokenCacheMixin:
+        return self.authenticator  # type: ignore[no-any-return]
+
+    def body(self, allowed: tuple[str, ...]) -> dict[str, Any]:
+        """The JSON object in the request body ({} when empty), with only ``allowed`` fields."""
+        raw = self.request.body.strip()
+        if not raw:
+            return {}
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise web.HTTPError(400, "Request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise web.HTTPError(400, "Request body must be a JSON object")
+        unknown = sorted(set(body) - set(allowed))
+        if unknown:
+            raise web.HTTPError(
+                400, f"Unknown field(s): {', '.join(map(shown, unknown[:5]))}; "
+                f"allowed: {', '.join(allowed) or 'none'}"
+            )  # fmt: skip
+        return {name: self._check(name, value) for name, value in body.items()}
+
+    @staticmethod
+    def _check(name: str, value: Any) -> Any:
+        ok = {
+            "minimum_lifetime": lambda v: type(v) is int and 0 < v <= MAX_LIFETIME,
+            "service": lambda v: isinstance(v, str) and 0 < len(v) <= 255,
+            "scopes": lambda v: isinstance(v, list) and 0 < len(v) <= 100
+            and all(isinstance(s, str) and 0 < len(s) <= 255 for s in v),
+        }[name](value)  # fmt: skip
+        if not ok:
+            raise web.HTTPError(400, f"{name} must be {_TYPES[name]}")
+        return value
+
+    def refuse(self, error: TokenRequestError) -> web.HTTPError:
+        return web.HTTPError(error.status, error.message)
+
+    def write_json(self, model: dict[str, Any]) -> None:
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(json.dumps(model))
+
+    def require_admin(self) -> None:
+        """Admin routes: admin:users, or the custom token-cache admin scope."""
+        if self.current_user is None:
+            raise web.HTTPError(403, "Missing or invalid credentials")
+        if not {"admin:users", ADMIN_SCOPE} & set(self.expanded_scopes):
+            raise web.HTTPError(403, f"Requires admin:users or {ADMIN_SCOPE}")
+
+
+class NotebookTokenHandler(TokenCacheAPIHandler):
+    """POST /hub/api/token-cache/notebook: the caller's session's notebook token."""
+
+    async def post(self) -> None:
+        try:
+            session = self.extension.token_sessions.from_request(self)
+            body = self.body(("minimum_lifetime",))
+            issued = await self.extension.token_service.notebook_token(
+                session, minimum_lifetime=body.get("minimum_lifetime")
+            )
+        except TokenRequestError as e:
+            raise self.refuse(e) from None
+        self.write_json(issued.model())
+
+
+class InternalTokenHandler(TokenCacheAPIHandler):
+    """POST /hub/api/token-cache/internal: a delegated token for one service."""
+
+    async def post(self) -> None:
+        try:
+            session = self.extension.token_sessions.from_request(self)
+            body = self.body(("service", "scopes", "minimum_lifetime"))
+            if "service" not in body:
+                raise InvalidRequest("service is required")
+            issued = await self.extension.token_service.internal_token(
+                session,
+                body["service"],
+                body.get("scopes"),
+                minimum_lifetime=body.get("minimum_lifetime"),
+            )
+        except TokenRequestError as e:
+            raise self.refuse(e) from None
+        self.write_json(issued.model())
+
+
+class StatsHandler(TokenCacheAPIHandler):
+    """GET /hub/api/token-cache/stats (admin): counters and what the backend is."""
+
+    def get(self) -> None:
+        self.require_admin()
+        self.write_json(self.extension.token_service.stats())
+
+
+class ResetHandler(TokenCacheAPIHandler):
+    """DELETE /hub/api/token-cache[/users/{name}][?revoke=true] (admin): forget (and revoke)."""
+
+    async def delete(self, name: str | None = None) -> None:
+        self.require_admin()
+        revoke = self.get_argument("revoke", "false").lower()
+        if revoke not in ("true", "false", "1", "0"):
+            raise web.HTTPError(400, "revoke must be true or false")
+        if name is not None and self.find_user(name) is None:
+            raise web.HTTPError(404, f"No such user: {shown(name)}")
+        result = await self.extension.token_service.reset(name, revoke=revoke in ("true", "1"))
+        self.log.info(
+            "Token cache reset for %s by %s (%i revoked)",
+            name or "all users",
+            getattr(self.current_user, "name", "?"),
+            result["revoked"],
+        )
+        self.write_json(result)

@@ -1,0 +1,89 @@
+"""TokenCache: the one config section, storage settings plus the rules for minting tokens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from traitlets import Dict, Integer, List, TraitError, Unicode, validate
+
+from ..cache import CacheEngine
+
+#: Lifetime (seconds) of internal tokens for a service whose policy names none.
+DEFAULT_SERVICE_LIFETIME = 3600
+
+
+class TokenCache(CacheEngine):
+    """Cache settings and token policy, configured as ``c.TokenCache.*``.
+
+    Notes
+    -----
+    Storage (backend, TTL, size...) and policy (scopes, lifetimes, services) share one
+    section because an operator thinks of them together; in code the storage engine
+    (:class:`~jupyter_token_cache.cache.CacheEngine`) knows nothing of the policy, which
+    :class:`~jupyter_token_cache.tokens.service.TokenService` reads from here.
+    """
+
+    notebook_scopes = List(
+        Unicode(),
+        ["access:servers!user", "read:users!user"],
+        config=True,
+        help="""Scopes of notebook tokens. Each notebook token gets these scopes
+        intersected with what its user holds (and, when asked for with a plain API
+        token, with that token's scopes): a token is never wider than its user.
+        "!user" filters mean the token's owner.""",
+    )
+    notebook_lifetime = Integer(
+        86400,
+        config=True,
+        help="""Seconds a notebook token lives, at most; never past its parent session
+        (a login cookie's or API token's expiry).""",
+    )
+    minimum_lifetime = Integer(
+        300,
+        config=True,
+        help="""Seconds a served token has left, at least. A cached token is reused while
+        more than half its lifetime and at least this much remain (or, when the request
+        names a minimum_lifetime, at least that much). When even a fresh token could not
+        live this long because its parent expires sooner, the request is refused (422).""",
+    )
+    services = Dict(
+        config=True,
+        help="""Services that may receive internal tokens: name -> {"scopes": [...],
+        "lifetime": seconds}. A request for service X may ask for any subset of X's scopes
+        that its caller holds; without "lifetime" tokens live 3600 seconds (never past
+        their parent). Example: {"dask": {"scopes": ["access:services!service=dask"],
+        "lifetime": 3600}}.""",
+    )
+    notebook_token_env = Unicode(
+        "JUPYTERHUB_NOTEBOOK_TOKEN",
+        config=True,
+        help="""Environment variable that carries the notebook token into each spawned
+        server (minted when the server starts). Empty: do not set one.""",
+    )
+
+    @validate("services")
+    def _check_services(self, proposal: Any) -> dict[str, dict[str, Any]]:
+        services: dict[str, dict[str, Any]] = {}
+        for name, policy in proposal.value.items():
+            if not isinstance(name, str) or not name:
+                raise TraitError(f"TokenCache.services: service names are strings, not {name!r}")
+            if not isinstance(policy, dict) or set(policy) - {"scopes", "lifetime"}:
+                raise TraitError(
+                    f"TokenCache.services[{name!r}] must be a dict with 'scopes' and optional 'lifetime'"
+                )
+            scopes = policy.get("scopes")
+            if not scopes or not isinstance(scopes, list | tuple) or not all(
+                isinstance(s, str) and s for s in scopes
+            ):
+                raise TraitError(f"TokenCache.services[{name!r}]['scopes'] must be a non-empty list of scopes")
+            lifetime = policy.get("lifetime", DEFAULT_SERVICE_LIFETIME)
+            if isinstance(lifetime, bool) or not isinstance(lifetime, int) or lifetime < 1:
+                raise TraitError(f"TokenCache.services[{name!r}]['lifetime'] must be a positive integer")
+            services[name] = {"scopes": sorted(set(scopes)), "lifetime": lifetime}
+        return services
+
+    @validate("notebook_lifetime", "minimum_lifetime")
+    def _check_positive(self, proposal: Any) -> int:
+        if proposal.value < 1:
+            raise TraitError(f"TokenCache.{proposal.trait.name} must be a positive number of seconds")
+        return int(proposal.value)

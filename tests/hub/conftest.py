@@ -1,0 +1,128 @@
+"""A real JupyterHub (MockHub) with the token cache, and HTTP helpers to talk to it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+from jupyterhub import orm, roles
+from jupyterhub.tests.mocking import MockHub, MockPAMAuthenticator
+from traitlets.config import Config
+
+from jupyter_token_cache import with_token_cache
+from jupyter_token_cache.cache import close_all
+
+from .memory_proxy import MemoryProxy
+
+SERVICES = {
+    "dask": {"scopes": ["access:services!service=dask", "read:users!user"], "lifetime": 3600},
+    "short": {"scopes": ["read:users!user"], "lifetime": 120},
+}
+
+
+class Hub:
+    """A running MockHub and what tests need from it: users, tokens, HTTP."""
+
+    def __init__(self, app: MockHub) -> None:
+        self.app = app
+        self.url = app.hub.url  # direct to the hub: the memory proxy serves nothing
+        self.http = httpx.AsyncClient(base_url=self.url, timeout=30)
+
+    @property
+    def db(self) -> Any:
+        return self.app.db
+
+    def add_user(self, name: str, *, admin: bool = False, roles_: list[str] | None = None) -> Any:
+        orm_user = orm.User.find(self.db, name)
+        if orm_user is None:
+            orm_user = orm.User(name=name, admin=admin)
+            self.db.add(orm_user)
+            self.db.commit()
+            roles.assign_default_roles(self.db, entity=orm_user)
+        for role in roles_ or []:
+            roles.grant_role(self.db, orm_user, role)
+        self.db.commit()
+        return self.app.users[orm_user]
+
+    def token(self, name: str, *, scopes: list[str] | None = None, expires_in: int | None = None,
+              admin: bool = False) -> str:  # fmt: skip
+        """A user API token (default: the hub's default token scopes)."""
+        user = self.add_user(name, admin=admin)
+        return user.new_api_token(scopes=scopes, expires_in=expires_in, note="test token")
+
+    async def post(self, route: str, token: str | None = None, body: Any = None, **kwargs: Any) -> httpx.Response:
+        headers = kwargs.pop("headers", {})
+        if token:
+            headers["Authorization"] = f"token {token}"
+        content = body if isinstance(body, (bytes, str)) else None
+        return await self.http.post(f"api/token-cache/{route}", headers=headers, content=content,
+                                    json=None if content is not None else body, **kwargs)  # fmt: skip
+
+    async def api(self, method: str, path: str, token: str, **kwargs: Any) -> httpx.Response:
+        """A call to any hub API route, e.g. ``api("DELETE", "users/x/tokens/a1", t)``."""
+        return await self.http.request(method, f"api/{path}", headers={"Authorization": f"token {token}"}, **kwargs)
+
+    def token_rows(self, name: str) -> list[Any]:
+        self.db.expire_all()
+        return list(self.db.query(orm.APIToken).join(orm.User).filter(orm.User.name == name))
+
+    def minted_rows(self, name: str) -> list[Any]:
+        return [row for row in self.token_rows(name) if (row.note or "").startswith("jupyter-token-cache")]
+
+    async def login(self, name: str) -> httpx.AsyncClient:
+        """A browser-like client logged in as ``name`` (cookies, XSRF header set)."""
+        client = httpx.AsyncClient(base_url=self.url, timeout=30)
+        r = await client.get("login")
+        xsrf = client.cookies.get("_xsrf") or re.search(r'name="_xsrf" value="([^"]+)"', r.text).group(1)
+        r = await client.post("login", params={"_xsrf": xsrf}, data={"username": name, "password": name,
+                                                                       "_xsrf": xsrf})  # fmt: skip
+        assert r.status_code == 302, r.text
+        r = await client.get("home")
+        client.headers["X-XSRFToken"] = client.cookies.get("_xsrf")
+        client.headers["Sec-Fetch-Mode"] = "cors"
+        return client
+
+
+@pytest.fixture
+def hub_config(request: pytest.FixtureRequest) -> Config:
+    """Config for the hub fixture; tests change it with @pytest.mark.hub_config(...)."""
+    config = Config()
+    config.JupyterHub.authenticator_class = with_token_cache(MockPAMAuthenticator)
+    config.JupyterHub.proxy_class = MemoryProxy
+    config.JupyterHub.custom_scopes = {"custom:token-cache:admin": {"description": "Administer the token cache"}}
+    config.TokenCache.services = SERVICES
+    marker = request.node.get_closest_marker("hub_config")
+    if marker:
+        for dotted, value in marker.kwargs.items():
+            section, _, name = dotted.partition("__")
+            setattr(config[section], name, value)
+    return config
+
+
+@pytest.fixture
+async def hub(hub_config: Config) -> AsyncIterator[Hub]:
+    """A MockHub started in this test's event loop, stopped (and its caches closed) afterwards."""
+    MockHub.clear_instance()
+    app = MockHub.instance(config=hub_config)
+    await app.initialize([])
+    await app.start()
+    hub = Hub(app)
+    try:
+        yield hub
+    finally:
+        await hub.http.aclose()
+        await app.stop()
+        MockHub.clear_instance()
+        await close_all()
+
+
+@pytest.fixture
+def extension(hub: Hub) -> Any:
+    """The authenticator, which carries the token cache."""
+    return hub.app.authenticator
+
+
+UseHub = Callable[..., Any]
