@@ -15,6 +15,7 @@ from traitlets.config import Config
 from jupyter_token_cache import with_token_cache
 from jupyter_token_cache.cache import close_all
 
+from ..conftest import BACKENDS, settings_for
 from .memory_proxy import MemoryProxy
 
 SERVICES = {
@@ -100,6 +101,14 @@ def hub_config(request: pytest.FixtureRequest) -> Config:
             section, _, name = dotted.partition("__")
             setattr(config[section], name, value)
     return config
+
+
+@pytest.fixture(params=BACKENDS)
+def any_backend_config(request: pytest.FixtureRequest, hub_config: Config, crypt_key: str) -> Config:
+    """hub_config on each backend in turn; a module opts in with ``hub_config = any_backend_config``."""
+    for name, value in settings_for(request.param, request, crypt_key).items():
+        setattr(hub_config.TokenCache, name, value)
+    return hub_config
 
 
 @pytest.fixture

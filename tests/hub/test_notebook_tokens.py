@@ -8,6 +8,7 @@ import time
 import pytest
 
 from .conftest import Hub
+from .conftest import any_backend_config as hub_config  # noqa: F401 - every test on every backend
 
 
 async def test_same_session_same_token_other_session_other_token(hub: Hub) -> None:

@@ -1,0 +1,44 @@
+"""The cache is never an authority: Redis down means minting, and caching resumes by itself."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from traitlets.config import Config
+
+from ..servers import RedisServer
+from .conftest import Hub
+
+
+@pytest.fixture
+def hub_config(hub_config: Config, own_redis: RedisServer, crypt_key: str) -> Config:
+    hub_config.TokenCache.backend = "redis"
+    hub_config.TokenCache.url = own_redis.url
+    hub_config.TokenCache.encryption_key = crypt_key
+    hub_config.TokenCache.operation_timeout = 0.2
+    hub_config.TokenCache.retry_interval = 0.2
+    return hub_config
+
+
+async def test_redis_stopped_mid_run(hub: Hub, own_redis: RedisServer) -> None:
+    parent = hub.token("alice")
+    first = (await hub.post("notebook", parent, {})).json()
+    assert (await hub.post("notebook", parent, {})).json()["cached"] is True
+
+    own_redis.kill()  # SIGKILL, mid-run
+    during = [await hub.post("notebook", parent, {}) for _ in range(5)]
+    assert {r.status_code for r in during} == {200}
+    assert {r.json()["cached"] for r in during} == {False}
+    stats = hub.app.authenticator.token_service.stats()
+    assert stats["errors"] >= 1 and stats["available"] is False
+
+    own_redis.restart()
+    for _ in range(50):  # the store retries after retry_interval
+        await asyncio.sleep(0.1)
+        r = (await hub.post("notebook", parent, {})).json()
+        if r["cached"]:
+            break
+    assert r["cached"] is True, "caching did not resume"
+    assert r["token"] != first["token"]  # the restarted server is empty: a fresh mint was cached
+    assert (await hub.post("notebook", parent, {})).json()["token"] == r["token"]
