@@ -1,40 +1,144 @@
-"""A runnable tour of the token cache: ``python -m jupyter_token_cache.demo``.
+"""The demo hub: ``python -m jupyter_token_cache.demo`` (what ``./run demo`` runs).
 
-Mints fake tokens through a TokenCache on the memory backend and shows which requests
-were served from the cache, one mint under a stampede, and the statistics.
+Starts ``jupyterhub`` with ``examples/demo_config.py`` — sqlite, the memory backend,
+configurable-http-proxy, local servers — creates the test user "demo" and a token for
+it, and prints what to call. ``--check`` makes those calls itself and exits (CI).
 """
 
 from __future__ import annotations
 
-import asyncio
+import argparse
+import os
 import secrets
+import signal
+import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
-from . import TokenCache
-from .cache import CacheKey
+import httpx
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-async def main() -> None:
-    cache = TokenCache(backend="memory", max_size=1000)
-    minted = 0
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
-    async def mint() -> tuple[dict[str, object], float]:
-        nonlocal minted
-        minted += 1
-        await asyncio.sleep(0.05)  # what a round trip to the hub's token API costs
-        lifetime = 3600
-        return {"token": secrets.token_hex(16), "lifetime": lifetime}, time.time() + lifetime
 
-    key = CacheKey("demo-user", "notebook", ("session-1",))
-    for attempt in range(3):
-        value, created = await cache.get_or_create(key, mint)
-        print(f"request {attempt + 1}: {'minted' if created else 'served from cache'}")
-    await asyncio.gather(*(cache.get_or_create(CacheKey("demo-user", "internal", ("dask",)), mint)
-                           for _ in range(100)))  # fmt: skip
-    print(f"100 concurrent requests for a new key: {minted - 1} mint(s)")
-    print("stats:", {k: v for k, v in cache.stats().items() if k != "by_kind"})
-    await cache.close()
+def start_hub(workdir: Path, port: int, service_token: str, password: str) -> subprocess.Popen[bytes]:
+    config = EXAMPLES / "demo_config.py"
+    if not config.exists():
+        sys.exit(f"{config} not found: run the demo from a clone of the repository")
+    env = {
+        **os.environ,
+        "DEMO_DIR": str(workdir),
+        "DEMO_PORT": str(port),
+        "DEMO_HUB_PORT": str(free_port()),
+        "DEMO_PROXY_API_PORT": str(free_port()),
+        "DEMO_SERVICE_TOKEN": service_token,
+        "DEMO_PASSWORD": password,
+    }
+    log = (workdir / "jupyterhub.log").open("ab")
+    hub = Path(sys.executable).with_name("jupyterhub")
+    return subprocess.Popen(
+        [str(hub), "-f", str(config)], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+
+
+def wait_ready(url: str, hub: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if hub.poll() is not None:
+            sys.exit(f"jupyterhub exited; see {log}:\n" + log.read_text()[-2000:])
+        try:
+            if httpx.get(f"{url}/hub/api/", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    sys.exit(f"jupyterhub did not answer within {timeout:.0f} s; see {log}")
+
+
+def user_token(url: str, service_token: str) -> str:
+    """Create the "demo" user (if needed) and an API token for it, through the hub's API."""
+    with httpx.Client(base_url=f"{url}/hub/api/", headers={"Authorization": f"token {service_token}"}) as api:
+        r = api.post("users/demo")
+        if r.status_code not in (201, 409):
+            r.raise_for_status()
+        r = api.post("users/demo/tokens", json={"note": "demo: shell", "expires_in": 86400})
+        r.raise_for_status()
+        return str(r.json()["token"])
+
+
+def check(url: str, token: str) -> None:
+    """Make the calls the instructions describe; fail loudly if one does not behave."""
+    with httpx.Client(base_url=f"{url}/hub/api/token-cache/", headers={"Authorization": f"token {token}"}) as api:
+        first = api.post("notebook", json={}).json()
+        again = api.post("notebook", json={}).json()
+        internal = api.post("internal", json={"service": "demo-service"})
+        stats = api.get("stats").json()
+    assert first["cached"] is False and again["cached"] is True and again["id"] == first["id"], "notebook"
+    assert internal.status_code == 200 and internal.json()["service"] == "demo-service", internal.text
+    assert stats["mints"] == 2 and stats["hits"] == 1, stats
+    print(f"demo check passed: notebook token {first['id']} minted then cached; "
+          f"internal token {internal.json()['id']}; stats {stats['mints']} mints, {stats['hits']} hit")  # fmt: skip
+
+
+INSTRUCTIONS = """
+Demo hub with the token cache: {url}   (log: {log}; Ctrl-C stops it)
+
+In a browser: log in as "demo", password "{password}", start your server, and in a notebook:
+    from jupyter_token_cache.client import get_notebook_token, get_internal_token
+    get_notebook_token()                  # the one also in $JUPYTERHUB_NOTEBOOK_TOKEN
+    get_internal_token("demo-service")    # a delegated token for a service
+
+From a shell (a token for "demo" was written to {token_file}):
+    TOKEN=$(cat {token_file})
+    curl -s -X POST -H "Authorization: token $TOKEN" {url}/hub/api/token-cache/notebook -d '{{}}'
+    curl -s -X POST -H "Authorization: token $TOKEN" {url}/hub/api/token-cache/notebook -d '{{}}'   # "cached": true
+    curl -s -X POST -H "Authorization: token $TOKEN" {url}/hub/api/token-cache/internal -d '{{"service": "demo-service"}}'
+    curl -s -H "Authorization: token $TOKEN" {url}/hub/api/token-cache/stats                       # demo is an admin
+"""
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8000, help="public port (default 8000)")
+    parser.add_argument("--dir", default=".demo", help="where the hub keeps its files (default .demo)")
+    parser.add_argument("--check", action="store_true", help="make the calls, print the result, stop")
+    args = parser.parse_args(argv)
+
+    workdir = Path(args.dir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port() if args.check else args.port
+    url = f"http://127.0.0.1:{port}"
+    service_token, password = secrets.token_hex(16), secrets.token_urlsafe(9)
+    hub = start_hub(workdir, port, service_token, password)
+    try:
+        wait_ready(url, hub, workdir / "jupyterhub.log")
+        token = user_token(url, service_token)
+        if args.check:
+            check(url, token)
+            return
+        token_file = workdir / "demo-token"
+        token_file.touch(mode=0o600)
+        token_file.write_text(token + "\n")
+        print(INSTRUCTIONS.format(url=url, log=workdir / "jupyterhub.log", password=password,
+                                  token_file=token_file), flush=True)  # fmt: skip
+        hub.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if hub.poll() is None:
+            hub.send_signal(signal.SIGINT)
+            try:
+                hub.wait(30)
+            except subprocess.TimeoutExpired:
+                hub.kill()
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

@@ -42,9 +42,10 @@ class TokenCache(CacheEngine):
         300,
         config=True,
         help="""Seconds a served token has left, at least. A cached token is reused while
-        more than half its lifetime and at least this much remain (or, when the request
-        names a minimum_lifetime, at least that much). When even a fresh token could not
-        live this long because its parent expires sooner, the request is refused (422).""",
+        more than half its lifetime and at least this much remain (half the policy's
+        lifetime when that is shorter; when the request names a minimum_lifetime, at
+        least that much). When even a fresh token could not live this long because its
+        parent expires sooner, the request is refused (422).""",
     )
     services = Dict(
         config=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -123,7 +124,9 @@ async def hub(hub_config: Config) -> AsyncIterator[Hub]:
         yield hub
     finally:
         await hub.http.aclose()
-        await app.stop()
+        stopped = app.stop()  # a coroutine since JupyterHub 6; 5.x cleans up in a thread
+        if inspect.isawaitable(stopped):
+            await stopped
         MockHub.clear_instance()
         await close_all()
 
