@@ -121,3 +121,10 @@ async def test_forged_lineage_note_is_ignored(hub: Hub) -> None:
     r = await hub.post("notebook", forged, {})
     assert r.status_code == 200 and "access:servers!user=alice" not in r.json()["scopes"]
     assert internal["token"] not in r.text
+
+
+async def test_meta_scopes_are_refused(hub: Hub) -> None:
+    for scopes in (["inherit"], ["self"], ["admin-ui"], ["read:users"]):
+        r = await hub.post("internal", hub.token("alice"), {"service": "dask", "scopes": scopes})
+        assert r.status_code in (400, 403), (scopes, r.text)
+    assert hub.minted_rows("alice") == []
