@@ -11,7 +11,8 @@ import redis.asyncio as redis_asyncio
 from aiocache import SimpleMemoryCache
 from cryptography.fernet import Fernet
 
-from jupyter_token_cache.cache import CacheKey, TokenCache, close_all
+from jupyter_token_cache import CacheKey, TokenCache
+from jupyter_token_cache.cache import close_all
 from tests.servers import MemcachedServer, RedisServer
 
 from .timing import Figures, interleaved, throughput
