@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dataclasses import dataclass
+
 from .timing import Figures
 
 
@@ -33,16 +35,36 @@ def machine() -> dict[str, Any]:
     }
 
 
-def ratio_rows(
-    groups: dict[str, dict[str, Figures]], ratios: list[tuple[Any, ...]]
-) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class Ratio:
+    """``ours / baseline`` within one group, at p50 latency or at c10 throughput."""
+
+    label: str
+    group: str
+    ours: str
+    baseline: str
+    target: float | None = None
+    metric: str = "p50"  # or "rps10"
+    at_least: bool = False  # the target is a floor, not a ceiling
+
+    def value(self, groups: dict[str, dict[str, Figures]]) -> float:
+        ours, baseline = groups[self.group][self.ours], groups[self.group][self.baseline]
+        if self.metric == "rps10":
+            return ours.rps[10] / baseline.rps[10]
+        return ours.percentile(50) / baseline.percentile(50)
+
+
+def ratio_rows(groups: dict[str, dict[str, Figures]], ratios: list[Ratio]) -> list[dict[str, Any]]:
     rows = []
-    for label, group, ours, baseline, target in ratios:
-        if group not in groups:
+    for ratio in ratios:
+        if ratio.group not in groups:
             continue
-        value = groups[group][ours].percentile(50) / groups[group][baseline].percentile(50)
-        rows.append({"ratio": label, "value": value, "target": target,
-                     "met": None if target is None else value <= target})  # fmt: skip
+        value = ratio.value(groups)
+        met = None
+        if ratio.target is not None:
+            met = value >= ratio.target if ratio.at_least else value <= ratio.target
+        rows.append({"ratio": ratio.label, "value": value, "target": ratio.target,
+                     "at_least": ratio.at_least, "met": met})  # fmt: skip
     return rows
 
 
@@ -64,25 +86,83 @@ def markdown(groups: dict[str, dict[str, Figures]], rows: list[dict[str, Any]], 
             )
     lines += ["", "| ratio | value | target | met |", "|---|---:|---:|---|"]
     for row in rows:
-        target = "" if row["target"] is None else f"<= {row['target']}"
+        target = "" if row["target"] is None else f"{'>=' if row['at_least'] else '<='} {row['target']}"
         met = "" if row["met"] is None else ("yes" if row["met"] else "**no**")
         lines.append(f"| {row['ratio']} | {row['value']:.2f}x | {target} | {met} |")
     return "\n".join(lines) + "\n"
 
 
+def count_lines(counts: dict[str, Any], memory: dict[str, Any]) -> list[str]:
+    """Counts and memory, each with its target."""
+    lines = ["", "| count | value | target | met |", "|---|---:|---:|---|"]
+    for label, value in counts.items():
+        if label.startswith("stampede"):
+            target, met = "1", value == 1
+        elif "jupyter-token-cache" in label:
+            target, met = "<= 150 (sessions x services)", value <= 150
+        else:
+            target, met = "", None
+        lines.append(f"| {label} | {value:,} | {target} | {'' if met is None else ('yes' if met else '**no**')} |")
+    for n, m in memory.items():
+        big = int(n) >= 100_000
+        lines.append(f"| memory backend, bytes per entry at {int(n):,} entries (keys and values included; "
+                     f"the store's own share {m['bytes_per_entry_overhead']:.0f}) | {m['bytes_per_entry_total']:.0f} | "
+                     f"{'<= 1024' if big else ''} | {('yes' if m['bytes_per_entry_total'] <= 1024 else '**no**') if big else ''} |")
+        lines.append(f"| memory backend, max_size={int(n):,} holds after {int(n) * 11 // 10:,} inserts | "
+                     f"{m['max_size_holds']} | True | {'yes' if m['max_size_holds'] else '**no**'} |")  # fmt: skip
+    return lines
+
+
+def plot(path: Path, groups: dict[str, dict[str, Figures]], info: dict[str, Any]) -> None:
+    """Latency distribution per path (log scale) and throughput at c1 and c10."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    hub = {g: c for g, c in groups.items() if g.startswith("hub")}
+    labels = [f"{g.removeprefix('hub, ').removesuffix(' backend')}: {n}" for g, c in hub.items() for n in c]
+    samples = [[x * 1e3 for x in f.samples] for c in hub.values() for f in c.values()]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(16, 0.42 * len(labels) + 2), sharey=True)
+    left.boxplot(samples, vert=False, showfliers=False, whis=(1, 99))
+    left.set_yticks(range(1, len(labels) + 1), labels, fontsize=8)
+    left.set_xscale("log")
+    left.set_xlabel("latency, ms (box: p25-p75, whiskers: p1-p99)")
+    left.invert_yaxis()
+    figures = [f for c in hub.values() for f in c.values()]
+    for offset, concurrency in ((-0.2, 1), (0.2, 10)):
+        right.barh([i + 1 + offset for i in range(len(figures))], [f.rps.get(concurrency, 0) for f in figures],
+                   height=0.4, label=f"concurrency {concurrency}")  # fmt: skip
+    right.set_xlabel("requests per second")
+    right.legend()
+    fig.suptitle(f"jupyter-token-cache in a hub, {info['date']}: {info['cpu']} ({info['cores']} cores), "
+                 f"JupyterHub {info['jupyterhub']}", fontsize=10)  # fmt: skip
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def write(
-    out: Path, groups: dict[str, dict[str, Figures]], rows: list[dict[str, Any]], quick: bool
+    out: Path,
+    groups: dict[str, dict[str, Figures]],
+    rows: list[dict[str, Any]],
+    quick: bool,
+    counts: dict[str, Any],
+    memory: dict[str, Any],
 ) -> str:
     info = machine()
     out.mkdir(parents=True, exist_ok=True)
-    table = markdown(groups, rows, info)
+    table = markdown(groups, rows, info) + "\n".join(count_lines(counts, memory)) + "\n"
     data = {
         "machine": info,
         "quick": quick,
         "groups": {g: {n: f.summary() for n, f in c.items()} for g, c in groups.items()},
         "ratios": rows,
+        "counts": counts,
+        "memory": memory,
     }
     stem = "quick" if quick else "latest"
     (out / f"{stem}.json").write_text(json.dumps(data, indent=2) + "\n")
-    (out / f"{stem}.md").write_text(table)
+    (out / f"{stem}.md").write_text(table + f"\n![latency and throughput]({stem}.png)\n")
+    plot(out / f"{stem}.png", groups, info)
     return table

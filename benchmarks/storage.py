@@ -15,6 +15,7 @@ from jupyter_token_cache import CacheKey, TokenCache
 from jupyter_token_cache.cache import close_all
 from tests.servers import MemcachedServer, RedisServer
 
+from .report import Ratio
 from .timing import Figures, interleaved, throughput
 
 KEY = CacheKey("alice", "notebook", ("session-123", "1767225600.0"))
@@ -64,21 +65,13 @@ async def run(quick: bool) -> dict[str, dict[str, Figures]]:
         raw_redis = redis_asyncio.Redis(host="127.0.0.1", port=redis_server.port)
         envelope = await on_redis.store.backend.client.get(on_redis.store._entry_name(KEY))
         await raw_redis.set("raw", envelope)  # same bytes as our entry
-        groups["redis hit"] = await interleaved(
-            {
-                "jupyter-token-cache redis": lambda: on_redis.get(KEY),
-                "redis.asyncio GET (raw)": lambda: raw_redis.get("raw"),
-            },
-            rounds=net_rounds,
-            per_round=net_per_round,
-        )
+        contenders = {
+            "jupyter-token-cache redis": lambda: on_redis.get(KEY),
+            "redis.asyncio GET (raw)": lambda: raw_redis.get("raw"),
+        }
+        groups["redis hit"] = await interleaved(contenders, rounds=net_rounds, per_round=net_per_round)
         total = 500 if quick else 5000
-        for figures, op in (
-            (groups["redis hit"]["jupyter-token-cache redis"], lambda: on_redis.get(KEY)),
-            (groups["redis hit"]["redis.asyncio GET (raw)"], lambda: raw_redis.get("raw")),
-        ):
-            for concurrency in (1, 10):
-                figures.rps[concurrency] = await throughput(op, concurrency=concurrency, total=total)
+        await throughput(contenders, groups["redis hit"], total=total)
         await raw_redis.aclose()
 
         on_memcached = TokenCache(
@@ -88,20 +81,12 @@ async def run(quick: bool) -> dict[str, dict[str, Figures]]:
         raw_memcached = aiomcache.Client("127.0.0.1", memcached_server.port)
         envelope = await on_memcached.store.backend.get(on_memcached.store._entry_name(KEY))
         await raw_memcached.set(b"raw", envelope.encode())
-        groups["memcached hit"] = await interleaved(
-            {
-                "jupyter-token-cache memcached": lambda: on_memcached.get(KEY),
-                "aiomcache get (raw)": lambda: raw_memcached.get(b"raw"),
-            },
-            rounds=net_rounds,
-            per_round=net_per_round,
-        )
-        for figures, op in (
-            (groups["memcached hit"]["jupyter-token-cache memcached"], lambda: on_memcached.get(KEY)),
-            (groups["memcached hit"]["aiomcache get (raw)"], lambda: raw_memcached.get(b"raw")),
-        ):
-            for concurrency in (1, 10):
-                figures.rps[concurrency] = await throughput(op, concurrency=concurrency, total=total)
+        contenders = {
+            "jupyter-token-cache memcached": lambda: on_memcached.get(KEY),
+            "aiomcache get (raw)": lambda: raw_memcached.get(b"raw"),
+        }
+        groups["memcached hit"] = await interleaved(contenders, rounds=net_rounds, per_round=net_per_round)
+        await throughput(contenders, groups["memcached hit"], total=total)
         await raw_memcached.close()
     finally:
         await close_all()
@@ -111,15 +96,12 @@ async def run(quick: bool) -> dict[str, dict[str, Figures]]:
 
 
 RATIOS = [
-    # (label, group, ours, baseline, target)
-    ("memory hit / cachetools p50", "memory hit", "jupyter-token-cache memory",
-     "cachetools.TTLCache.get", 1.5),
-    ("memory hit / aiocache SimpleMemoryCache p50", "memory hit", "jupyter-token-cache memory",
-     "aiocache SimpleMemoryCache (defaults)", None),
-    ("memory hit / dict.get p50", "memory hit", "jupyter-token-cache memory", "dict.get (floor)",
-     None),
-    ("redis hit / raw GET p50", "redis hit", "jupyter-token-cache redis",
-     "redis.asyncio GET (raw)", 1.25),
-    ("memcached hit / raw aiomcache get p50", "memcached hit", "jupyter-token-cache memcached",
-     "aiomcache get (raw)", None),
+    Ratio("memory hit / cachetools p50", "memory hit", "jupyter-token-cache memory",
+          "cachetools.TTLCache.get", 1.5),
+    Ratio("memory hit / aiocache SimpleMemoryCache p50", "memory hit", "jupyter-token-cache memory",
+          "aiocache SimpleMemoryCache (defaults)"),
+    Ratio("memory hit / dict.get p50", "memory hit", "jupyter-token-cache memory", "dict.get (floor)"),
+    Ratio("redis hit / raw GET p50", "redis hit", "jupyter-token-cache redis", "redis.asyncio GET (raw)", 1.25),
+    Ratio("memcached hit / raw aiomcache get p50", "memcached hit", "jupyter-token-cache memcached",
+          "aiomcache get (raw)"),
 ]  # fmt: skip

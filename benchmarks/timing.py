@@ -82,8 +82,8 @@ async def interleaved(
     return figures
 
 
-async def throughput(op: Callable[[], Awaitable[Any]], *, concurrency: int, total: int) -> float:
-    """Requests per second with ``concurrency`` callers sharing ``total`` calls."""
+async def burst(op: Callable[[], Awaitable[Any]], concurrency: int, total: int) -> float:
+    """Seconds for ``concurrency`` callers to share ``total`` calls."""
     remaining = total
 
     async def worker() -> None:
@@ -94,4 +94,27 @@ async def throughput(op: Callable[[], Awaitable[Any]], *, concurrency: int, tota
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return total / (time.perf_counter() - started)
+    return time.perf_counter() - started
+
+
+async def throughput(
+    contenders: dict[str, Callable[[], Awaitable[Any]]],
+    figures: dict[str, Figures],
+    *,
+    total: int,
+    rounds: int = 5,
+    concurrencies: tuple[int, ...] = (1, 10),
+) -> None:
+    """Requests per second of each contender at each concurrency, into ``figures[name].rps``.
+
+    Contenders alternate in ``rounds`` bursts of ``total / rounds`` calls, so a noisy
+    neighbour slows them all alike; the figure is calls over the summed burst times.
+    """
+    per_round = max(1, total // rounds)
+    for concurrency in concurrencies:
+        spent = dict.fromkeys(contenders, 0.0)
+        for _ in range(rounds):
+            for name, op in contenders.items():
+                spent[name] += await burst(op, concurrency, per_round)
+        for name in contenders:
+            figures[name].rps[concurrency] = per_round * rounds / spent[name]

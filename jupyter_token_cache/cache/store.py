@@ -24,7 +24,7 @@ class CacheKey(NamedTuple):
 
     user: str
     kind: str
-    parts: tuple[str, ...] = ()
+    parts: tuple[Any, ...] = ()
 
 
 class Store(ABC):

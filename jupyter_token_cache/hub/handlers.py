@@ -37,6 +37,16 @@ class TokenCacheAPIHandler(APIHandler):
     def extension(self) -> TokenCacheMixin:
         return self.authenticator  # type: ignore[no-any-return]
 
+    def get_token(self) -> Any:
+        """The request's token row, looked up once per request.
+
+        The hub looks it up to authenticate and again to resolve scopes, and the session
+        resolver needs it a third time; each lookup is a query and a hash.
+        """
+        if not hasattr(self, "_token_row"):
+            self._token_row = super().get_token()
+        return self._token_row
+
     def body(self, allowed: tuple[str, ...]) -> dict[str, Any]:
         """The JSON object in the request body ({} when empty), with only ``allowed`` fields."""
         raw = self.request.body.strip()

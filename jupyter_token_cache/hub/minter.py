@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any
 
 from jupyterhub import orm
+from sqlalchemy import select
 from jupyterhub.scopes import (
     _check_scopes_exist,
     _intersect_expanded_scopes,
@@ -49,6 +51,18 @@ class OrmMinter:
 
     def __init__(self, db: Any) -> None:
         self.db = db
+        self._expanded = lru_cache(maxsize=4096)(self._expand)
+
+    @staticmethod
+    @lru_cache(maxsize=4096)
+    def _owner(name: str) -> Any:
+        """A detached ``orm.User`` standing for ``name`` in scope expansion.
+
+        JupyterHub's ``expand_scopes`` only reads the owner's type and name (its own cache
+        is keyed by them); looking the user up in the database for it cost more than the
+        rest of a cache hit. This object is never added to a session.
+        """
+        return orm.User(name=name)
 
     def _user(self, name: str) -> Any:
         orm_user = orm.User.find(self.db, name)
@@ -60,12 +74,14 @@ class OrmMinter:
         return frozenset(get_scopes_for(self._user(user)))
 
     def expand(self, scopes: Iterable[str], user: str) -> frozenset[str]:
-        scopes = list(scopes)
+        return self._expanded(tuple(scopes), user)
+
+    def _expand(self, scopes: tuple[str, ...], user: str) -> frozenset[str]:
         try:
             _check_scopes_exist(scopes)
         except KeyError:  # its message echoes the scope, which is the caller's input
             raise InvalidRequest("Unknown scope") from None
-        return frozenset(expand_scopes(scopes, owner=self._user(user)))
+        return frozenset(expand_scopes(scopes, owner=self._owner(user)))
 
     def intersect(self, a: frozenset[str], b: frozenset[str]) -> frozenset[str]:
         return frozenset(_intersect_expanded_scopes(a, b, db=self.db))
@@ -93,14 +109,15 @@ class OrmMinter:
             "id": row.api_id,
             "expires_at": epoch_seconds(row.expires_at),
             "created": epoch_seconds(row.created),
-            "scopes": scopes,
         }
 
     async def alive(self, token_id: str) -> bool:
         row_id = _row_id(token_id)
         if row_id is None:
             return False
-        row = self.db.query(orm.APIToken.expires_at).filter(orm.APIToken.id == row_id).first()
+        row = self.db.execute(
+            select(orm.APIToken.expires_at).where(orm.APIToken.id == row_id)
+        ).first()
         if row is None:
             return False
         expires_at = epoch_seconds(row[0])

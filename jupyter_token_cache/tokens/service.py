@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from typing import Any, NamedTuple
 
 from ..cache import CacheKey
 from .lineage import Lineage
@@ -20,6 +21,23 @@ from .models import (
     shown,
 )
 from .policy import TokenCache
+
+
+class CachedToken(NamedTuple):
+    """What the cache holds for a token: a tuple in memory, a JSON list on a shared backend.
+
+    Its scopes are not repeated here: they are part of the key.
+    """
+
+    token: str
+    id: str
+    expires_at: float
+    created: float
+
+
+@lru_cache(maxsize=4096)
+def _sorted(scopes: frozenset[str]) -> tuple[str, ...]:
+    return tuple(sorted(scopes))
 
 
 class TokenService:
@@ -163,44 +181,47 @@ class TokenService:
             )
         key = self.key(session.user, kind, session.ref, session.expires_at, service, scopes)
 
-        async def reusable(value: dict[str, Any]) -> bool:
-            remaining = value["expires_at"] - time.time()
+        async def reusable(value: Sequence[Any]) -> bool:
+            entry = CachedToken(*value)  # a list when it comes from a shared backend
+            remaining = entry.expires_at - time.time()
             if minimum_lifetime is not None:
                 fresh_enough = remaining >= minimum_lifetime
             else:
-                lived = value["expires_at"] - value["created"]
+                lived = entry.expires_at - entry.created
                 fresh_enough = remaining > lived / 2 and remaining >= need
             if not fresh_enough:
                 return False
-            if await self.minter.alive(value["id"]):
+            if await self.minter.alive(entry.id):
                 return True
             await self.settings.delete(key)  # revoked in the hub: evict
             return False
 
-        async def mint() -> tuple[dict[str, Any], float]:
+        async def mint() -> tuple[CachedToken, float]:
             expires_in = int(end - time.time())
             if expires_in < 1:
                 raise LifetimeUnavailable(f"The parent session of this {kind} token ends too soon")
             note = self.lineage.note(session, minted=kind, service=service)
-            value = await self.minter.mint(
-                session.user, scopes, expires_in=expires_in, note=note, session_id=session.session_id
+            minted = await self.minter.mint(
+                session.user, key.parts[3], expires_in=expires_in, note=note, session_id=session.session_id
             )
             self.log.info(
                 "Minted %s token %s for %s%s (expires in %i s)",
                 kind,
-                value["id"],
+                minted["id"],
                 session.user,
                 f" and service {service}" if service else "",
                 expires_in,
             )
-            return value, value["expires_at"]
+            entry = CachedToken(minted["token"], minted["id"], minted["expires_at"], minted["created"])
+            return entry, entry.expires_at
 
         value, created = await self.settings.get_or_create(key, mint, accept=reusable)
+        entry = CachedToken(*value)
         return IssuedToken(
-            token=value["token"],
-            id=value["id"],
-            expires_at=value["expires_at"],
-            scopes=tuple(value["scopes"]),
+            token=entry.token,
+            id=entry.id,
+            expires_at=entry.expires_at,
+            scopes=key.parts[3],
             cached=not created,
             service=service,
         )
@@ -214,8 +235,12 @@ class TokenService:
         service: str | None,
         scopes: Iterable[str],
     ) -> CacheKey:
-        """The cache key of a token: everything its reuse depends on."""
-        return CacheKey(user, kind, (ref, repr(parent_expires_at), service or "", *sorted(scopes)))
+        """The cache key of a token: everything its reuse depends on.
+
+        The sorted scopes are one tuple, shared by every key with the same scope set
+        (a user's sessions all ask for the same scopes), which keeps a memory entry small.
+        """
+        return CacheKey(user, kind, (ref, parent_expires_at, service or "", _sorted(frozenset(scopes))))
 
     # -- revoking -----------------------------------------------------------------------
 

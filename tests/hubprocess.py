@@ -1,0 +1,103 @@
+"""Run the real ``jupyterhub`` command (with configurable-http-proxy) on loopback ports.
+
+Used by the end-to-end test and the benchmarks: the hub gets a generated config in its
+own directory, an admin service token, and is stopped (with its proxy and servers) by
+SIGTERM, then SIGKILL of its process group if it lingers.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from .servers import MissingBinary, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+BASE_CONFIG = """
+import os
+import sys
+c.JupyterHub.ip = "127.0.0.1"
+c.JupyterHub.port = {port}
+c.JupyterHub.hub_ip = "127.0.0.1"
+c.JupyterHub.hub_port = {hub_port}
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api_port}"
+c.JupyterHub.db_url = "sqlite:///{workdir}/jupyterhub.sqlite"
+c.JupyterHub.cookie_secret_file = "{workdir}/cookie_secret"
+c.JupyterHub.pid_file = "{workdir}/jupyterhub.pid"
+c.ConfigurableHTTPProxy.pid_file = "{workdir}/proxy.pid"
+c.JupyterHub.services = [{{"name": "admin-service", "api_token": "{service_token}"}}]
+c.JupyterHub.load_roles = [{{
+    "name": "admin-service",
+    "scopes": ["admin:users", "admin:servers", "tokens", "custom:token-cache:admin"],
+    "services": ["admin-service"],
+}}]
+c.JupyterHub.custom_scopes = {{"custom:token-cache:admin": {{"description": "Token cache stats and resets"}}}}
+"""
+
+
+class HubProcess:
+    """A ``jupyterhub -f jupyterhub_config.py`` process; ``config`` is appended to the base."""
+
+    def __init__(self, workdir: Path, config: str) -> None:
+        if shutil.which("configurable-http-proxy") is None:
+            raise MissingBinary("configurable-http-proxy not found (npm install -g configurable-http-proxy)")
+        self.workdir = workdir
+        self.port, self.hub_port = free_port(), free_port()
+        self.service_token = secrets.token_hex(16)
+        self.url = f"http://127.0.0.1:{self.port}"
+        #: The hub itself, without the proxy in between.
+        self.hub_url = f"http://127.0.0.1:{self.hub_port}"
+        workdir.mkdir(parents=True, exist_ok=True)
+        text = BASE_CONFIG.format(port=self.port, hub_port=self.hub_port, proxy_api_port=free_port(),
+                                  workdir=workdir, service_token=self.service_token) + config  # fmt: skip
+        (workdir / "jupyterhub_config.py").write_text(text)
+        self.log_path = workdir / "jupyterhub.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60) -> HubProcess:
+        log = self.log_path.open("ab")
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.process = subprocess.Popen(
+            [str(Path(sys.executable).with_name("jupyterhub")), "-f", "jupyterhub_config.py"],
+            cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        )  # fmt: skip
+        log.close()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"{self.url}/hub/api/", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("jupyterhub did not start:\n" + self.log_path.read_text()[-3000:])
+            time.sleep(0.2)
+
+    def admin(self, *, direct: bool = False) -> httpx.Client:
+        """A client for the hub's REST API with the admin service's token."""
+        base = self.hub_url if direct else self.url
+        return httpx.Client(base_url=f"{base}/hub/api/", timeout=60,
+                            headers={"Authorization": f"token {self.service_token}"})  # fmt: skip
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text()
