@@ -41,7 +41,7 @@ async def main(n: int) -> None:
                 await call()
             profiler.stop()
             print(f"==== {route} x{n}")
-            print(profiler.output_text(unicode=False, show_all=False, short_mode=True)[:6000])
+            print(profiler.output_text(unicode=False, show_all=False, short_mode=False)[:9000])
     stopped = app.stop()
     if asyncio.iscoroutine(stopped):
         await stopped

@@ -41,7 +41,7 @@ class Minter(Protocol):
         """A new token: ``{"token", "id", "expires_at", "created"}``."""
 
     async def alive(self, token_id: str) -> bool:
-        """True while the token exists in the hub and has not expired."""
+        """True while the token exists in the hub (the caller checks the expiry it holds)."""
 
     async def minted(self, user: str | None = None) -> list[MintedRow]:
         """Tokens whose note says this extension minted them (signature not checked here)."""
