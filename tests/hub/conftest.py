@@ -18,6 +18,10 @@ from jupyter_token_cache.cache import close_all
 
 from ..conftest import BACKENDS, settings_for
 from .memory_proxy import MemoryProxy
+from .openapi import check_response
+
+#: Every response from the token-cache routes is checked against docs/_static/rest-api.yml.
+VALIDATE = {"response": [check_response]}
 
 SERVICES = {
     "dask": {"scopes": ["access:services!service=dask", "read:users!user"], "lifetime": 3600},
@@ -31,7 +35,7 @@ class Hub:
     def __init__(self, app: MockHub) -> None:
         self.app = app
         self.url = app.hub.url  # direct to the hub: the memory proxy serves nothing
-        self.http = httpx.AsyncClient(base_url=self.url, timeout=30)
+        self.http = httpx.AsyncClient(base_url=self.url, timeout=30, event_hooks=VALIDATE)
 
     @property
     def db(self) -> Any:
@@ -76,7 +80,7 @@ class Hub:
 
     async def login(self, name: str) -> httpx.AsyncClient:
         """A browser-like client logged in as ``name`` (cookies, XSRF header set)."""
-        client = httpx.AsyncClient(base_url=self.url, timeout=30)
+        client = httpx.AsyncClient(base_url=self.url, timeout=30, event_hooks=VALIDATE)
         r = await client.get("login")
         xsrf = client.cookies.get("_xsrf") or re.search(r'name="_xsrf" value="([^"]+)"', r.text).group(1)
         r = await client.post("login", params={"_xsrf": xsrf}, data={"username": name, "password": name,
