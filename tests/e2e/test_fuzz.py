@@ -1,0 +1,121 @@
+"""Fuzzing the REST API of a real hub: no 5xx, JSON 4xx with a message, no leaked token.
+
+Hypothesis generates requests to every route, with every kind of credential (none,
+garbage, a user's, a narrow one, minted notebook and internal tokens, an admin's) and
+bodies from well-formed to garbage. The hub is the ``jupyterhub`` command; afterwards its
+whole log is searched for every secret the test knows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ..hub.openapi import check
+from ..hubprocess import HubProcess
+from ..servers import MissingBinary
+
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "2000"))
+CONFIG = """
+from jupyter_token_cache import with_token_cache
+c.JupyterHub.authenticator_class = with_token_cache("dummy")
+c.Authenticator.allow_all = True
+c.TokenCache.services = {"dask": {"scopes": ["read:users!user", "access:services!service=dask"], "lifetime": 3600},
+                         "search": {"scopes": ["read:users:name!user"], "lifetime": 600}}
+"""
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=8,
+)
+scopes = st.sampled_from(["read:users!user", "access:services!service=dask", "admin:users", "inherit", "self",
+                          "read:users!user=bob", "read:users:name!user", "tokens", "no-such", ""]) | st.text(max_size=30)
+bodies = st.one_of(
+    st.fixed_dictionaries({}, optional={
+        "service": st.sampled_from(["dask", "search", "nope", ""]) | st.text(max_size=20) | json_values,
+        "scopes": st.lists(scopes, max_size=4) | json_values,
+        "minimum_lifetime": st.integers(-10, 10**12) | json_values,
+        "extra": json_values,
+    }).map(json.dumps),
+    json_values.map(json.dumps),
+    st.binary(max_size=40),
+    st.just(""),
+)
+ROUTES = [("POST", "token-cache/notebook"), ("POST", "token-cache/internal"), ("GET", "token-cache/stats"),
+          ("DELETE", "token-cache"), ("DELETE", "token-cache/users/{name}")]  # fmt: skip
+# weighted towards valid credentials, so that most requests reach the policy
+CREDENTIALS = ["none", "garbage", "user", "user", "user", "narrow", "notebook", "notebook", "internal", "admin", "admin"]
+
+
+@pytest.fixture(scope="module")
+def fuzz_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    try:
+        hub = HubProcess(tmp_path_factory.mktemp("fuzz"), CONFIG)
+    except MissingBinary as e:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"{e} - required in CI", pytrace=False)
+        pytest.skip(str(e))
+    hub.start()
+    admin = hub.admin(direct=True)
+    for name in ("alice", "bob"):
+        admin.post(f"users/{name}")
+    user = admin.post("users/alice/tokens", json={"note": "fuzz"}).json()["token"]
+    narrow = admin.post("users/alice/tokens", json={"scopes": ["read:users:name!user"]}).json()["token"]
+    api = httpx.Client(base_url=f"{hub.hub_url}/hub/api/", timeout=30)
+    minted = {kind: api.post(f"token-cache/{kind}", headers={"Authorization": f"token {user}"},
+                             json={"service": "dask"} if kind == "internal" else {}).json()["token"]
+              for kind in ("notebook", "internal")}  # fmt: skip
+    state = {"hub": hub, "api": api, "secrets": {user, narrow, hub.service_token, *minted.values()},
+             "credentials": {"none": None, "garbage": "0" * 32, "user": user, "narrow": narrow,
+                             "admin": hub.service_token, **minted},
+             "statuses": Counter()}  # fmt: skip
+    try:
+        yield state
+    finally:
+        api.close()
+        hub.stop()
+        log = hub.log()
+        leaked = [s for s in state["secrets"] if s in log]
+        print(f"\nfuzz: {sum(state['statuses'].values())} requests, statuses {dict(state['statuses'])}, "
+              f"{len(state['secrets'])} secrets, {len(leaked)} in the hub log")  # fmt: skip
+        assert not leaked, "a token appeared in the hub's log"
+
+
+@pytest.mark.e2e
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])  # fmt: skip
+@given(route=st.sampled_from(ROUTES), credential=st.sampled_from(CREDENTIALS), body=bodies,
+       name=st.sampled_from(["alice", "bob", "nobody"]) | st.text(min_size=1, max_size=20),
+       revoke=st.none() | st.sampled_from(["true", "false", "1", "0"]) | st.text(max_size=8))  # fmt: skip
+def test_fuzz_rest_api(fuzz_hub: dict[str, Any], route: tuple[str, str], credential: str, body: Any,
+                       name: str, revoke: str | None) -> None:  # fmt: skip
+    method, path = route
+    path = path.format(name=quote(name, safe=""))
+    token = fuzz_hub["credentials"][credential]
+    headers = {"Authorization": f"token {token}"} if token else {}
+    params = {} if revoke is None or method != "DELETE" else {"revoke": revoke}
+    content = body if method == "POST" else None
+    r = fuzz_hub["api"].request(method, path, headers=headers, params=params, content=content)
+    fuzz_hub["statuses"][r.status_code] += 1
+    assert r.status_code < 500, r.text
+    payload = r.json()
+    if r.status_code >= 400:
+        assert payload["status"] == r.status_code and payload["message"]
+    if "/token-cache/users/" not in r.request.url.path or "/" not in name:
+        check(method, r.request.url.path, r.status_code, payload)
+    if r.status_code == 200 and "token" in payload:
+        fuzz_hub["secrets"].add(payload["token"])
+        payload = {k: v for k, v in payload.items() if k != "token"}
+    text = json.dumps(payload)
+    assert not any(secret in text for secret in fuzz_hub["secrets"]), "a token leaked into a response"
