@@ -115,6 +115,10 @@ class RedisServer(Server):
             "--protected-mode", "yes",
         ]  # fmt: skip
 
+    def dump(self) -> dict[str, bytes]:
+        """Every key and value on the server (test-only inspection: KEYS is fine here)."""
+        return {n.decode(): self.call("GET", n) or b"" for n in self.call("KEYS", "*")}
+
     def call(self, *args: Any) -> Any:
         """Run one command with a throwaway client (for tests that inspect the server)."""
         import redis
@@ -146,6 +150,21 @@ class MemcachedServer(Server):
                     break
                 data += chunk
         return [line for line in data.decode(errors="replace").splitlines() if line]
+
+    def dump(self) -> dict[str, bytes]:
+        """Every key and its raw ``get`` reply."""
+        found = {}
+        for name in self.keys():
+            with socket.create_connection((LOOPBACK, self.port), timeout=5) as s:
+                s.sendall(f"get {name}\r\n".encode())
+                data = b""
+                while not data.endswith(b"END\r\n"):
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+            found[name] = data
+        return found
 
     def keys(self) -> dict[str, int]:
         """Every key on the server with its expiry (Unix time, -1 for none): metadump."""

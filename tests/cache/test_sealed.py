@@ -24,22 +24,7 @@ SECRETS = ["very-secret-token-0123456789", "parent-token-abcdef", "alice@example
 
 def dump(backend, request) -> dict[str, bytes]:
     """Every key and value on the server."""
-    if backend == "redis":
-        server = request.getfixturevalue("redis_server")
-        names = [n.decode() for n in server.call("KEYS", "*")]  # test-only inspection
-        return {n: server.call("GET", n) or b"" for n in names}
-    server = request.getfixturevalue("memcached_server")
-    import socket
-
-    found = {}
-    for name in server.keys():
-        with socket.create_connection(("127.0.0.1", server.port)) as s:
-            s.sendall(f"get {name}\r\n".encode())
-            data = b""
-            while not data.endswith(b"END\r\n"):
-                data += s.recv(65536)
-        found[name] = data
-    return found
+    return request.getfixturevalue(f"{backend}_server").dump()
 
 
 async def test_no_plaintext_in_any_key_or_value(cache, backend, request):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -17,11 +18,9 @@ from jupyter_token_cache import with_token_cache
 from jupyter_token_cache.cache import close_all
 
 from ..conftest import BACKENDS, settings_for
+from ..servers import Server
 from .memory_proxy import MemoryProxy
 from .openapi import check_response
-
-#: Every response from the token-cache routes is checked against docs/_static/rest-api.yml.
-VALIDATE = {"response": [check_response]}
 
 SERVICES = {
     "dask": {"scopes": ["access:services!service=dask", "read:users!user"], "lifetime": 3600},
@@ -35,7 +34,17 @@ class Hub:
     def __init__(self, app: MockHub) -> None:
         self.app = app
         self.url = app.hub.url  # direct to the hub: the memory proxy serves nothing
-        self.http = httpx.AsyncClient(base_url=self.url, timeout=30, event_hooks=VALIDATE)
+        #: Every token a test made or was handed: none may appear in a log or the backend.
+        self.secrets: set[str] = set()
+        self.hooks = {"response": [check_response, self._remember]}
+        self.http = httpx.AsyncClient(base_url=self.url, timeout=30, event_hooks=self.hooks)
+
+    async def _remember(self, response: httpx.Response) -> None:
+        await response.aread()
+        if response.status_code == 200 and "/token-cache/" in response.request.url.path:
+            token = response.json().get("token")
+            if token:
+                self.secrets.add(token)
 
     @property
     def db(self) -> Any:
@@ -57,7 +66,9 @@ class Hub:
               admin: bool = False) -> str:  # fmt: skip
         """A user API token (default: the hub's default token scopes)."""
         user = self.add_user(name, admin=admin)
-        return user.new_api_token(scopes=scopes, expires_in=expires_in, note="test token")
+        token = user.new_api_token(scopes=scopes, expires_in=expires_in, note="test token")
+        self.secrets.add(token)
+        return token
 
     async def post(self, route: str, token: str | None = None, body: Any = None, **kwargs: Any) -> httpx.Response:
         headers = kwargs.pop("headers", {})
@@ -80,7 +91,7 @@ class Hub:
 
     async def login(self, name: str) -> httpx.AsyncClient:
         """A browser-like client logged in as ``name`` (cookies, XSRF header set)."""
-        client = httpx.AsyncClient(base_url=self.url, timeout=30, event_hooks=VALIDATE)
+        client = httpx.AsyncClient(base_url=self.url, timeout=30, event_hooks=self.hooks)
         r = await client.get("login")
         xsrf = client.cookies.get("_xsrf") or re.search(r'name="_xsrf" value="([^"]+)"', r.text).group(1)
         r = await client.post("login", params={"_xsrf": xsrf}, data={"username": name, "password": name,
@@ -116,9 +127,25 @@ def any_backend_config(request: pytest.FixtureRequest, hub_config: Config, crypt
     return hub_config
 
 
+def servers_in_use(request: pytest.FixtureRequest) -> list[Server]:
+    """The Redis and memcached servers this test's hub may have written to, if still up."""
+    found = []
+    for name in ("redis_server", "memcached_server", "own_redis", "own_memcached", "server"):
+        if name in request.fixturenames:
+            server = request.getfixturevalue(name)
+            if isinstance(server, Server) and server.process is not None and server.process.poll() is None:
+                found.append(server)
+    return found
+
+
 @pytest.fixture
-async def hub(hub_config: Config) -> AsyncIterator[Hub]:
-    """A MockHub started in this test's event loop, stopped (and its caches closed) afterwards."""
+async def hub(hub_config: Config, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture) -> AsyncIterator[Hub]:
+    """A MockHub started in this test's event loop, stopped (and its caches closed) afterwards.
+
+    Afterwards, no token the test made or was handed may appear in any log record (all
+    levels) or in any key or value on the Redis or memcached server it used.
+    """
+    caplog.set_level(logging.DEBUG)
     MockHub.clear_instance()
     app = MockHub.instance(config=hub_config)
     await app.initialize([])
@@ -133,6 +160,12 @@ async def hub(hub_config: Config) -> AsyncIterator[Hub]:
             await stopped
         MockHub.clear_instance()
         await close_all()
+    records = [r for phase in ("setup", "call", "teardown") for r in caplog.get_records(phase)]
+    logged = "\n".join(record.getMessage() for record in records)
+    assert not [s for s in hub.secrets if s in logged], "a token appeared in a log record"
+    for server in servers_in_use(request):
+        for name, value in server.dump().items():
+            assert not [s for s in hub.secrets if s in name or s.encode() in value], f"plaintext token on {server.binary}"
 
 
 @pytest.fixture

@@ -128,3 +128,15 @@ async def test_meta_scopes_are_refused(hub: Hub) -> None:
         r = await hub.post("internal", hub.token("alice"), {"service": "dask", "scopes": scopes})
         assert r.status_code in (400, 403), (scopes, r.text)
     assert hub.minted_rows("alice") == []
+
+
+async def test_user_a_never_receives_user_b_tokens(hub: Hub) -> None:
+    """Isolation: whatever A asks for, every token A receives is A's own."""
+    alice, bob = hub.token("alice"), hub.token("bob")
+    for parent, name in ((alice, "alice"), (bob, "bob"), (alice, "alice")):
+        for route, body in (("notebook", {}), ("internal", {"service": "dask"}),
+                            ("internal", {"service": "dask", "scopes": ["read:users!user"]})):  # fmt: skip
+            token = (await hub.post(route, parent, body)).json()["token"]
+            me = await hub.http.get("api/user", headers={"Authorization": f"token {token}"})
+            assert me.json()["name"] == name
+    assert {row.user.name for row in hub.minted_rows("alice")} == {"alice"}
