@@ -135,6 +135,15 @@ class CacheEngine(LoggingConfigurable):
         creating the same entry before creating its own. Also the expiry of that lease,
         so a process that dies while creating blocks no one for longer.""",
     )
+    local_cache = Bool(
+        True,
+        config=True,
+        help="""On Redis, keep a copy of each entry this process has read, while it is
+        subscribed to the namespace's notifications: a write, delete or clear by any
+        process evicts the copy, so a hit needs no round trip to Redis. If notifications
+        may have been missed, copies are dropped and every lookup asks Redis again.
+        memcached has no notifications: there every hit asks the server.""",
+    )
     encryption_key = Union(
         [List(Unicode()), Unicode()],
         config=True,
@@ -158,6 +167,7 @@ class CacheEngine(LoggingConfigurable):
         "operation_timeout",
         "retry_interval",
         "lock_timeout",
+        "local_cache",
         "encryption_key",
     )
 
@@ -229,8 +239,10 @@ class CacheEngine(LoggingConfigurable):
                 "JUPYTERHUB_CRYPT_KEY (e.g. `openssl rand -hex 32`)."
             )
         kind = _store_class(backend)
+        extra = {"local_cache": self.local_cache} if kind is RedisStore else {}
         return kind(
             backend,
+            **extra,
             codec=Codec(keys),
             namespace=self.namespace,
             ttl=self.ttl,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import secrets
+import time
 from collections import OrderedDict
 from typing import Any
 
@@ -31,11 +33,17 @@ class RedisStore(SharedStore):
     any process is seen as soon as its notice arrives (PingGateway evicts revoked
     tokens on notification the same way).
 
+    With ``local_cache`` the store goes one step further, as PingGateway's cache does
+    with revocation notices: it keeps a copy of each entry it has read, and every write
+    and delete (by any process) is announced on the same channel, in the script that
+    makes it, so copies are evicted when the entry changes anywhere. While subscribed, a
+    hit whose copy matches the current generations needs no round trip at all.
+
     When notices may have been missed — before the subscription is confirmed, after it
-    drops, until it is re-established — the store forgets what it knew and asks Redis
-    with every lookup again. A generation learnt from such a lookup is kept only if no
-    notice arrived while the lookup was under way, so a notice is never overwritten by
-    an older read.
+    drops, until it is re-established — the store forgets what it knew (generations and
+    copies) and asks Redis with every lookup again. Anything learnt from a lookup is kept
+    only if no notice arrived while the lookup was under way, so a notice is never
+    overwritten by an older read.
     """
 
     # KEYS: entry, global generation, user generation; ARGV: a fresh nonce.
@@ -60,12 +68,28 @@ return 1
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+    # KEYS: the entry; ARGV: value, TTL in ms, channel, writer. Write and announce it.
+    WRITE = """
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('PUBLISH', ARGV[3], KEYS[1] .. ' ~' .. ARGV[4])
+return 1
+"""
+    # KEYS: the entry; ARGV: channel, writer. Delete and announce it.
+    DELETE = """
+local n = redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[1], KEYS[1] .. ' ~' .. ARGV[2])
+return n
+"""
 
-    def __init__(self, backend: BaseCache, **kwargs: Any) -> None:
+    def __init__(self, backend: BaseCache, *, local_cache: bool = False, **kwargs: Any) -> None:
         super().__init__(backend, **kwargs)
         self._client = backend.client  # type: ignore[attr-defined]
         self._sha = {script: hashlib.sha1(script.encode()).hexdigest()  # noqa: S324 - Redis' id
-                     for script in (self.FETCH, self.CLEAR, self.RELEASE)}  # fmt: skip
+                     for script in (self.FETCH, self.CLEAR, self.RELEASE, self.WRITE, self.DELETE)}  # fmt: skip
+        self.local_cache = local_cache
+        self._origin = secrets.token_hex(6)  # tells this store's change notices from others'
+        # entry name -> (stamp, value, deadline): copies evicted by change notices
+        self._copies: OrderedDict[str, tuple[str, Any, float]] = OrderedDict()
         # The subscription holds one pooled connection; calls get the rest.
         self._slots = asyncio.Semaphore(max(1, self._client.connection_pool.max_connections - 1))
         self._channel = f"{self._ns}:generations"
@@ -97,7 +121,12 @@ return 0
                         self._live = True
                     elif message["type"] == "message":
                         name, _, nonce = message["data"].decode().partition(" ")
-                        self._learn(name, nonce)
+                        if not nonce.startswith("~"):
+                            self._learn(name, nonce)
+                        elif nonce[1:] != self._origin:  # an entry changed elsewhere
+                            self._copies.pop(name, None)
+                        else:  # our own change, already applied here
+                            continue
                         self._notices += 1
             except asyncio.CancelledError:
                 raise
@@ -114,6 +143,7 @@ return 0
 
     def _forget(self) -> None:
         self._known.clear()
+        self._copies.clear()
         self._notices += 1
 
     def _learn(self, name: str, nonce: str) -> None:
@@ -122,6 +152,36 @@ return 0
             self._known.popitem(last=False)
 
     # -- lookups ------------------------------------------------------------------------
+
+    async def get(self, key: CacheKey) -> tuple[Any, Any]:
+        if not (self.local_cache and self._live):
+            return await super().get(key)
+        name = self._entry_name(key)
+        copy = self._copies.get(name)
+        if copy is not None:
+            stamp, value, deadline = copy
+            generation = self._known.get(self._global_name)
+            user_generation = self._known.get(self._user_name(key.user))
+            if deadline > time.time() and stamp == f"{generation}:{user_generation}":
+                self._copies.move_to_end(name)
+                return value, None
+            del self._copies[name]
+        notices = self._notices
+        value, stamp = await super().get(key)
+        if value is not None and self._notices == notices and self._live:
+            self._keep(name, value)
+        return value, stamp
+
+    def _keep(self, name: str, value: Any) -> None:
+        """Copy a current entry: its stamp is the generations known now."""
+        opened = self._last_opened
+        if opened is None or opened[0] != name:
+            return
+        _, expires_at, stamp = opened
+        deadline = time.time() + self.ttl if expires_at is None else min(expires_at, time.time() + self.ttl)
+        self._copies[name] = (stamp, value, deadline)
+        if len(self._copies) > self._opened_size:
+            self._copies.popitem(last=False)
 
     async def _fetch(self, key: CacheKey) -> tuple[str | None, str | None]:
         entry, user = self._entry_name(key), self._user_name(key.user)
@@ -181,18 +241,32 @@ return 0
         # Redis takes milliseconds (aiocache uses PSETEX / PX for a float TTL).
         return round(seconds, 3) if seconds >= 0.001 else None
 
+    async def _write(self, name: str, text: str, ttl: Any) -> None:
+        self._copies.pop(name, None)
+        self._notices += 1  # a lookup under way may have read the old value: keep no copy of it
+        await self._script(self.WRITE, [name], text, str(max(1, int(ttl * 1000))), self._channel, self._origin)
+
+    async def delete(self, key: CacheKey) -> bool:
+        name = self._entry_name(key)
+        self._copies.pop(name, None)
+        self._notices += 1
+        deleted = await self._call(self._script, self.DELETE, [name], self._channel, self._origin)
+        return deleted not in (FAILED, 0, None, False)
+
     async def _release(self, name: str, token: str) -> None:
         await self._script(self.RELEASE, [name], token)
 
     async def close(self) -> None:
+        """Stop listening and close the connections, waiting a bounded time for each."""
         if self._listener is not None:
             self._listener.cancel()
-            try:
-                await self._listener
-            except BaseException:  # noqa: BLE001, S110 - cancelled, or already failed
-                pass
+            await asyncio.wait({self._listener}, timeout=self.operation_timeout + 1)
+            if not self._listener.done():  # a client library that swallows cancellation
+                self.log.warning("Token cache notification listener did not stop; leaving it")
         self.drop()
+        self._copies.clear()
         try:
-            await self._client.aclose()  # aiocache's close() calls redis-py's deprecated close()
-        except Exception:  # noqa: BLE001, S110 - closing a dead connection is not an error
+            # aiocache's close() calls redis-py's deprecated close()
+            await asyncio.wait_for(self._client.aclose(), self.operation_timeout + 1)
+        except Exception:  # noqa: BLE001, S110 - closing a dead or stuck connection is not an error
             pass

@@ -87,6 +87,8 @@ class SharedStore(Store):
         # entry text -> (key name, expires_at, value); see _open
         self._opened: OrderedDict[str, tuple[str | None, float | None, Any]] = OrderedDict()
         self._opened_size = opened_size
+        #: (entry name, expires_at, stamp) of the entry the last hit opened
+        self._last_opened: tuple[str | None, float | None, str] | None = None
         # Deriving a name costs an HMAC (~1.5 µs); hot keys are named once.
         self._entry_name = lru_cache(maxsize=65536)(self._entry_name_uncached)
         self._user_name = lru_cache(maxsize=65536)(self._user_name_uncached)
@@ -180,6 +182,7 @@ class SharedStore(Store):
         name, expires_at, value = opened
         if name != self._entry_name(key) or (expires_at is not None and expires_at <= time.time()):
             return None, raw.partition("|")[0]
+        self._last_opened = (name, expires_at, stamp)
         return value, None
 
     def _open(self, raw: str) -> tuple[str | None, float | None, Any]:
@@ -216,7 +219,10 @@ class SharedStore(Store):
             stamp = stamp or raw.partition("|")[0]  # a current entry carries the stamp
         name = self._entry_name(key)
         sealed = self.codec.seal({"k": name, "s": stamp, "x": expires_at, "v": value})
-        await self._call(self.backend.set, name, f"{stamp}|{sealed}", ttl=ttl)
+        await self._call(self._write, name, f"{stamp}|{sealed}", ttl)
+
+    async def _write(self, name: str, text: str, ttl: Any) -> None:
+        await self.backend.set(name, text, ttl=ttl)
 
     def _ttl(self, seconds: float) -> Any:
         """The backend's TTL for ``seconds``, never longer; None when too short to store.

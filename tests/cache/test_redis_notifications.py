@@ -49,8 +49,9 @@ async def _missing(cache) -> bool:
     return await cache.get(key()) is None
 
 
-async def test_hit_is_one_get_while_notified(pair, redis_server):
-    first, _ = pair
+async def test_hit_is_one_get_while_notified(make_cache, redis_server):
+    first = make_cache(local_cache=False)
+    assert await until(lambda: live(first))
     await first.set(key(), {"token": "t"}, expires_at=time.time() + 60)
     assert await first.get(key())  # learns the generations
     redis_server.call("CONFIG", "RESETSTAT")
@@ -78,3 +79,46 @@ async def test_lost_subscription_falls_back_to_server_checks(pair, redis_server)
 
 async def _not_live(cache) -> bool:
     return not cache.store.notified
+
+
+async def test_local_copy_hit_needs_no_round_trip(pair, redis_server):
+    first, _ = pair
+    await first.set(key(), {"token": "t"}, expires_at=time.time() + 60)
+    assert await first.get(key()) == {"token": "t"}  # read once: copied
+    redis_server.call("CONFIG", "RESETSTAT")
+    for _ in range(10):
+        assert await first.get(key()) == {"token": "t"}
+    assert "cmdstat_get" not in redis_server.call("INFO", "commandstats")
+
+
+async def test_write_or_delete_elsewhere_evicts_the_copy(pair):
+    first, second = pair
+    await first.set(key(), {"token": "t1"}, expires_at=time.time() + 60)
+    assert await first.get(key()) == {"token": "t1"}
+    await second.set(key(), {"token": "t2"}, expires_at=time.time() + 60)
+    assert await until(lambda: _is(first, {"token": "t2"}), 0.5)
+    assert await first.get(key()) == {"token": "t2"}
+    await second.delete(key())
+    assert await until(lambda: _missing(first), 0.5)
+
+
+async def test_copy_never_outlives_its_token(pair):
+    first, _ = pair
+    await first.set(key(), {"token": "t"}, expires_at=time.time() + 0.3)
+    assert await first.get(key()) == {"token": "t"}
+    await asyncio.sleep(0.35)
+    assert await first.get(key()) is None
+
+
+async def test_lost_subscription_drops_the_copies(pair, redis_server):
+    first, second = pair
+    await first.set(key(), {"token": "t"}, expires_at=time.time() + 60)
+    assert await first.get(key())
+    redis_server.call("CLIENT", "KILL", "TYPE", "pubsub")
+    assert await until(lambda: _not_live(first), 1.0)
+    await second.delete(key())  # first cannot hear this notice...
+    assert await first.get(key()) is None  # ...and has no copy left to be fooled by
+
+
+async def _is(cache, value) -> bool:
+    return await cache.get(key()) == value

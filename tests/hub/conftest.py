@@ -155,11 +155,13 @@ async def hub(hub_config: Config, request: pytest.FixtureRequest, caplog: pytest
         yield hub
     finally:
         await hub.http.aclose()
+        # close the caches first: stopping the hub schedules the cancellation of every
+        # other task on the loop, this teardown included
+        await close_all()
         stopped = app.stop()  # a coroutine since JupyterHub 6; 5.x cleans up in a thread
         if inspect.isawaitable(stopped):
             await stopped
         MockHub.clear_instance()
-        await close_all()
     records = [r for phase in ("setup", "call", "teardown") for r in caplog.get_records(phase)]
     logged = "\n".join(record.getMessage() for record in records)
     assert not [s for s in hub.secrets if s in logged], "a token appeared in a log record"
