@@ -32,7 +32,7 @@ async def main(n: int) -> None:
     token = user.new_api_token()
     async with httpx.AsyncClient(base_url=app.hub.url, headers={"Authorization": f"token {token}"}) as http:
         for route in ("api/token-cache/notebook", "api/user"):
-            call = (lambda: http.post(route, json={})) if "notebook" in route else (lambda: http.get(route))
+            call = (lambda r=route: http.post(r, json={})) if "notebook" in route else (lambda r=route: http.get(r))
             for _ in range(200):
                 await call()
             profiler = Profiler(async_mode="disabled", interval=0.0002)

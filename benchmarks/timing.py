@@ -73,7 +73,7 @@ async def interleaved(
     out of sub-microsecond figures.
     """
     figures = {name: Figures(name) for name in contenders}
-    for name, op in contenders.items():  # warm up connections, caches, JIT-less paths
+    for op in contenders.values():  # warm up connections, caches, JIT-less paths
         await _run(op, min(per_round, 200))
     for _ in range(rounds):
         for name, op in contenders.items():

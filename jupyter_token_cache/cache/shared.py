@@ -159,7 +159,7 @@ class SharedStore(Store):
         names = (self._entry_name(key), self._global_name, self._user_name(key.user))
         raw, generation, user_generation = await self._multi_get(names)
         if generation is None or user_generation is None:
-            for name, value in zip(names[1:], (generation, user_generation)):
+            for name, value in zip(names[1:], (generation, user_generation), strict=True):
                 if value is None:
                     await self._add(name, next(self._nonces), None)
             raw, generation, user_generation = await self._multi_get(names)
