@@ -11,7 +11,9 @@ import signal
 import socket
 import subprocess
 import time
-from typing import Any
+from typing import Any, NoReturn
+
+import pytest
 
 LOOPBACK = "127.0.0.1"
 
@@ -20,6 +22,13 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind((LOOPBACK, 0))
         return s.getsockname()[1]
+
+
+def unavailable(reason: object) -> NoReturn:
+    """A program a test needs is missing: fail under CI (CI=true), skip elsewhere."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{reason} - required in CI", pytrace=False)
+    pytest.skip(str(reason))
 
 
 class MissingBinary(RuntimeError):
@@ -139,8 +148,8 @@ class MemcachedServer(Server):
         user = ["-u", "nobody"] if os.geteuid() == 0 else []
         return [self.path, "-l", LOOPBACK, "-p", str(self.port), "-U", "0", "-m", "64", *user]
 
-    def ask(self, command: str) -> list[str]:
-        """Send one text-protocol command; return the reply lines up to END."""
+    def raw(self, command: str) -> bytes:
+        """Send one text-protocol command; return the raw reply up to END."""
         with socket.create_connection((LOOPBACK, self.port), timeout=5) as s:
             s.sendall(command.encode() + b"\r\n")
             data = b""
@@ -149,22 +158,15 @@ class MemcachedServer(Server):
                 if not chunk:
                     break
                 data += chunk
-        return [line for line in data.decode(errors="replace").splitlines() if line]
+        return data
+
+    def ask(self, command: str) -> list[str]:
+        """Send one text-protocol command; return the reply lines up to END."""
+        return [line for line in self.raw(command).decode(errors="replace").splitlines() if line]
 
     def dump(self) -> dict[str, bytes]:
         """Every key and its raw ``get`` reply."""
-        found = {}
-        for name in self.keys():
-            with socket.create_connection((LOOPBACK, self.port), timeout=5) as s:
-                s.sendall(f"get {name}\r\n".encode())
-                data = b""
-                while not data.endswith(b"END\r\n"):
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
-            found[name] = data
-        return found
+        return {name: self.raw(f"get {name}") for name in self.keys()}
 
     def keys(self) -> dict[str, int]:
         """Every key on the server with its expiry (Unix time, -1 for none): metadump."""

@@ -121,19 +121,19 @@ class TokenService:
                     f"The requesting credential holds none of the scopes of service {shown(service)}"
                 )
         else:
-            scopes = list(scopes)
+            expanded: dict[str, frozenset[str]] = {}
             for i, scope in enumerate(scopes):
                 try:
-                    self.minter.expand([scope], session.user)
+                    expanded[scope] = self.minter.expand([scope], session.user)
                 except InvalidRequest:
                     raise InvalidRequest(f"scopes[{i}] is not a known scope: {shown(scope)}") from None
-            requested = sorted(set(scopes))
-            outside = [s for s in requested if not self._within(s, allowed, session.user)]
+            requested = sorted(expanded)
+            outside = [s for s in requested if not self._within(expanded[s], allowed)]
             if outside:
                 raise Forbidden(
                     f"Scopes not allowed for service {shown(service)}: {', '.join(map(shown, outside))}"
                 )
-            not_held = [s for s in requested if not self._within(s, session.scopes, session.user)]
+            not_held = [s for s in requested if not self._within(expanded[s], session.scopes)]
             if not_held:
                 raise Forbidden(
                     f"Scopes not held by the requesting credential: {', '.join(map(shown, not_held))}"
@@ -148,8 +148,7 @@ class TokenService:
             minimum_lifetime=minimum_lifetime,
         )
 
-    def _within(self, scope: str, allowed: frozenset[str], user: str) -> bool:
-        expanded = self.minter.expand([scope], user)
+    def _within(self, expanded: frozenset[str], allowed: frozenset[str]) -> bool:
         return self.minter.intersect(expanded, allowed) == expanded
 
     async def _issue(
