@@ -53,6 +53,8 @@ async def close_all() -> None:
     _STORES.clear()
     for store in stores:
         await store.close()
+    if _CLOSING:  # stores dropped by reconfiguration, still closing
+        await asyncio.wait(set(_CLOSING))
 
 
 class CacheEngine(LoggingConfigurable):

@@ -97,6 +97,7 @@ return n
         self._known: OrderedDict[str, str] = OrderedDict()  # generation key -> nonce
         self._notices = 0  # bumps whenever what is known changes under a lookup
         self._listener: asyncio.Task[None] | None = None
+        self._closed = False
 
     # -- notifications ------------------------------------------------------------------
 
@@ -106,12 +107,14 @@ return n
         return self._live
 
     def _listen_soon(self) -> None:
+        if self._closed:
+            return
         if self._listener is None or self._listener.done():
             self._listener = asyncio.get_running_loop().create_task(self._listen())
 
     async def _listen(self) -> None:
         """Stay subscribed to the generations channel, re-subscribing after failures."""
-        while True:
+        while not self._closed:
             pubsub = self._client.pubsub()
             try:
                 await pubsub.subscribe(self._channel)
@@ -139,7 +142,8 @@ return n
                     await pubsub.aclose()
                 except Exception:  # noqa: BLE001, S110 - the connection is gone anyway
                     pass
-            await asyncio.sleep(self.retry_interval)
+            if not self._closed:
+                await asyncio.sleep(self.retry_interval)
 
     def _forget(self) -> None:
         self._known.clear()
@@ -258,6 +262,7 @@ return n
 
     async def close(self) -> None:
         """Stop listening and close the connections, waiting a bounded time for each."""
+        self._closed = True  # no new listener, and a running one stops at its next turn
         if self._listener is not None:
             self._listener.cancel()
             await asyncio.wait({self._listener}, timeout=self.operation_timeout + 1)
