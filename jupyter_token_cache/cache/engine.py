@@ -32,15 +32,17 @@ Acceptor = Callable[[Any], "bool | Awaitable[bool]"]
 DEFAULT_URLS = {"redis": "redis://127.0.0.1:6379/0", "memcached": "memcached://127.0.0.1:11211"}
 
 
-
-
 #: aiomcache pools 2 connections by default, too few for a hub under load.
-_POOL_DEFAULTS: dict[str, dict[str, Any]] = {"memcached": {"pool_size": 8}, "redis": {"pool_max_size": 64}}
+_POOL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "memcached": {"pool_size": 8},
+    "redis": {"pool_max_size": 64},
+}
 
 #: Stores by the settings that built them: instances with equal settings share one.
 _STORES: dict[tuple[Any, ...], Store] = {}
-#: Close tasks of dropped stores, held so they are not garbage-collected mid-flight.
-_CLOSING: set[asyncio.Task[None]] = set()
+#: Background tasks (closing dropped stores, deletes from commit hooks), held so they are
+#: not garbage-collected mid-flight; close_all waits for them.
+_TASKS: set[asyncio.Task[None]] = set()
 
 
 class TokenCacheConfigError(ValueError):
@@ -49,12 +51,14 @@ class TokenCacheConfigError(ValueError):
 
 async def close_all() -> None:
     """Close every store in this process (hub shutdown, test teardown)."""
+    if _TASKS:  # deletes started by commit hooks, stores dropped by reconfiguration
+        await asyncio.wait(set(_TASKS))
     stores = list(_STORES.values())
     _STORES.clear()
     for store in stores:
         await store.close()
-    if _CLOSING:  # stores dropped by reconfiguration, still closing
-        await asyncio.wait(set(_CLOSING))
+    if _TASKS:
+        await asyncio.wait(set(_TASKS))
 
 
 class CacheEngine(LoggingConfigurable):
@@ -195,8 +199,8 @@ class CacheEngine(LoggingConfigurable):
                 task = asyncio.get_running_loop().create_task(orphan.close())
             except RuntimeError:  # no loop running: nothing was connected from here
                 return
-            _CLOSING.add(task)
-            task.add_done_callback(_CLOSING.discard)
+            _TASKS.add(task)
+            task.add_done_callback(_TASKS.discard)
 
     def _detach(self) -> Store | None:
         """Stop using the store; return it if no instance uses it any more."""
@@ -374,6 +378,32 @@ class CacheEngine(LoggingConfigurable):
     async def clear(self, user: str | None = None) -> bool:
         """Forget every entry, or one user's; False when the backend could not be reached."""
         return await self.store.clear(user) is not False
+
+    def discard(self, key: CacheKey) -> None:
+        """Evict ``key`` now, from a synchronous caller (a database commit hook).
+
+        This process stops seeing the entry before this returns; on a shared backend the
+        entry itself is deleted by a task started here, moments later.
+        """
+        store = self.store
+        if store.forget(key):
+            store.stats.add("evictions", key.kind)
+        elif store.shared:
+            self._background(self.delete(key))
+
+    def discard_user(self, user: str) -> None:
+        """Forget ``user``'s entries now, from a synchronous caller; as :meth:`discard`."""
+        if not self.store.forget_user(user):
+            self._background(self.clear(user))
+
+    def _background(self, work: Awaitable[Any]) -> None:
+        try:
+            task = asyncio.get_running_loop().create_task(work)  # type: ignore[arg-type]
+        except RuntimeError:  # no loop: nothing shared was ever connected from here
+            work.close()  # type: ignore[attr-defined]
+            return
+        _TASKS.add(task)
+        task.add_done_callback(_TASKS.discard)
 
     def stats(self) -> dict[str, Any]:
         """Counters since the store was built, plus what describes it."""

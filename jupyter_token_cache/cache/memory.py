@@ -73,14 +73,21 @@ class MemoryStore(Store):
             self.stats.add("evictions", evicted.kind)
 
     async def delete(self, key: CacheKey) -> bool:
-        return self._data.pop(key, None) is not None
+        return self.forget(key)
 
     async def clear(self, user: str | None = None) -> None:
         if user is None:
             self._generation += 1
             self._data.clear()
         else:
-            self._user_generations[user] = self._user_generations.get(user, 0) + 1
+            self.forget_user(user)
+
+    def forget(self, key: CacheKey) -> bool:
+        return self._data.pop(key, None) is not None
+
+    def forget_user(self, user: str) -> bool:
+        self._user_generations[user] = self._user_generations.get(user, 0) + 1
+        return True
 
     def entries(self) -> int:
         return len(self._data)

@@ -182,7 +182,11 @@ return n
         if opened is None or opened[0] != name:
             return
         _, expires_at, stamp = opened
-        deadline = time.time() + self.ttl if expires_at is None else min(expires_at, time.time() + self.ttl)
+        deadline = (
+            time.time() + self.ttl
+            if expires_at is None
+            else min(expires_at, time.time() + self.ttl)
+        )
         self._copies[name] = (stamp, value, deadline)
         if len(self._copies) > self._opened_size:
             self._copies.popitem(last=False)
@@ -248,14 +252,29 @@ return n
     async def _write(self, name: str, text: str, ttl: Any) -> None:
         self._copies.pop(name, None)
         self._notices += 1  # a lookup under way may have read the old value: keep no copy of it
-        await self._script(self.WRITE, [name], text, str(max(1, int(ttl * 1000))), self._channel, self._origin)
+        await self._script(
+            self.WRITE, [name], text, str(max(1, int(ttl * 1000))), self._channel, self._origin
+        )
+
+    def forget(self, key: CacheKey) -> bool:
+        self._copies.pop(self._entry_name(key), None)
+        self._notices += 1
+        return False
 
     async def delete(self, key: CacheKey) -> bool:
         name = self._entry_name(key)
-        self._copies.pop(name, None)
-        self._notices += 1
+        self.forget(key)
         deleted = await self._call(self._script, self.DELETE, [name], self._channel, self._origin)
         return deleted not in (FAILED, 0, None, False)
+
+    def channel(self, topic: str) -> str:
+        """The Redis channel of ``topic`` in this namespace."""
+        return f"{self._ns}:{topic}"
+
+    async def announce(self, topic: str, payload: dict[str, Any]) -> bool:
+        """PUBLISH ``payload`` on ``{namespace}:{topic}``, Fernet-sealed like every value here."""
+        sent = await self._call(self._client.publish, self.channel(topic), self.codec.seal(payload))
+        return sent is not FAILED
 
     async def _release(self, name: str, token: str) -> None:
         await self._script(self.RELEASE, [name], token)

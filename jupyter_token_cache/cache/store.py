@@ -65,6 +65,24 @@ class Store(ABC):
     async def clear(self, user: str | None = None) -> None:
         """Make every entry (or one user's entries) invisible, in O(1)."""
 
+    def forget(self, key: CacheKey) -> bool:
+        """Drop what this process holds for ``key`` at once, without waiting on a backend.
+
+        True when that was the whole entry (nothing left to delete elsewhere).
+        """
+        return False
+
+    def forget_user(self, user: str) -> bool:
+        """Make ``user``'s entries invisible in this process at once; True when that is all."""
+        return False
+
+    async def announce(self, topic: str, payload: dict[str, Any]) -> bool:
+        """Send ``payload`` to every process subscribed to ``topic`` on this backend.
+
+        Only Redis has channels; elsewhere nothing is sent (False).
+        """
+        return False
+
     def entries(self) -> int | None:
         """How many entries are held, where that is cheap to know."""
         return None

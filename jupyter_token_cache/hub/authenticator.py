@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from importlib.metadata import entry_points
 from typing import Any
 
 from jupyterhub.auth import Authenticator
 from jupyterhub.utils import maybe_future
+from tornado.ioloop import PeriodicCallback
 from tornado.web import RequestHandler
 from traitlets.utils.importstring import import_item
 
 from .. import metrics
-from ..tokens.lineage import Lineage
+from ..tokens.events import REVOKED, USER_CHANGED, Event
+from ..tokens.minter import MintedRow
 from ..tokens.models import TokenRequestError
 from ..tokens.policy import TokenCache
 from ..tokens.service import TokenService
-from .handlers import InternalTokenHandler, NotebookTokenHandler, ResetHandler, StatsHandler
+from .events import EventBroker
+from .handlers import (
+    EventsHandler,
+    InternalTokenHandler,
+    NotebookTokenHandler,
+    ResetHandler,
+    StatsHandler,
+)
+from .lineage import create_tables
 from .minter import OrmMinter
+from .observer import DatabaseObserver, EndedToken, UserChange
 from .sessions import SessionResolver
 
 #: Where the REST API lives, under the hub prefix (/hub).
@@ -44,10 +56,13 @@ class TokenCacheMixin:
     internal_handler: type[RequestHandler] = InternalTokenHandler
     stats_handler: type[RequestHandler] = StatsHandler
     reset_handler: type[RequestHandler] = ResetHandler
+    events_handler: type[RequestHandler] = EventsHandler
 
     token_cache: TokenCache
     token_service: TokenService
     token_sessions: SessionResolver
+    token_events: EventBroker
+    token_observer: DatabaseObserver
 
     def get_handlers(self, app: Any) -> list[tuple[str, type[RequestHandler]]]:
         handlers = list(super().get_handlers(app))  # type: ignore[misc]
@@ -56,29 +71,80 @@ class TokenCacheMixin:
             (f"{API_PREFIX}/notebook", self.notebook_handler),
             (f"{API_PREFIX}/internal", self.internal_handler),
             (f"{API_PREFIX}/stats", self.stats_handler),
+            (f"{API_PREFIX}/events", self.events_handler),
             (f"{API_PREFIX}/users/([^/]+)", self.reset_handler),
             (API_PREFIX, self.reset_handler),
         ]
 
     def start_token_cache(self, app: Any) -> None:
-        """Build the cache, policy and minter; a bad setting stops the hub here."""
+        """Build the cache, policy, minter, observer and event broker; a bad setting stops the hub here."""
         self.token_cache = self.token_cache_class(parent=self)  # type: ignore[call-arg]
-        lineage = Lineage(app.cookie_secret)
-        minter = OrmMinter(app.db)
+        create_tables(app.db.get_bind())
+        self.token_ended_logins = EndedLogins()
+        minter = OrmMinter(
+            app.db, server_active=_server_active(app), ended_logins=self.token_ended_logins
+        )
+        cache = self.token_cache
+        self.token_events = EventBroker(
+            buffer_size=cache.event_buffer_size,
+            queue_size=cache.event_queue_size,
+            eventlog=getattr(app, "eventlog", None),
+            cache=cache,
+            log=self.log,  # type: ignore[attr-defined]
+        )
         self.token_service = TokenService(
-            settings=self.token_cache,
+            settings=cache,
             minter=minter,
-            lineage=lineage,
+            events=self.token_events,
             max_lifetime=getattr(app, "token_expires_in_max_seconds", 0) or 0,
             log=self.log,  # type: ignore[attr-defined]
         )
-        self.token_sessions = SessionResolver(lineage=lineage, minter=minter)
+        self.token_sessions = SessionResolver(service=self.token_service, minter=minter)
+        self.token_observer = DatabaseObserver(app.db, self.token_ends_committed, log=self.log)  # type: ignore[attr-defined]
+        self.token_observer.install()
+        if cache.sweep_interval > 0:
+            sweep = PeriodicCallback(self.token_observer.sweep, cache.sweep_interval * 1000)
+            sweep.start()
+            app._periodic_callbacks["token_cache_sweep"] = sweep
         metrics.register()
         self.log.info(  # type: ignore[attr-defined]
             "Token cache on the %s backend; REST API at %s%s",
-            self.token_cache.backend,
+            cache.backend,
             app.hub_prefix.rstrip("/"),
             API_PREFIX,
+        )
+
+    def token_ends_committed(self, ended: list[EndedToken], changes: list[UserChange]) -> None:
+        """Tokens ended and users changed in a commit: evict their entries, then tell everyone."""
+        self.token_service.forget(
+            MintedRow(ref=e.ref, user=e.owner, scopes=e.scopes, lineage=e.lineage)
+            for e in ended
+            if e.lineage is not None and e.owner is not None
+        )
+        for change in changes:
+            if change.reason in ("renamed", "deleted"):
+                self.token_service.forget_user(change.previous_name or change.user)
+        for e in ended:
+            if e.reason == "logout" and e.session_id:
+                self.token_ended_logins.add(e.session_id)
+        self.token_events.publish(
+            [
+                *(
+                    Event(
+                        REVOKED,
+                        user=e.owner,
+                        token_ids=(e.ref.id,),
+                        kind=e.kind,
+                        service=e.lineage.service if e.lineage else None,
+                        reason=e.reason,
+                    )
+                    for e in ended
+                ),
+                *(
+                    Event(USER_CHANGED, user=c.user, reason=c.reason, previous_name=c.previous_name)
+                    for c in changes
+                ),
+            ]
         )
 
     async def pre_spawn_start(self, user: Any, spawner: Any) -> None:
@@ -105,6 +171,35 @@ class TokenCacheMixin:
             self.log.info(  # type: ignore[attr-defined]
                 "Revoked %i token(s) minted for %s", count, spawner._log_name
             )
+
+
+class EndedLogins:
+    """Login sessions seen logging out, so that a mint racing the logout is refused (bounded)."""
+
+    def __init__(self, size: int = 100_000) -> None:
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._size = size
+
+    def add(self, session_id: str) -> None:
+        self._ids[session_id] = None
+        if len(self._ids) > self._size:
+            self._ids.popitem(last=False)
+
+    def __contains__(self, session_id: object) -> bool:
+        return session_id in self._ids
+
+
+def _server_active(app: Any) -> Any:
+    """Whether a user's server runs and is not stopping, from the hub's own spawner state."""
+
+    def active(user: str, server: str) -> bool:
+        try:
+            spawner = app.users[user].spawners.get(server)
+        except KeyError:
+            return False
+        return spawner is not None and spawner.active and spawner.pending != "stop"
+
+    return active
 
 
 def with_token_cache(authenticator: str | type[Authenticator]) -> type[Authenticator]:

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import TYPE_CHECKING, Any
 
 from jupyterhub.apihandlers.base import APIHandler
 from tornado import web
+from tornado.iostream import StreamClosedError
 
 from ..tokens.models import InvalidRequest, TokenRequestError, shown
+from .events import Subscription, sse
 
 if TYPE_CHECKING:
     from .authenticator import TokenCacheMixin
 
 #: Custom scope that grants the admin routes without admin:users.
 ADMIN_SCOPE = "custom:token-cache:admin"
+#: Custom scope that grants the event stream (for services following revocations).
+EVENTS_SCOPE = "custom:token-cache:events"
 #: Longest minimum_lifetime worth asking for: ten years.
 MAX_LIFETIME = 10 * 365 * 86400
 _TYPES = {"minimum_lifetime": "a positive integer (seconds)", "service": "a service name",
@@ -56,6 +61,8 @@ class TokenCacheAPIHandler(APIHandler):
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             raise web.HTTPError(400, "Request body is not valid JSON") from None
+        except RecursionError:  # "[" * 100_000: nested deeper than any request needs
+            raise web.HTTPError(400, "Request body is nested too deeply") from None
         if not isinstance(body, dict):
             raise web.HTTPError(400, "Request body must be a JSON object")
         unknown = sorted(set(body) - set(allowed))
@@ -86,12 +93,13 @@ class TokenCacheAPIHandler(APIHandler):
         self.set_header("Cache-Control", "no-store")
         self.finish(json.dumps(model))
 
-    def require_admin(self) -> None:
-        """Admin routes: admin:users, or the custom token-cache admin scope."""
+    def require_admin(self, *also: str) -> None:
+        """Admin routes: admin:users, or the custom token-cache admin scope (or ``also``)."""
         if self.current_user is None:
             raise web.HTTPError(403, "Missing or invalid credentials")
-        if not {"admin:users", ADMIN_SCOPE} & set(self.expanded_scopes):
-            raise web.HTTPError(403, f"Requires admin:users or {ADMIN_SCOPE}")
+        allowed = {"admin:users", ADMIN_SCOPE, *also}
+        if not allowed & set(self.expanded_scopes):
+            raise web.HTTPError(403, f"Requires {' or '.join(sorted(allowed))}")
 
 
 class NotebookTokenHandler(TokenCacheAPIHandler):
@@ -155,3 +163,54 @@ class ResetHandler(TokenCacheAPIHandler):
             result["revoked"],
         )
         self.write_json(result)
+
+
+class EventsHandler(TokenCacheAPIHandler):
+    """GET /hub/api/token-cache/events: lifecycle events as Server-Sent Events.
+
+    Admins and holders of ``custom:token-cache:events``. Resumes after ``Last-Event-ID``
+    (header, or ``last_event_id`` in the query for clients that cannot set headers);
+    an id no longer buffered gets a ``reset`` event first. Idle streams carry a comment
+    every ``event_heartbeat`` seconds.
+    """
+
+    _sub: Subscription | None = None
+
+    async def get(self) -> None:
+        self.require_admin(EVENTS_SCOPE)
+        broker = self.extension.token_events
+        last = self.request.headers.get("Last-Event-ID") or self.get_argument("last_event_id", None)
+        sub = self._sub = broker.subscribe(last)
+        heartbeat = self.extension.token_cache.event_heartbeat
+        self.set_header("Content-Type", "text/event-stream; charset=UTF-8")
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("X-Accel-Buffering", "no")  # no proxy buffering (nginx)
+        try:
+            self.write("retry: 1000\n\n")
+            for event in sub.backlog:
+                self.write(sse(event))
+            await self.flush()
+            while not sub.dropped:
+                try:
+                    event = await asyncio.wait_for(sub.queue.get(), heartbeat)
+                except asyncio.TimeoutError:
+                    self.write(": heartbeat\n\n")
+                else:
+                    while event is not None:
+                        self.write(sse(event))
+                        event = sub.queue.get_nowait() if not sub.queue.empty() else None
+                await self.flush()
+        except StreamClosedError:
+            pass
+        finally:
+            broker.unsubscribe(sub)
+        if not self._finished:
+            self.finish()
+
+    def on_connection_close(self) -> None:
+        if self._sub is not None:
+            self._sub.dropped = True
+            try:
+                self._sub.queue.put_nowait(None)
+            except asyncio.QueueFull:
+                pass

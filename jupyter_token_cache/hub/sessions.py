@@ -10,10 +10,11 @@ from jupyterhub import orm
 from jupyterhub.user import User
 from jupyterhub.utils import compare_token
 
-from ..tokens.lineage import Lineage
-from ..tokens.minter import Minter
-from ..tokens.models import Forbidden, ParentSession
-from .minter import epoch_seconds
+from ..tokens.lineage import NOTE_PREFIX, Lineage
+from ..tokens.models import Forbidden, ParentSession, TokenRef
+from ..tokens.service import TokenService
+from .lineage import ref_of
+from .minter import OrmMinter, epoch_seconds
 
 #: Notes JupyterHub gives the API token of each server it spawns.
 SERVER_NOTE = "Server at "
@@ -46,20 +47,29 @@ class SessionResolver:
     -----
     - *Login cookie* (with XSRF, checked by the hub): the session is the hub's login
       session (``jupyterhub-session-id``), ending when the cookie does; it grants the
-      user's scopes, and its children carry its session id so logging out revokes them.
-    - *A spawned server's API token*: the session of that server, granting the user's
-      scopes (the user started it); its children are revoked when the server stops.
-      A note saying "Server at" proves nothing (users can write any note), so the token
-      must match the spawner's token in memory or, after a hub restart, the hashed
-      secret of the server's OAuth client; the answer is remembered per token id.
-    - *A token minted by this cache*: its signed lineage names the original session.
+      cookie's scopes, and its children carry its session id so logging out revokes them.
+    - *A spawned server's API token*: the session of that server; its children are
+      revoked when the server stops. It grants what the operator gave servers (the
+      token's own scopes) plus ``notebook_scopes`` — or, with ``server_session_scopes =
+      "user"``, all the user's scopes (see :meth:`TokenService.server_scopes`).
+    - *A token minted by this cache*: its recorded lineage names the original session.
     - *Any other user API or OAuth token*: its own session, granting the token's scopes.
+
+    Whether a token is a server's or minted here is looked up in the lineage table by
+    the very row (id and fingerprint), never by a note (users write notes) nor by an id
+    alone (ids are reused). A server token spawned before the table knew it is proved
+    once — it must match the spawner's token in memory or, after a restart, the hashed
+    secret of the server's OAuth client — and then recorded. Tokens that proved not to
+    be a server's are remembered by row (bounded), so a forged "Server at" note costs
+    the hash comparisons once.
     """
 
-    def __init__(self, *, lineage: Lineage, minter: Minter, memo_size: int = 10_000) -> None:
-        self.lineage = lineage
+    def __init__(
+        self, *, service: TokenService, minter: OrmMinter, memo_size: int = 10_000
+    ) -> None:
+        self.service = service
         self.minter = minter
-        self._servers: OrderedDict[int, str | None] = OrderedDict()
+        self._not_servers: OrderedDict[TokenRef, None] = OrderedDict()
         self._memo_size = memo_size
 
     def from_request(self, handler: Any) -> ParentSession:
@@ -77,28 +87,33 @@ class SessionResolver:
                 raise Forbidden("Cannot tell when this login session ends; log in again")
             return ParentSession(
                 user=user.name,
-                ref=self.lineage.session_ref(f"login:{session_id or user.cookie_id}"),
+                ref=f"login:{session_id or 'cookie:' + user.cookie_id}",
                 kind="login",
                 expires_at=float(int(issued + handler.cookie_max_age_days * 86400)),
                 scopes=frozenset(handler.expanded_scopes),
                 session_id=session_id,
             )
         scopes = frozenset(handler.expanded_scopes)
-        fields = self.lineage.read(user.name, orm_token.note)
-        if fields is not None:
-            return self.lineage.parent(
-                fields, user=user.name, scopes=scopes, session_id=orm_token.session_id
-            )
-        server = self._server_of(user, orm_token, handler.get_auth_token())
-        if server is not None:
-            return self._server_session(user, orm_token, server)
+        ref = ref_of(orm_token)
+        note = orm_token.note or ""
+        if note.startswith((NOTE_PREFIX, SERVER_NOTE)):
+            lineage = self.minter.lineage_of(orm_token)
+            if lineage is not None and lineage.kind == "server":
+                return self._server_session(user, orm_token, lineage.server or "")
+            if lineage is not None:
+                return lineage.parent(user=user.name, scopes=scopes, credential=ref)
+            if note.startswith(SERVER_NOTE):
+                server = self._server_of(user, orm_token, ref, handler.get_auth_token())
+                if server is not None:
+                    return self._server_session(user, orm_token, server, record=True)
         return ParentSession(
             user=user.name,
-            ref=self.lineage.session_ref(f"token:{orm_token.id}"),
+            ref=f"token:{ref.id}:{ref.fp}",
             kind="token",
             expires_at=_expiry(orm_token.expires_at),
             scopes=scopes,
             session_id=orm_token.session_id,
+            root=ref,
         )
 
     def for_server(self, user: User, spawner: Any) -> ParentSession | None:
@@ -106,39 +121,37 @@ class SessionResolver:
         orm_token = orm.APIToken.find(user.db, spawner.api_token) if spawner.api_token else None
         if orm_token is None:
             return None
-        self._remember(orm_token.id, spawner.name)
-        return self._server_session(user, orm_token, spawner.name)
+        return self._server_session(user, orm_token, spawner.name, record=True)
 
-    def _server_session(self, user: User, orm_token: Any, server: str) -> ParentSession:
-        return ParentSession(
+    def _server_session(
+        self, user: User, orm_token: Any, server: str, *, record: bool = False
+    ) -> ParentSession:
+        ref = ref_of(orm_token)
+        session = ParentSession(
             user=user.name,
-            ref=self.lineage.session_ref(f"server:{orm_token.id}"),
+            ref=f"server:{ref.id}:{ref.fp}",
             kind="server",
             expires_at=_expiry(orm_token.expires_at),
-            scopes=self.minter.user_scopes(user.name),
+            scopes=self.service.server_scopes(user.name, self.minter.token_scopes(orm_token)),
             server=server,
+            root=ref,
         )
+        if record:
+            self.minter.record_server(orm_token, Lineage.of(session, kind="server"))
+        return session
 
-    def _server_of(self, user: User, orm_token: Any, token: str) -> str | None:
-        if not (orm_token.note or "").startswith(SERVER_NOTE):
+    def _server_of(self, user: User, orm_token: Any, ref: TokenRef, token: str) -> str | None:
+        if ref in self._not_servers:
             return None
-        if orm_token.id in self._servers:
-            return self._servers[orm_token.id]
-        found = None
         for name, spawner in user.spawners.items():
             if spawner.api_token and hmac.compare_digest(spawner.api_token, token):
-                found = name
-                break
-        else:  # after a hub restart spawners no longer hold their tokens
-            for name, orm_spawner in user.orm_spawners.items():
-                client = orm_spawner.oauth_client
-                if client is not None and client.secret and compare_token(client.secret, token):
-                    found = name
-                    break
-        self._remember(orm_token.id, found)
-        return found
-
-    def _remember(self, token_id: int, server: str | None) -> None:
-        self._servers[token_id] = server
-        if len(self._servers) > self._memo_size:
-            self._servers.popitem(last=False)
+                return name
+        # after a hub restart spawners no longer hold their tokens
+        for name, orm_spawner in user.orm_spawners.items():
+            client = orm_spawner.oauth_client
+            if client is not None and client.secret and compare_token(client.secret, token):
+                return name
+        self._not_servers[ref] = None
+        if len(self._not_servers) > self._memo_size:
+            self._not_servers.popitem(last=False)
+        return None

@@ -1,97 +1,83 @@
-"""Where a minted token comes from, written into its note and signed, so it survives restarts."""
+"""Where a minted token comes from: the session it was minted for and the credential that asked."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
-import re
-from typing import Any
+from dataclasses import dataclass
 
-from .models import ParentSession
+from .models import ParentSession, TokenRef
 
-#: Every note of a token this extension minted starts with this.
+#: Every note of a token this extension minted starts with this. The note is for people
+#: (the hub's token page shows it); it proves nothing, since users can write any note.
 NOTE_PREFIX = "jupyter-token-cache"
-_TAG = re.compile(r" \[jtc1 ([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\]$")
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+def note_for(kind: str, service: str | None) -> str:
+    """The human-readable note of a minted token."""
+    return f"{NOTE_PREFIX}: {kind} token" + (f" for {service}" if service else "")
 
 
+@dataclass(frozen=True, slots=True)
 class Lineage:
-    """Sign and read the origin of minted tokens.
+    """The origin of a token row this extension knows: minted by it, or a server's own token.
 
     Notes
     -----
-    A token minted by the cache carries, in its note, the session it was minted for
-    (an HMAC-derived reference, never a raw id), that session's kind and expiry, the
-    server it belongs to and the service it is for, with an HMAC over all of it and the
-    owner's name. The hub database is then the record of lineage: after a restart, a
-    cache reset or on a second hub process, a minted token used as a credential still
-    resolves to its original session, and stopping a server still finds every token
-    minted for it.
+    Lineage is kept by the minter next to the token rows (in the hub, a table of this
+    extension's own in the hub database), never in anything a user can write. It names
+    the session by row identity (:class:`TokenRef`), not by the owner's name or a key
+    derived from the hub's secrets, so it survives a rename, a cookie-secret rotation and
+    a restart; and it names the credential that asked (``via``), so ending that
+    credential ends what was minted with it, transitively (Gafaelfawr's subtoken cascade).
 
-    Users can write any note on tokens they create, so an unsigned note would let a
-    user pass a token off as, say, a server's session. The signature is keyed by the
-    hub's cookie secret and binds the owner, so a note copied onto another user's token
-    or edited by hand is ignored; copying one onto one's own token gains nothing, since
-    a child never gets more than the credential's own scopes or the original expiry.
+    Everything the token's cache key depends on is here too, so the entry of a token
+    that ends can be evicted without asking anyone.
     """
 
-    def __init__(self, secret: bytes) -> None:
-        self._ref_key = hmac.new(secret, b"jupyter-token-cache session ref", hashlib.sha256).digest()
-        self._mac_key = hmac.new(secret, b"jupyter-token-cache lineage", hashlib.sha256).digest()
+    #: "notebook" or "internal" (minted here), or "server" (a spawned server's own token).
+    kind: str
+    #: Kind of the session: "login", "server" or "token".
+    session_kind: str
+    #: :attr:`ParentSession.ref` of the session.
+    session_ref: str
+    #: Expiry of the session (epoch seconds), part of the cache key.
+    session_expires_at: float | None
+    #: The session's own row (None for a login session).
+    root: TokenRef | None
+    #: The credential that asked, when it is not the root.
+    via: TokenRef | None
+    #: The hub login session id the token carries (logging out deletes it).
+    session_id: str | None
+    #: The server of a server session.
+    server: str | None
+    #: The service an internal token is for.
+    service: str | None
 
-    def session_ref(self, raw: str) -> str:
-        """An opaque, stable reference for a raw session identifier."""
-        return hmac.new(self._ref_key, raw.encode(), hashlib.sha256).hexdigest()[:32]
+    @classmethod
+    def of(cls, session: ParentSession, *, kind: str, service: str | None = None) -> Lineage:
+        """The lineage of a token minted for ``session``."""
+        return cls(
+            kind=kind,
+            session_kind=session.kind,
+            session_ref=session.ref,
+            session_expires_at=session.expires_at,
+            root=session.root,
+            via=session.via,
+            session_id=session.session_id,
+            server=session.server,
+            service=service,
+        )
 
-    def _mac(self, user: str, payload: str) -> str:
-        message = json.dumps([user, payload]).encode()
-        return _b64(hmac.new(self._mac_key, message, hashlib.sha256).digest())
-
-    def note(self, session: ParentSession, *, minted: str, service: str | None = None) -> str:
-        """The note for a token minted for ``session``: readable first, signed lineage last."""
-        fields = {
-            "t": minted,
-            "r": session.ref,
-            "p": session.expires_at,
-            "k": session.kind,
-            "n": session.server,
-            "s": service,
-        }
-        payload = _b64(json.dumps(fields, separators=(",", ":")).encode())
-        label = f"{NOTE_PREFIX}: {minted} token" + (f" for {service}" if service else "")
-        return f"{label} [jtc1 {payload}.{self._mac(session.user, payload)}]"
-
-    def read(self, user: str, note: str | None) -> dict[str, Any] | None:
-        """The signed fields of a note, or None when it is not a genuine one for ``user``."""
-        if not note or not note.startswith(NOTE_PREFIX):
-            return None
-        match = _TAG.search(note)
-        if match is None:
-            return None
-        payload, mac = match.groups()
-        if not hmac.compare_digest(mac, self._mac(user, payload)):
-            return None
-        try:
-            fields = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        except ValueError:
-            return None
-        return fields if isinstance(fields, dict) else None
-
-    def parent(self, fields: dict[str, Any], *, user: str, scopes: frozenset[str],
-               session_id: str | None) -> ParentSession:
+    def parent(self, *, user: str, scopes: frozenset[str], credential: TokenRef) -> ParentSession:
         """The original session of a minted credential, limited to the credential's scopes."""
         return ParentSession(
             user=user,
-            ref=fields["r"],
-            kind=fields["k"],
-            expires_at=fields["p"],
+            ref=self.session_ref,
+            kind=self.session_kind,
+            expires_at=self.session_expires_at,
             scopes=scopes,
-            session_id=session_id,
-            server=fields.get("n"),
-            minted=fields["t"],
+            session_id=self.session_id,
+            server=self.server,
+            minted=self.kind,
+            root=self.root,
+            via=credential,
         )

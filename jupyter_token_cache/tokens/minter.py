@@ -6,20 +6,22 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .lineage import Lineage
+from .models import ParentSession, TokenRef
 
 
 @dataclass(frozen=True, slots=True)
 class MintedRow:
     """A token this extension minted, as the hub database holds it (no secret)."""
 
-    id: str
+    ref: TokenRef
     user: str
-    note: str
     scopes: tuple[str, ...]
+    lineage: Lineage
 
 
 class Minter(Protocol):
-    """What the policy needs from the hub: scope arithmetic, and token rows.
+    """What the policy needs from the hub: scope arithmetic, token rows and their lineage.
 
     Scope methods are synchronous (they only read the hub's role tables); anything that
     writes or may do I/O is a coroutine, so a minter that talks to the hub's REST API
@@ -36,15 +38,31 @@ class Minter(Protocol):
         """What both expanded scope sets allow (filters understood: a server is within its user)."""
 
     async def mint(
-        self, user: str, scopes: Iterable[str], *, expires_in: int, note: str, session_id: str | None
+        self,
+        user: str,
+        scopes: Iterable[str],
+        *,
+        expires_at: float,
+        lineage: Lineage,
+        session: ParentSession,
     ) -> dict[str, Any]:
-        """A new token: ``{"token", "id", "expires_at", "created"}``."""
+        """A new token ``{"token", "id", "fp", "expires_at", "created"}``, recorded with its lineage.
 
-    async def alive(self, token_id: str) -> bool:
-        """True while the token exists in the hub (the caller checks the expiry it holds)."""
+        Expires at ``expires_at`` exactly. Raises
+        :class:`~jupyter_token_cache.tokens.models.SessionEnded` when ``session`` has
+        ended by the time the token would exist (nothing is left behind then).
+        """
 
-    async def minted(self, user: str | None = None) -> list[MintedRow]:
-        """Tokens whose note says this extension minted them (signature not checked here)."""
+    async def alive(self, ref: TokenRef) -> bool:
+        """True while that very token row exists (the caller checks the expiry it holds)."""
 
-    async def revoke(self, token_ids: Iterable[str]) -> int:
-        """Delete tokens from the hub; return how many were there."""
+    async def session_alive(self, session: ParentSession) -> bool:
+        """True while the session (its root row, its server, its login) and the credential live."""
+
+    async def minted(
+        self, user: str | None = None, *, server: str | None = None
+    ) -> list[MintedRow]:
+        """Tokens this extension minted (for ``user``; for sessions of ``server``)."""
+
+    async def revoke(self, refs: Iterable[TokenRef], *, reason: str) -> int:
+        """Delete these token rows (and, by cascade, what was minted from them); return how many."""

@@ -23,30 +23,48 @@ def shown(value: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class ParentSession:
-    """The credential a request came with, as the policy sees it.
+class TokenRef:
+    """One token row, named exactly: its REST id and a fingerprint of its hash.
 
     Notes
     -----
-    ``ref`` is an opaque, already HMAC-derived identifier of the session (a login
-    session, a server's API token, a user's API/OAuth token); it is what ties a child
-    token to its session in cache keys and in the note of the token row, so no raw
-    session id or token id needs to be stored anywhere. A token minted by the cache and
-    used as a credential resolves to its *original* session (``minted`` says which kind
-    it was): chains keep the original expiry, and ``scopes`` are the credential's own,
-    so a chain never widens anything.
+    Databases hand a deleted row's id to the next row (SQLite does it at once, any
+    database after a restore), so an id alone does not say "the same token". The
+    fingerprint is derived from the row's salted hash, which no other row can share;
+    together they name the very row. The fingerprint is not usable as a token and is
+    never put in an event or a log line.
+    """
+
+    #: JupyterHub's REST id of the token ("a123").
+    id: str
+    #: Fingerprint of the row's hash (see the hub adapter's ``fingerprint``).
+    fp: str
+
+
+@dataclass(frozen=True, slots=True)
+class ParentSession:
+    """The session a request acts for, as the policy sees it.
+
+    Notes
+    -----
+    ``ref`` names the session in cache keys and lineage: ``login:<session id>`` for a
+    login cookie, ``<kind>:<row id>:<fingerprint>`` for a server's or a user's token
+    row, so a new token that inherits a freed id is another session. A token minted by
+    the cache and used as a credential resolves to its *original* session (``minted``
+    says which kind it was; ``via`` is the credential's own row): chains keep the
+    original expiry, and ``scopes`` are the credential's own, so a chain never widens
+    anything.
     """
 
     #: Name of the user who owns the session.
     user: str
-    #: HMAC-derived identifier of the session.
+    #: Identifier of the session in cache keys and lineage.
     ref: str
     #: "login" (cookie), "server" (a spawned server's token) or "token" (API/OAuth).
     kind: str
     #: Epoch seconds at which the session ends; None when it does not expire.
     expires_at: float | None
-    #: Expanded scopes the session grants: the user's for login and server sessions,
-    #: the token's own (within its owner's) otherwise.
+    #: Expanded scopes the session grants the request.
     scopes: frozenset[str]
     #: JupyterHub login session id, copied onto children so that logging out revokes them.
     session_id: str | None = None
@@ -54,6 +72,11 @@ class ParentSession:
     server: str | None = None
     #: "notebook" or "internal" when the credential itself was minted by the cache.
     minted: str | None = None
+    #: The session's own token row (a server's token, a user's API/OAuth token); None
+    #: for a login session, which has no row.
+    root: TokenRef | None = None
+    #: The credential's row when it is not the root (a minted token used as credential).
+    via: TokenRef | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +137,10 @@ class UnknownService(TokenRequestError):
     """No internal-token policy for the named service (404)."""
 
     status = 404
+
+
+class SessionEnded(Forbidden):
+    """The session a credential was minted for has ended (403); its tokens are revoked."""
 
 
 class LifetimeUnavailable(TokenRequestError):

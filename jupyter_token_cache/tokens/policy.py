@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from traitlets import Dict, Integer, List, TraitError, Unicode, validate
+from traitlets import Dict, Enum, Float, Integer, List, TraitError, Unicode, validate
 
 from ..cache import CacheEngine
 
@@ -62,6 +62,44 @@ class TokenCache(CacheEngine):
         server (minted when the server starts). Empty: do not set one.""",
     )
 
+    server_session_scopes = Enum(
+        ["server", "user"],
+        "server",
+        config=True,
+        help="""What a spawned server's own token ($JUPYTERHUB_API_TOKEN) may obtain.
+        "server" (default): no more than the hub gave the server (its token's scopes,
+        from Spawner.server_token_scopes) plus what notebook_scopes grants the server's
+        notebook token. "user": anything the user holds, Gafaelfawr's "the notebook acts
+        as the user" model. With "user", whoever can run code in a server (anyone it is
+        shared with, under JupyterHub's server sharing) can obtain tokens with all of the
+        owner's scopes.""",
+    )
+    event_buffer_size = Integer(
+        10_000,
+        config=True,
+        help="""Lifecycle events the hub keeps for stream clients that reconnect with
+        Last-Event-ID; a client whose last event has left the buffer gets "reset".""",
+    )
+    event_queue_size = Integer(
+        1_000,
+        config=True,
+        help="""Events one stream client may fall behind by before it is disconnected
+        (it resumes from the buffer): a slow consumer never slows the hub.""",
+    )
+    event_heartbeat = Float(
+        5.0,
+        config=True,
+        help="""Seconds between heartbeats (SSE comments) on an idle event stream, so a
+        dead connection is noticed quickly on both ends.""",
+    )
+    sweep_interval = Float(
+        60.0,
+        config=True,
+        help="""Seconds between sweeps that revoke tokens whose session ended where the
+        hub's database session could not see it (bulk deletes, changes made outside the
+        hub). 0 disables the sweep.""",
+    )
+
     @validate("services")
     def _check_services(self, proposal: Any) -> dict[str, dict[str, Any]]:
         services: dict[str, dict[str, Any]] = {}
@@ -73,18 +111,32 @@ class TokenCache(CacheEngine):
                     f"TokenCache.services[{name!r}] must be a dict with 'scopes' and optional 'lifetime'"
                 )
             scopes = policy.get("scopes")
-            if not scopes or not isinstance(scopes, list | tuple) or not all(
-                isinstance(s, str) and s for s in scopes
+            if (
+                not scopes
+                or not isinstance(scopes, list | tuple)
+                or not all(isinstance(s, str) and s for s in scopes)
             ):
-                raise TraitError(f"TokenCache.services[{name!r}]['scopes'] must be a non-empty list of scopes")
+                raise TraitError(
+                    f"TokenCache.services[{name!r}]['scopes'] must be a non-empty list of scopes"
+                )
             lifetime = policy.get("lifetime", DEFAULT_SERVICE_LIFETIME)
             if isinstance(lifetime, bool) or not isinstance(lifetime, int) or lifetime < 1:
-                raise TraitError(f"TokenCache.services[{name!r}]['lifetime'] must be a positive integer")
+                raise TraitError(
+                    f"TokenCache.services[{name!r}]['lifetime'] must be a positive integer"
+                )
             services[name] = {"scopes": sorted(set(scopes)), "lifetime": lifetime}
         return services
+
+    @validate("event_buffer_size", "event_queue_size", "event_heartbeat")
+    def _check_event_settings(self, proposal: Any) -> Any:
+        if proposal.value <= 0:
+            raise TraitError(f"TokenCache.{proposal.trait.name} must be positive")
+        return proposal.value
 
     @validate("notebook_lifetime", "minimum_lifetime")
     def _check_positive(self, proposal: Any) -> int:
         if proposal.value < 1:
-            raise TraitError(f"TokenCache.{proposal.trait.name} must be a positive number of seconds")
+            raise TraitError(
+                f"TokenCache.{proposal.trait.name} must be a positive number of seconds"
+            )
         return int(proposal.value)

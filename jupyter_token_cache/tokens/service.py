@@ -9,14 +9,17 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 from ..cache import CacheKey
+from .events import CACHE_RESET, MINTED, Event, EventSink, NoEvents
 from .lineage import Lineage
-from .minter import Minter, MintedRow
+from .minter import MintedRow, Minter
 from .models import (
     Forbidden,
+    InvalidRequest,
     IssuedToken,
     LifetimeUnavailable,
-    InvalidRequest,
     ParentSession,
+    SessionEnded,
+    TokenRef,
     UnknownService,
     shown,
 )
@@ -26,13 +29,24 @@ from .policy import TokenCache
 class CachedToken(NamedTuple):
     """What the cache holds for a token: a tuple in memory, a JSON list on a shared backend.
 
-    Its scopes are not repeated here: they are part of the key.
+    Its scopes are not repeated here: they are part of the key. ``fp`` names the very
+    row (see :class:`TokenRef`), so a reuse is served only while that row exists.
     """
 
     token: str
     id: str
     expires_at: float
     created: float
+    fp: str
+
+    @property
+    def ref(self) -> TokenRef:
+        return TokenRef(self.id, self.fp)
+
+
+#: Seconds a fresh token may spend between its mint and its answer: a request whose
+#: minimum lifetime a fresh token could only just meet is refused, not answered short.
+MINT_SLACK = 1.0
 
 
 @lru_cache(maxsize=4096)
@@ -61,8 +75,14 @@ class TokenService:
       are refused, naming them.
 
     The hub database is the authority: the cache only remembers which token to hand
-    out again, and every reuse first checks that the token is still there, so a token
-    deleted through the hub's API, by logging out or with its user is never served.
+    out again, and every reuse first checks that the very row it minted is still there
+    (its id *and* fingerprint: ids are reused), so a token deleted through the hub's
+    API, by logging out or with its user is never served.
+
+    A minted credential, or a server's, is only as good as its session: each use
+    checks that the session it was minted for still lives, and a mint for a session
+    that ends meanwhile fails rather than leaves a token behind. A dead session's
+    tokens are revoked (403), so orphans cannot renew themselves.
     """
 
     def __init__(
@@ -70,13 +90,13 @@ class TokenService:
         *,
         settings: TokenCache,
         minter: Minter,
-        lineage: Lineage,
+        events: EventSink | None = None,
         max_lifetime: int = 0,
         log: logging.Logger | None = None,
     ) -> None:
         self.settings = settings
         self.minter = minter
-        self.lineage = lineage
+        self.events = events or NoEvents()
         self.max_lifetime = max_lifetime
         self.log = log or logging.getLogger(__name__)
 
@@ -88,6 +108,7 @@ class TokenService:
         """Return the session's notebook token, minting one only when the cached one can't be reused."""
         if session.minted == "internal":
             raise Forbidden("An internal token cannot be used to get a notebook token")
+        await self._check_session(session)
         wanted = self.minter.expand(self.settings.notebook_scopes, session.user)
         scopes = self.minter.intersect(wanted, session.scopes)
         if not scopes:
@@ -113,6 +134,7 @@ class TokenService:
         policy = self.settings.services.get(service)
         if policy is None:
             raise UnknownService(f"No internal tokens are configured for service {shown(service)}")
+        await self._check_session(session)
         allowed = self.minter.expand(policy["scopes"], session.user)
         if scopes is None:
             granted = self.minter.intersect(allowed, session.scopes)
@@ -126,7 +148,9 @@ class TokenService:
                 try:
                     expanded[scope] = self.minter.expand([scope], session.user)
                 except InvalidRequest:
-                    raise InvalidRequest(f"scopes[{i}] is not a known scope: {shown(scope)}") from None
+                    raise InvalidRequest(
+                        f"scopes[{i}] is not a known scope: {shown(scope)}"
+                    ) from None
             requested = sorted(expanded)
             outside = [s for s in requested if not self._within(expanded[s], allowed)]
             if outside:
@@ -148,8 +172,46 @@ class TokenService:
             minimum_lifetime=minimum_lifetime,
         )
 
+    def server_scopes(self, user: str, token_scopes: frozenset[str]) -> frozenset[str]:
+        """What a spawned server's session may grant (see ``server_session_scopes``).
+
+        By default a server's token is worth what the hub gave the server plus what
+        ``notebook_scopes`` gives its notebook token, both within the user's scopes:
+        whoever can run code in a server (it may be shared) gets no more through this
+        extension than the hub already put in the server.
+        """
+        held = self.minter.user_scopes(user)
+        if self.settings.server_session_scopes == "user":
+            return held
+        notebook = self.minter.intersect(
+            self.minter.expand(self.settings.notebook_scopes, user), held
+        )
+        return frozenset(token_scopes | notebook)
+
     def _within(self, expanded: frozenset[str], allowed: frozenset[str]) -> bool:
         return self.minter.intersect(expanded, allowed) == expanded
+
+    async def _check_session(self, session: ParentSession) -> None:
+        """Refuse (403) a credential whose session has ended, and revoke what it left."""
+        if session.minted is None and session.kind != "server":
+            return  # a user's own token or login: the hub has just authenticated it
+        if await self.minter.session_alive(session):
+            return
+        await self._end_session(session)
+        raise SessionEnded("The session this credential belongs to has ended")
+
+    async def _end_session(self, session: ParentSession) -> None:
+        """Revoke every token minted for an ended session, and the credential that asked."""
+        rows = [
+            r
+            for r in await self.minter.minted(session.user)
+            if r.lineage.session_ref == session.ref
+        ]
+        refs = {row.ref for row in rows}
+        if session.via is not None:
+            refs.add(session.via)
+        if refs:
+            await self.minter.revoke(refs, reason="parent-revoked")
 
     async def _issue(
         self,
@@ -173,35 +235,34 @@ class TokenService:
             need = min(self.settings.minimum_lifetime, lifetime // 2)
         else:
             need = minimum_lifetime
-        if int(end - now) < need:
+        if end - now < need + MINT_SLACK:
             raise LifetimeUnavailable(
                 f"A new {kind} token could live {max(0, int(end - now))} s, less than the "
                 f"{need} s required: its parent session or lifetime policy ends sooner"
             )
         key = self.key(session.user, kind, session.ref, session.expires_at, service, scopes)
 
-        async def reusable(value: Sequence[Any]) -> bool:
-            entry = CachedToken(*value)  # a list when it comes from a shared backend
+        def fresh(entry: CachedToken) -> bool:
             remaining = entry.expires_at - time.time()
             if minimum_lifetime is not None:
-                fresh_enough = remaining >= minimum_lifetime
-            else:
-                lived = entry.expires_at - entry.created
-                fresh_enough = remaining > lived / 2 and remaining >= need
-            if not fresh_enough:
+                return remaining >= minimum_lifetime
+            return remaining > (entry.expires_at - entry.created) / 2 and remaining >= need
+
+        async def reusable(value: Sequence[Any]) -> bool:
+            entry = CachedToken(*value)  # a list when it comes from a shared backend
+            if not fresh(entry):
                 return False
-            if await self.minter.alive(entry.id):
+            if await self.minter.alive(entry.ref):
                 return True
             await self.settings.delete(key)  # revoked in the hub: evict
             return False
 
         async def mint() -> tuple[CachedToken, float]:
-            expires_in = int(end - time.time())
-            if expires_in < 1:
+            if end - time.time() < need:  # waited too long for a lease
                 raise LifetimeUnavailable(f"The parent session of this {kind} token ends too soon")
-            note = self.lineage.note(session, minted=kind, service=service)
+            lineage = Lineage.of(session, kind=kind, service=service)
             minted = await self.minter.mint(
-                session.user, key.parts[3], expires_in=expires_in, note=note, session_id=session.session_id
+                session.user, key.parts[3], expires_at=end, lineage=lineage, session=session
             )
             self.log.info(
                 "Minted %s token %s for %s%s (expires in %i s)",
@@ -209,13 +270,34 @@ class TokenService:
                 minted["id"],
                 session.user,
                 f" and service {service}" if service else "",
-                expires_in,
+                minted["expires_at"] - time.time(),
             )
-            entry = CachedToken(minted["token"], minted["id"], minted["expires_at"], minted["created"])
+            self.events.publish(
+                [
+                    Event(
+                        MINTED,
+                        user=session.user,
+                        token_ids=(minted["id"],),
+                        kind=kind,
+                        service=service,
+                    )
+                ]
+            )
+            entry = CachedToken(
+                minted["token"], minted["id"], minted["expires_at"], minted["created"], minted["fp"]
+            )
             return entry, entry.expires_at
 
-        value, created = await self.settings.get_or_create(key, mint, accept=reusable)
+        try:
+            value, created = await self.settings.get_or_create(key, mint, accept=reusable)
+        except SessionEnded:
+            await self._end_session(session)
+            raise
         entry = CachedToken(*value)
+        if not fresh(entry):  # minted for a caller with a lower bar, or the mint took long
+            raise LifetimeUnavailable(
+                f"No {kind} token with {need} s left could be made in time; ask again"
+            )
         return IssuedToken(
             token=entry.token,
             id=entry.id,
@@ -239,42 +321,44 @@ class TokenService:
         The sorted scopes are one tuple, shared by every key with the same scope set
         (a user's sessions all ask for the same scopes), which keeps a memory entry small.
         """
-        return CacheKey(user, kind, (ref, parent_expires_at, service or "", _sorted(frozenset(scopes))))
+        return CacheKey(
+            user, kind, (ref, parent_expires_at, service or "", _sorted(frozenset(scopes)))
+        )
 
-    # -- revoking -----------------------------------------------------------------------
+    # -- revoking and forgetting ------------------------------------------------------
 
     async def revoke_server(self, user: str, server: str) -> int:
-        """Delete from the hub, and evict, every token minted for ``user``'s server ``server``."""
-        minted = await self._minted(user)
-        return await self._revoke(
-            [(row, f) for row, f in minted if f.get("k") == "server" and f.get("n") == server]
-        )
+        """Delete from the hub every token minted for ``user``'s server ``server``.
+
+        Deleting the server's own token already takes its children with it (the
+        cascade); this also covers servers that keep their token across a stop.
+        """
+        rows = await self.minter.minted(user, server=server)
+        return await self.minter.revoke([row.ref for row in rows], reason="server-stopped")
 
     async def reset(self, user: str | None = None, *, revoke: bool = False) -> dict[str, Any]:
         """Forget every cached token (or ``user``'s); with ``revoke``, delete them from the hub too."""
-        revoked = await self._revoke(await self._minted(user)) if revoke else 0
+        revoked = 0
+        if revoke:
+            rows = await self.minter.minted(user)
+            revoked = await self.minter.revoke([row.ref for row in rows], reason="admin-reset")
         cleared = await self.settings.clear(user)
+        self.events.publish([Event(CACHE_RESET, user=user, extra={"revoked": revoked})])
         return {"cleared": cleared, "revoked": revoked}
 
-    async def _minted(self, user: str | None) -> list[tuple[MintedRow, dict[str, Any]]]:
-        """Tokens this hub minted, with their verified lineage; forged notes are skipped."""
-        found = []
-        for row in await self.minter.minted(user):
-            fields = self.lineage.read(row.user, row.note)
-            if fields is not None:
-                found.append((row, fields))
-        return found
+    def forget(self, rows: Iterable[MintedRow]) -> None:
+        """Evict the entries of tokens that ended (called as their deletion commits)."""
+        for row in rows:
+            lineage = row.lineage
+            if lineage.kind not in ("notebook", "internal"):
+                continue
+            key = self.key(row.user, lineage.kind, lineage.session_ref, lineage.session_expires_at,
+                           lineage.service, row.scopes)  # fmt: skip
+            self.settings.discard(key)
 
-    async def _revoke(self, minted: list[tuple[MintedRow, dict[str, Any]]]) -> int:
-        """Delete tokens from the hub first, then evict the entries that held them."""
-        count = await self.minter.revoke([row.id for row, _ in minted])
-        for row, fields in minted:
-            key = self.key(row.user, fields.get("t", ""), fields.get("r", ""), fields.get("p"),
-                           fields.get("s"), row.scopes)  # fmt: skip
-            await self.settings.delete(key)
-        if count:
-            self.log.info("Revoked %i minted token(s)", count)
-        return count
+    def forget_user(self, name: str) -> None:
+        """Forget a user's entries (renamed or deleted: their keys name the old user)."""
+        self.settings.discard_user(name)
 
     # -- reporting ----------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ async def test_default_scopes_are_the_policy_within_the_caller(hub: Hub) -> None
     assert "read:users!user=alice" in body["scopes"]
     assert (await hub.post("internal", parent, {"service": "dask"})).json()["token"] == body["token"]
     (row,) = hub.minted_rows("alice")
-    assert row.note.startswith("jupyter-token-cache: internal token for dask [jtc1 ")
+    assert row.note == "jupyter-token-cache: internal token for dask"
 
 
 async def test_one_token_per_scope_set_and_service(hub: Hub) -> None:
@@ -105,20 +105,18 @@ async def test_narrow_token_gets_a_narrow_notebook_token(hub: Hub) -> None:
     assert "read:users!user=alice" not in body["scopes"]
 
 
-async def test_forged_lineage_note_is_ignored(hub: Hub) -> None:
-    """A user copies the note of a minted internal token onto a token of their own."""
+async def test_a_copied_note_grants_nothing(hub: Hub) -> None:
+    """A user copies the note of a minted internal token onto a token of their own.
+
+    Lineage lives in the extension's table, keyed by the very row: a note is prose.
+    """
     parent = hub.token("alice")
     internal = (await hub.post("internal", parent, {"service": "short"})).json()
     (row,) = hub.minted_rows("alice")
     user = hub.app.users["alice"]
     copied = user.new_api_token(note=row.note, scopes=["read:users!user"])
-    # genuine signature, so it resolves to the original session, but only with its own scopes
     r = await hub.post("notebook", copied, {})
-    assert r.status_code == 403  # it claims to be an internal token: no notebook tokens
-    # edited by hand: the signature fails and it is a plain token
-    forged = user.new_api_token(note=row.note.replace('"internal"', '"notebook"')[:-3] + "xx]",
-                                scopes=["read:users!user"])  # fmt: skip
-    r = await hub.post("notebook", forged, {})
+    # a plain token of its own: its own scopes, its own session, never the minted token
     assert r.status_code == 200 and "access:servers!user=alice" not in r.json()["scopes"]
     assert internal["token"] not in r.text
 

@@ -5,6 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from jupyterhub import orm
+from sqlalchemy import delete
+
+from jupyter_token_cache.hub.lineage import LINEAGE
+
 from .conftest import Hub
 
 
@@ -66,16 +71,23 @@ async def test_server_stop_revokes_its_session_tokens_only(hub: Hub) -> None:
 
 
 async def test_server_token_recognised_after_hub_forgets_it(hub: Hub) -> None:
-    """After a hub restart spawners hold no token: the OAuth client's hashed secret proves it."""
+    """After a hub restart spawners hold no token: the lineage table (or else the OAuth
+    client's hashed secret) proves it is the server's."""
     admin = hub.token("admin", admin=True)
     hub.add_user("alice")
     spawner = await spawn(hub, admin, "alice")
     token = spawner.api_token
     first = (await hub.post("notebook", token, {})).json()
     spawner.api_token = ""
-    hub.app.authenticator.token_sessions._servers.clear()
     again = (await hub.post("notebook", token, {})).json()
     assert again["token"] == first["token"] and again["cached"] is True
+    # a server spawned before the table knew it: proved by its OAuth client, then recorded
+    orm_token = orm.APIToken.find(hub.db, token)
+    hub.db.execute(delete(LINEAGE).where(LINEAGE.c.token_id == orm_token.id))
+    hub.db.commit()
+    again = (await hub.post("notebook", token, {})).json()
+    assert again["token"] == first["token"] and again["cached"] is True
+    assert hub.app.authenticator.token_sessions.minter.lineage_of(orm_token).kind == "server"
     spawner.api_token = token
     await stop(hub, admin, "alice")
 

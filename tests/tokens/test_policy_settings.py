@@ -8,7 +8,7 @@ from traitlets import TraitError
 
 from jupyter_token_cache import TokenCache, TokenCacheMixin, with_token_cache
 from jupyter_token_cache.tokens.lineage import Lineage
-from jupyter_token_cache.tokens.models import ParentSession, shown
+from jupyter_token_cache.tokens.models import ParentSession, TokenRef, shown
 
 
 @pytest.mark.parametrize(
@@ -49,17 +49,27 @@ def test_with_token_cache_accepts_names_paths_and_classes() -> None:
         with_token_cache("collections.OrderedDict")
 
 
-def test_lineage_is_bound_to_owner_and_secret() -> None:
-    lineage = Lineage(b"s" * 32)
-    session = ParentSession(user="alice", ref=lineage.session_ref("token:1"), kind="token",
-                            expires_at=123.0, scopes=frozenset())  # fmt: skip
-    note = lineage.note(session, minted="notebook")
-    assert lineage.read("alice", note)["r"] == session.ref
-    assert lineage.read("bob", note) is None
-    assert Lineage(b"t" * 32).read("alice", note) is None
-    assert lineage.read("alice", note.replace("notebook token", "internal token")) is not None  # label is prose
-    assert lineage.read("alice", note[:-5] + "AAAA]") is None
-    assert "token:1" not in note
+def test_lineage_names_the_original_session_and_the_credential() -> None:
+    root, credential = TokenRef("a1", "f" * 32), TokenRef("a2", "e" * 32)
+    session = ParentSession(user="alice", ref="token:a1:" + "f" * 32, kind="token",
+                            expires_at=123.0, scopes=frozenset({"x"}), root=root)  # fmt: skip
+    lineage = Lineage.of(session, kind="notebook")
+    parent = lineage.parent(user="alice2", scopes=frozenset({"y"}), credential=credential)
+    assert (parent.ref, parent.kind, parent.expires_at, parent.root) == (session.ref, "token", 123.0, root)
+    assert parent.minted == "notebook" and parent.via == credential and parent.scopes == {"y"}
+    assert parent.user == "alice2"  # the name is the current one: lineage never binds it
+
+
+@pytest.mark.parametrize("trait", ["event_buffer_size", "event_queue_size", "event_heartbeat"])
+def test_event_settings_are_positive(trait: str) -> None:
+    with pytest.raises(TraitError):
+        TokenCache(**{trait: 0})
+
+
+def test_server_session_scopes_is_server_or_user() -> None:
+    assert TokenCache().server_session_scopes == "server"
+    with pytest.raises(TraitError):
+        TokenCache(server_session_scopes="everything")
 
 
 def test_secret_looking_input_is_never_echoed() -> None:

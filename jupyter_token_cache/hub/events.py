@@ -1,0 +1,189 @@
+"""The hub's event broker: a bounded buffer, per-subscriber queues, the audit log and Redis.
+
+Notes
+-----
+Events are numbered from the microsecond the broker starts, so ids keep increasing
+across hub restarts and a client resuming with an id from before a restart is told to
+``reset`` rather than silently skipping what it missed.
+
+Publishing never waits: each stream subscriber has a bounded queue, and one that falls
+that far behind is dropped (its connection closed); it resumes with ``Last-Event-ID``
+from the buffer, or gets ``reset`` when its id has left the buffer. A slow consumer
+therefore costs the hub one failed ``put_nowait``, never a wait.
+
+The same events go to JupyterHub's event logging (``jupyter_events``, with the schema
+``event-schemas/token-event/v1.yaml`` registered here), which operators route with
+``c.EventLogger.handlers``, and, when the cache backend is Redis, Fernet-sealed to the
+``{namespace}:events`` channel for every process sharing that Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ..cache import CacheEngine
+from ..tokens.events import RESET, Event
+
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "event-schemas" / "token-event" / "v1.yaml"
+SCHEMA_ID = "https://schema.jupyter.org/jupyter-token-cache/token-event"
+#: Events waiting to go to Redis at most; beyond, the oldest are dropped (and counted).
+_OUTBOX = 10_000
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One stream client: what it missed (``backlog``) and what comes next (``queue``)."""
+
+    backlog: list[Event]
+    queue: asyncio.Queue[Event | None]
+    #: Set when it fell too far behind or the broker closed: the stream must end.
+    dropped: bool = False
+    since: float = field(default_factory=time.monotonic)
+
+
+class EventBroker:
+    """Number, keep and deliver lifecycle events."""
+
+    def __init__(
+        self,
+        *,
+        buffer_size: int,
+        queue_size: int,
+        eventlog: Any = None,
+        cache: CacheEngine | None = None,
+        log: Any,
+    ) -> None:
+        self.log = log
+        self.queue_size = queue_size
+        self._buffer: deque[Event] = deque(maxlen=buffer_size)
+        self._last = int(time.time() * 1_000_000)
+        self._subscribers: set[Subscription] = set()
+        self._eventlog = eventlog
+        self._cache = cache
+        self._outbox: deque[dict[str, Any]] = deque(maxlen=_OUTBOX)
+        self._wake = asyncio.Event()
+        self._forwarder: asyncio.Task[None] | None = None
+        #: Counters for the stats route.
+        self.counts = {"published": 0, "dropped_subscribers": 0, "redis_failed": 0}
+        if eventlog is not None:
+            register_schema(eventlog)
+
+    @property
+    def last_id(self) -> int:
+        return self._last
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subscribers)
+
+    def publish(self, events: Iterable[Event]) -> None:
+        """Number and deliver ``events``; never blocks, never raises."""
+        for event in events:
+            self._last += 1
+            event = replace(event, id=self._last, time=time.time())
+            self._buffer.append(event)
+            self.counts["published"] += 1
+            for sub in list(self._subscribers):
+                try:
+                    sub.queue.put_nowait(event)
+                except asyncio.QueueFull:
+                    self._drop(sub)
+            model = event.model()
+            if self._eventlog is not None:
+                try:
+                    self._eventlog.emit(schema_id=SCHEMA_ID, data=model)
+                except Exception as e:  # noqa: BLE001 - auditing must not break a delete
+                    self.log.error("Token cache event not logged: %s", e)
+            if self._forwards():
+                self._outbox.append(model)
+                self._wake.set()
+
+    # -- subscribers ----------------------------------------------------------------------
+
+    def subscribe(self, last_event_id: str | None) -> Subscription:
+        """A new subscriber, resuming after ``last_event_id`` when the buffer still has it."""
+        sub = Subscription(backlog=self._since(last_event_id), queue=asyncio.Queue(self.queue_size))
+        self._subscribers.add(sub)
+        return sub
+
+    def _since(self, last_event_id: str | None) -> list[Event]:
+        if last_event_id is None:
+            return []
+        try:
+            after = int(last_event_id.strip())
+        except ValueError:
+            after = -1
+        if after == self._last:
+            return []
+        first = self._buffer[0].id if self._buffer else self._last + 1
+        if first - 1 <= after < self._last:
+            return [event for event in self._buffer if event.id > after]
+        # gone from the buffer, from another hub, or from the future: start over
+        return [Event(RESET, id=self._last, time=time.time())]
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self._subscribers.discard(sub)
+
+    def _drop(self, sub: Subscription) -> None:
+        sub.dropped = True
+        self._subscribers.discard(sub)
+        self.counts["dropped_subscribers"] += 1
+        self.log.warning("Dropped a token-cache event subscriber that fell behind; it can resume")
+        _wake(sub)
+
+    def close(self) -> None:
+        """End every stream (hub shutdown) and stop forwarding."""
+        for sub in list(self._subscribers):
+            sub.dropped = True
+            _wake(sub)
+        self._subscribers.clear()
+        if self._forwarder is not None:
+            self._forwarder.cancel()
+
+    # -- Redis ----------------------------------------------------------------------------
+
+    def _forwards(self) -> bool:
+        if self._cache is None or self._cache.backend != "redis":
+            return False
+        if self._forwarder is None or self._forwarder.done():
+            try:
+                self._forwarder = asyncio.get_running_loop().create_task(self._forward())
+            except RuntimeError:
+                return False
+        return True
+
+    async def _forward(self) -> None:
+        """Send the outbox to Redis in order, one event at a time (fail-open, as the cache)."""
+        assert self._cache is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._outbox:
+                model = self._outbox.popleft()
+                if not await self._cache.store.announce("events", model):
+                    self.counts["redis_failed"] += 1
+
+
+def _wake(sub: Subscription) -> None:
+    try:
+        sub.queue.put_nowait(None)
+    except asyncio.QueueFull:
+        pass  # it is full of events: the stream reads them, then sees ``dropped``
+
+
+def register_schema(eventlog: Any) -> None:
+    """Register the token-event schema with a jupyter_events EventLogger (once)."""
+    if SCHEMA_ID not in getattr(eventlog.schemas, "schema_ids", ()):
+        eventlog.register_event_schema(SCHEMA_PATH)
+
+
+def sse(event: Event) -> str:
+    """One event in text/event-stream framing."""
+    return f"id: {event.id}\nevent: {event.type}\ndata: {json.dumps(event.model())}\n\n"

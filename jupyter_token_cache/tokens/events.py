@@ -1,0 +1,89 @@
+"""Lifecycle events: every mint, every end of a token, every change that can make a cached answer wrong.
+
+Pure data: what an event says, never how it travels (the hub adapter streams and logs them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+#: Event types.
+MINTED = "token-minted"
+REVOKED = "token-revoked"
+USER_CHANGED = "user-changed"
+CACHE_RESET = "cache-reset"
+#: Sent to a stream client whose last event id has left the buffer: drop everything.
+RESET = "reset"
+
+#: Why a token ended (token-revoked).
+REVOKE_REASONS = (
+    "deleted",
+    "logout",
+    "user-deleted",
+    "server-stopped",
+    "parent-revoked",
+    "expired",
+    "admin-reset",
+)
+#: What changed about a user (user-changed).
+USER_REASONS = ("deleted", "renamed", "roles", "groups")
+#: Kinds of token an event may name.
+TOKEN_KINDS = ("notebook", "internal", "server", "api", "oauth", "service")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One lifecycle event, as every consumer sees it.
+
+    Notes
+    -----
+    Events carry token *ids* (``a123``), never a token, its hash or its fingerprint:
+    an event stream is read by services and written to audit logs, and nothing in it
+    may be usable as a credential. Ids are reused by databases, so a consumer must
+    treat an event as "the token it knows under this id may have ended" and look again,
+    never as "the token now holding this id is gone"; ``created`` (ISO 8601) tells the
+    rows apart for consumers that keep it.
+    """
+
+    type: str
+    #: Monotonically increasing id, set by the broker that publishes the event.
+    id: int = 0
+    #: Epoch seconds.
+    time: float = 0.0
+    user: str | None = None
+    token_ids: tuple[str, ...] = ()
+    kind: str | None = None
+    service: str | None = None
+    reason: str | None = None
+    #: For a rename: the name the user had before.
+    previous_name: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def model(self) -> dict[str, Any]:
+        """The JSON form: on the stream, in the audit log and on Redis."""
+        body: dict[str, Any] = {"id": self.id, "type": self.type, "time": self.time}
+        for name in ("user", "kind", "service", "reason", "previous_name"):
+            value = getattr(self, name)
+            if value is not None:
+                body[name] = value
+        if self.token_ids or self.type in (MINTED, REVOKED):
+            body["token_ids"] = list(self.token_ids)
+        body.update(self.extra)
+        return body
+
+
+class EventSink(Protocol):
+    """Where the policy sends events (the hub's broker; nothing, without one)."""
+
+    def publish(self, events: Iterable[Event]) -> None:
+        """Number, keep and deliver ``events``; never blocks, never raises."""
+
+
+class NoEvents:
+    """An event sink that drops everything (tests of the policy alone)."""
+
+    def publish(self, events: Iterable[Event]) -> None:
+        for _ in events:
+            pass
