@@ -17,7 +17,14 @@ from cryptography.fernet import Fernet
 from jupyter_token_cache import TokenCache
 from jupyter_token_cache.cache import close_all
 
-from .servers import MemcachedServer, MissingBinary, RedisServer, Server, unavailable
+from .servers import (
+    MemcachedServer,
+    MissingBinary,
+    PostgresServer,
+    RedisServer,
+    Server,
+    unavailable,
+)
 
 BACKENDS = ["memory", "redis", "memcached"]
 SHARED_BACKENDS = ["redis", "memcached"]
@@ -46,6 +53,12 @@ def redis_server() -> Iterator[RedisServer]:
 @pytest.fixture(scope="session")
 def memcached_server() -> Iterator[MemcachedServer]:
     yield from running(MemcachedServer)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL cluster for the session; tests take databases from it."""
+    yield from running(PostgresServer)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -18,9 +18,12 @@ from jupyter_token_cache import with_token_cache
 from jupyter_token_cache.cache import close_all
 
 from ..conftest import BACKENDS, settings_for
-from ..servers import Server
+from ..servers import MemcachedServer, RedisServer, Server
 from .memory_proxy import MemoryProxy
 from .openapi import check_response
+
+#: The hub's database: MockHub's temporary SQLite file, or a fresh PostgreSQL database.
+HUB_DATABASES = ["sqlite", "postgresql"]
 
 SERVICES = {
     "dask": {"scopes": ["access:services!service=dask", "read:users!user"], "lifetime": 3600},
@@ -103,13 +106,25 @@ class Hub:
         return client
 
 
+def message(record: logging.LogRecord) -> str:
+    """A record's text, or its format string when its arguments can no longer be
+    formatted (the repr of a token row deleted since is looked up lazily)."""
+    try:
+        return record.getMessage()
+    except Exception:  # noqa: BLE001
+        return str(record.msg)
+
+
 @pytest.fixture
 def hub_config(request: pytest.FixtureRequest) -> Config:
     """Config for the hub fixture; tests change it with @pytest.mark.hub_config(...)."""
     config = Config()
     config.JupyterHub.authenticator_class = with_token_cache(MockPAMAuthenticator)
     config.JupyterHub.proxy_class = MemoryProxy
-    config.JupyterHub.custom_scopes = {"custom:token-cache:admin": {"description": "Administer the token cache"}}
+    config.JupyterHub.custom_scopes = {
+        "custom:token-cache:admin": {"description": "Administer the token cache"},
+        "custom:token-cache:events": {"description": "Follow token lifecycle events"},
+    }
     config.TokenCache.services = SERVICES
     marker = request.node.get_closest_marker("hub_config")
     if marker:
@@ -128,19 +143,44 @@ def any_backend_config(request: pytest.FixtureRequest, hub_config: Config, crypt
 
 
 def servers_in_use(request: pytest.FixtureRequest) -> list[Server]:
-    """The Redis and memcached servers this test's hub may have written to, if still up."""
+    """The Redis and memcached servers this test's hub may have written to, if still up.
+
+    Not the PostgreSQL server: it holds the hub's own tables, not the token cache.
+    """
     found = []
     for name in ("redis_server", "memcached_server", "own_redis", "own_memcached", "server"):
         if name in request.fixturenames:
             server = request.getfixturevalue(name)
-            if isinstance(server, Server) and server.process is not None and server.process.poll() is None:
+            if isinstance(server, (RedisServer, MemcachedServer)) and server.process is not None \
+                    and server.process.poll() is None:  # fmt: skip
                 found.append(server)
     return found
 
 
+@pytest.fixture(params=HUB_DATABASES)
+def hub_db(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The hub's database, for every hub test in turn: SQLite, then PostgreSQL.
+
+    MockHub takes no db_url from config: it reads JUPYTERHUB_TEST_DB_URL in ``initialize``
+    and falls back to a temporary SQLite file.
+    """
+    if request.param == "sqlite":
+        monkeypatch.delenv("JUPYTERHUB_TEST_DB_URL", raising=False)
+        yield "sqlite"
+        return
+    server = request.getfixturevalue("postgres_server")
+    url = server.create_database()
+    monkeypatch.setenv("JUPYTERHUB_TEST_DB_URL", url)
+    yield url
+    server.drop_database(url)  # after the hub (which uses this fixture) has stopped
+
+
 @pytest.fixture
-async def hub(hub_config: Config, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture) -> AsyncIterator[Hub]:
+async def hub(hub_config: Config, hub_db: str, request: pytest.FixtureRequest,
+              caplog: pytest.LogCaptureFixture) -> AsyncIterator[Hub]:  # fmt: skip
     """A MockHub started in this test's event loop, stopped (and its caches closed) afterwards.
+
+    It runs on each of HUB_DATABASES in turn (``hub_db``).
 
     Afterwards, no token the test made or was handed may appear in any log record (all
     levels) or in any key or value on the Redis or memcached server it used.
@@ -163,7 +203,7 @@ async def hub(hub_config: Config, request: pytest.FixtureRequest, caplog: pytest
             await stopped
         MockHub.clear_instance()
     records = [r for phase in ("setup", "call", "teardown") for r in caplog.get_records(phase)]
-    logged = "\n".join(record.getMessage() for record in records)
+    logged = "\n".join(map(message, records))
     assert not [s for s in hub.secrets if s in logged], "a token appeared in a log record"
     for server in servers_in_use(request):
         for name, value in server.dump().items():
