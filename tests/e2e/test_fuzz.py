@@ -35,26 +35,69 @@ c.TokenCache.services = {"dask": {"scopes": ["read:users!user", "access:services
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
     max_leaves=8,
 )
-scopes = st.sampled_from(["read:users!user", "access:services!service=dask", "admin:users", "inherit", "self",
-                          "read:users!user=bob", "read:users:name!user", "tokens", "no-such", ""]) | st.text(max_size=30)
+scopes = st.sampled_from(
+    [
+        "read:users!user",
+        "access:services!service=dask",
+        "admin:users",
+        "inherit",
+        "self",
+        "read:users!user=bob",
+        "read:users:name!user",
+        "tokens",
+        "no-such",
+        "",
+        # empty filters (a 500 in scope expansion before)
+        "read:users!user=",
+        "read:users!group=",
+        "access:servers!server=",
+        "read:users:name!service=",
+        "read:users!",
+    ]
+) | st.text(max_size=30)
 bodies = st.one_of(
-    st.fixed_dictionaries({}, optional={
-        "service": st.sampled_from(["dask", "search", "nope", ""]) | st.text(max_size=20) | json_values,
-        "scopes": st.lists(scopes, max_size=4) | json_values,
-        "minimum_lifetime": st.integers(-10, 10**12) | json_values,
-        "extra": json_values,
-    }).map(json.dumps),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "service": st.sampled_from(["dask", "search", "nope", ""])
+            | st.text(max_size=20)
+            | json_values,
+            "scopes": st.lists(scopes, max_size=4) | json_values,
+            "minimum_lifetime": st.integers(-10, 10**12) | json_values,
+            "extra": json_values,
+        },
+    ).map(json.dumps),
     json_values.map(json.dumps),
     st.binary(max_size=40),
+    # nested deeper than the JSON parser's recursion limit (a 500 before)
+    st.builds(
+        lambda opening, depth: opening * depth,
+        st.sampled_from(["[", '{"a":', '{"scopes":[']),
+        st.integers(1_000, 100_000),
+    ),
     st.just(""),
 )
 ROUTES = [("POST", "token-cache/notebook"), ("POST", "token-cache/internal"), ("GET", "token-cache/stats"),
           ("DELETE", "token-cache"), ("DELETE", "token-cache/users/{name}")]  # fmt: skip
 # weighted towards valid credentials, so that most requests reach the policy
-CREDENTIALS = ["none", "garbage", "user", "user", "user", "narrow", "notebook", "notebook", "internal", "admin", "admin"]
+CREDENTIALS = [
+    "none",
+    "garbage",
+    "user",
+    "user",
+    "user",
+    "narrow",
+    "notebook",
+    "notebook",
+    "internal",
+    "admin",
+    "admin",
+]
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +111,9 @@ def fuzz_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
     for name in ("alice", "bob"):
         admin.post(f"users/{name}")
     user = admin.post("users/alice/tokens", json={"note": "fuzz"}).json()["token"]
-    narrow = admin.post("users/alice/tokens", json={"scopes": ["read:users:name!user"]}).json()["token"]
+    narrow = admin.post("users/alice/tokens", json={"scopes": ["read:users:name!user"]}).json()[
+        "token"
+    ]
     api = httpx.Client(base_url=f"{hub.hub_url}/hub/api/", timeout=30)
     minted = {kind: api.post(f"token-cache/{kind}", headers={"Authorization": f"token {user}"},
                              json={"service": "dask"} if kind == "internal" else {}).json()["token"]
@@ -115,4 +160,6 @@ def test_fuzz_rest_api(fuzz_hub: dict[str, Any], route: tuple[str, str], credent
         fuzz_hub["secrets"].add(payload["token"])
         payload = {k: v for k, v in payload.items() if k != "token"}
     text = json.dumps(payload)
-    assert not any(secret in text for secret in fuzz_hub["secrets"]), "a token leaked into a response"
+    assert not any(secret in text for secret in fuzz_hub["secrets"]), (
+        "a token leaked into a response"
+    )
