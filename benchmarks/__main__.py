@@ -1,7 +1,11 @@
-"""Run the benchmarks: ``python -m benchmarks [--quick] [--out DIR]`` (``./run bench``).
+"""Run the benchmarks: ``python -m benchmarks [--quick] [--only SECTION] [--out DIR]``.
 
-Starts what it needs (three jupyterhub processes, redis-server, memcached, all on
-loopback) and stops it; writes JSON, a markdown table and a PNG plot to ``--out``.
+``./run bench [ARGS]`` sets up what a fresh machine lacks, then runs this.
+
+Starts what it needs (four jupyterhub processes, redis-server, memcached, event-stream
+subscribers, all on loopback) and stops it; writes JSON, a markdown table and a PNG plot
+to ``--out``. ``--only`` runs some sections (hub, storage, memory, events) and names the
+files after them (``latest-events.json``), so the full results are not overwritten.
 """
 
 from __future__ import annotations
@@ -9,24 +13,47 @@ from __future__ import annotations
 import argparse
 import asyncio
 from pathlib import Path
+from typing import Any
 
-from . import hub, memory, report, storage
+from . import events, hub, memory, report, storage
+from .timing import Figures
+
+SECTIONS = ("hub", "storage", "memory", "events")
 
 
-async def measure(quick: bool) -> tuple[dict, dict, dict]:  # type: ignore[type-arg]
-    groups, counts = await hub.run(quick)
-    groups.update(await storage.run(quick))
-    return groups, counts, await memory.run(quick)
+Groups = dict[str, dict[str, Figures]]
+Measured = tuple[Groups, dict[str, Any], dict[str, Any], dict[str, Any] | None]
+
+
+async def measure(quick: bool, sections: tuple[str, ...]) -> Measured:
+    """Groups, counts, memory figures and events (None unless run) of ``sections``."""
+    groups: Groups = {}
+    counts: dict[str, Any] = {}
+    if "hub" in sections:
+        groups, counts = await hub.run(quick)
+    if "storage" in sections:
+        groups.update(await storage.run(quick))
+    mem = await memory.run(quick) if "memory" in sections else {}
+    return groups, counts, mem, await events.run(quick) if "events" in sections else None
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny smoke run (CI)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=SECTIONS,
+        metavar="SECTION",
+        help=f"run this section only (repeatable; one of {', '.join(SECTIONS)})",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
-    groups, counts, mem = asyncio.run(measure(args.quick))
+    sections = tuple(s for s in SECTIONS if s in args.only) if args.only else SECTIONS
+    groups, counts, mem, found = asyncio.run(measure(args.quick, sections))
     rows = report.ratio_rows(groups, hub.RATIOS + storage.RATIOS)
-    print(report.write(args.out, groups, rows, args.quick, counts, mem))
+    named = () if sections == SECTIONS else sections
+    print(report.write(args.out, groups, rows, args.quick, counts, mem, found, named))
 
 
 if __name__ == "__main__":

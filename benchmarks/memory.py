@@ -30,7 +30,9 @@ def entry(i: int) -> tuple[Any, CachedToken, float]:
     user, scopes = user_scopes(f"user{i // 10}")
     expires_at = time.time() + 86400
     key = TokenService.key(user, "notebook", secrets.token_hex(16), float(int(expires_at)), None, scopes)
-    return key, CachedToken(secrets.token_hex(16), f"a{i}", expires_at, expires_at - 86400), expires_at
+    # fp: the row's fingerprint, 32 hex characters as the hub's lineage.fingerprint makes them
+    value = CachedToken(secrets.token_hex(16), f"a{i}", expires_at, expires_at - 86400, secrets.token_hex(16))
+    return key, value, expires_at
 
 
 async def bytes_per_entry(n: int) -> dict[str, Any]:

