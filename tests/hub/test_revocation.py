@@ -279,3 +279,4 @@ async def test_audit_events_validate_and_reach_the_configured_handler(hub: Hub) 
     ours = [e for e in logged if e["__schema__"].endswith("jupyter-token-cache/token-event")]
     assert [e["type"] for e in ours][-2:] == ["token-minted", "token-revoked"]
     assert ours[-1]["reason"] == "deleted" and ours[-1]["token_ids"] == [child["id"]]
+
