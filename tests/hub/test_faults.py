@@ -1,6 +1,7 @@
 """Fault injection under load: backends frozen, killed and restarted while requests run.
 
-1,000 requests at concurrency 10 from 5 sessions; a fault hits after the first 200.
+1,000 requests (and 200 more after the recovery, however fast the first ones were) at
+concurrency 10 from 5 sessions; a fault hits after the first 200.
 Expected: no 5xx, p99 bounded by operation_timeout plus one mint, caching back within
 2 s of recovery, and no token that was revoked during the outage served afterwards.
 """
@@ -12,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 from traitlets.config import Config
 
@@ -59,14 +61,24 @@ async def test_fault_under_load(hub: Hub, server: Server, fault: Callable[[Serve
     recovered_at: float | None = None
     revoked_at: float | None = None
 
+    def more() -> bool:
+        """At least REQUESTS, and 200 more started after the recovery (at most 5x REQUESTS)."""
+        if sent >= 5 * REQUESTS:
+            return False
+        if sent < REQUESTS or recovered_at is None:
+            return True
+        return sum(started > recovered_at for started, *_ in results) < 200
+
     async def worker() -> None:
         nonlocal sent
-        while sent < REQUESTS:
+        while more():
             parent = parents[sent % SESSIONS]
             sent += 1
             started = time.monotonic()
             r = await hub.post("notebook", parent, {})
-            results.append((started, time.monotonic(), r.status_code, r.json() | {"parent": parent}))
+            results.append(
+                (started, time.monotonic(), r.status_code, r.json() | {"parent": parent})
+            )
 
     async def inject() -> None:
         nonlocal recovered_at, revoked_at
@@ -74,7 +86,12 @@ async def test_fault_under_load(hub: Hub, server: Server, fault: Callable[[Serve
             await asyncio.sleep(0.005)
         outage = asyncio.ensure_future(fault(server))
         await asyncio.sleep(OPERATION_TIMEOUT)  # mid-outage: revoke the victim's cached token
-        r = await hub.api("DELETE", f"users/user0/tokens/{first[victim]['id']}", victim)
+        # the operator's own client: the load's connection pool is busy, as it would be
+        async with httpx.AsyncClient(base_url=hub.url, timeout=30) as operator:
+            r = await operator.delete(
+                f"api/users/user0/tokens/{first[victim]['id']}",
+                headers={"Authorization": f"token {victim}"},
+            )
         assert r.status_code == 204
         revoked_at = time.monotonic()
         await outage
@@ -91,10 +108,12 @@ async def test_fault_under_load(hub: Hub, server: Server, fault: Callable[[Serve
     print(f"\n{server.binary} {fault.__name__}: {len(results)} requests, "
           f"{sum(s >= 500 for s in statuses)} 5xx, p99 {p99 * 1e3:.0f} ms, caching back {recovery:.2f} s after recovery")  # fmt: skip
 
-    assert len(results) == REQUESTS and all(s == 200 for s in statuses)
+    assert len(results) >= REQUESTS and all(s == 200 for s in statuses)
     # nothing waits on a dead backend: a bound well under the 5 s lease, loose enough for
     # two noisy cores (the measured p99 is in the closing notes, not asserted here)
     assert p99 < OPERATION_TIMEOUT + 2.0
     assert recovery < 2.0
     served_after_revoke = [b for s, _, _, b in results if s > revoked_at and b["parent"] == victim]
-    assert served_after_revoke and all(b["token"] != first[victim]["token"] for b in served_after_revoke)
+    assert served_after_revoke and all(
+        b["token"] != first[victim]["token"] for b in served_after_revoke
+    )
