@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from pathlib import Path
@@ -62,7 +63,9 @@ def test_tokens_reused_after_hub_restart(
 
 
 ROTATION_CONFIG = """
+import logging
 from jupyter_token_cache import with_token_cache
+c.EventLogger.handlers = [logging.FileHandler("token-events.log")]  # the audit trail
 c.JupyterHub.authenticator_class = with_token_cache("dummy")
 c.Authenticator.allow_all = True
 c.JupyterHub.spawner_class = "jupyterhub.tests.mocking.MockSpawner"
@@ -128,5 +131,15 @@ def test_a_new_cookie_secret_keeps_every_lineage(tmp_path: Path) -> None:
             assert minted_ids(admin) == set()
     finally:
         hub.stop()
+    audit = [json.loads(line) for line in (tmp_path / "token-events.log").read_text().splitlines()]
+    ours = [
+        e
+        for e in audit
+        if e["__schema__"] == "https://schema.jupyter.org/jupyter-token-cache/token-event"
+    ]
+    revoked = {e["token_ids"][0]: e["reason"] for e in ours if e["type"] == "token-revoked"}
+    assert revoked[notebook["id"]] == revoked[internal["id"]] == "admin-reset"
+    assert {revoked[i] for i in server_minted} == {"server-stopped"}
+    text = (tmp_path / "token-events.log").read_text()
     for token in (parent, notebook["token"], internal["token"]):
-        assert token not in hub.log()
+        assert token not in hub.log() and token not in text
