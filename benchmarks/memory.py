@@ -8,7 +8,7 @@ import secrets
 import sys
 import time
 import tracemalloc
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from jupyter_token_cache import TokenCache
@@ -19,7 +19,7 @@ SCOPES = ("access:servers!user={u}", "read:users!user={u}", "read:users:activity
           "read:users:groups!user={u}", "read:users:name!user={u}")  # fmt: skip
 
 
-@lru_cache(maxsize=None)
+@cache
 def user_scopes(user: str) -> tuple[str, frozenset[str]]:
     """A user's name and scopes, one object each per user, as the hub's ORM and scope caches hold them."""
     return user, frozenset(s.format(u=user) for s in SCOPES)

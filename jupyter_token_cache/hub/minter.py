@@ -35,7 +35,7 @@ def epoch_seconds(when: datetime | None) -> float | None:
     return when.timestamp()
 
 
-_HASHED = text(f"SELECT hashed FROM {orm.APIToken.__tablename__} WHERE id = :id")
+_HASHED = text(f"SELECT hashed FROM {orm.APIToken.__tablename__} WHERE id = :id")  # noqa: S608 - a constant table name
 
 
 def naive_utc(epoch: float) -> datetime:

@@ -13,7 +13,12 @@ import os
 import sys
 from pathlib import Path
 
-from jupyter_token_cache.client import TokenCacheClient, TokenCacheError, get_internal_token, get_notebook_token
+from jupyter_token_cache.client import (
+    TokenCacheClient,
+    TokenCacheError,
+    get_internal_token,
+    get_notebook_token,
+)
 
 
 def probe() -> dict[str, object]:

@@ -96,7 +96,7 @@ async def test_no_mint_survives_a_server_stop(hub: Hub) -> None:
         spawner = await spawn(hub, admin, "alice")
         server_token = spawner.api_token
 
-        async def ask() -> str | None:
+        async def ask(server_token: str = server_token) -> str | None:
             r = await hub.post("notebook", server_token, {})
             return r.json()["token"] if r.status_code == 200 else None
 
