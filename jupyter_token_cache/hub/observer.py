@@ -16,8 +16,10 @@ that sees them all is SQLAlchemy's unit of work:
   changes) to the extension, which evicts cache entries and publishes events; a rollback
   forgets it.
 
-What the unit of work cannot see (bulk ``DELETE`` statements, changes made outside the
-hub) is caught by :meth:`DatabaseObserver.sweep`, run periodically.
+Bulk ``DELETE`` statements on the token table bypass the unit of work; ``do_orm_execute``
+reads the rows they will delete first and treats them the same way. What no session
+event can see (raw SQL, changes made outside the hub) is caught by
+:meth:`DatabaseObserver.sweep`, run periodically.
 
 Why a token ended is known to our own code paths (``ending(reason)``); for JupyterHub's
 paths it is read from the function that deleted the row (``clear_login_cookie`` is a
@@ -172,6 +174,7 @@ class DatabaseObserver:
             ("after_flush_postexec", self._cascade),
             ("after_commit", self._after_commit),
             ("after_rollback", self._after_rollback),
+            ("do_orm_execute", self._bulk_delete),
         ]
 
     # -- what the unit of work reports ----------------------------------------------------
@@ -227,6 +230,30 @@ class DatabaseObserver:
                 if (user, reason) not in seen:
                     seen.add((user, reason))
                     pending.changes.append(UserChange(user, reason))
+
+    def _bulk_delete(self, state: Any) -> None:
+        """A bulk ``DELETE`` of token rows: record each row and cascade, as a flush would.
+
+        ``query(APIToken).filter(...).delete()`` and ``delete(APIToken)`` statements bypass
+        the unit of work, so the rows they will delete are read first, with the same
+        criteria, in the same transaction.
+        """
+        if not (state.is_delete and state.bind_mapper is not None):
+            return
+        if state.bind_mapper.class_ is not orm.APIToken:
+            return
+        try:
+            session = state.session
+            where = state.statement.whereclause
+            query = select(orm.APIToken) if where is None else select(orm.APIToken).where(where)
+            with session.no_autoflush:
+                doomed = session.execute(query, state.parameters).scalars().all()
+                connection = session.connection()
+                for target in doomed:
+                    self.token_deleted(connection, target)
+                self._cascade_once(session)
+        except Exception:
+            self.log.exception("Token cache: could not follow a bulk delete of tokens")
 
     def _cascade(self, session: Session, context: Any) -> None:
         """Delete, in this transaction, what was minted from the rows this flush deleted.

@@ -178,3 +178,27 @@ async def test_a_server_token_acts_as_the_user_when_configured(hub: Hub) -> None
     )
     assert r.status_code == 200, r.text
     await stop(hub, admin, "alice")
+
+
+async def test_a_bulk_delete_is_followed_like_any_other(hub: Hub) -> None:
+    """``query(...).delete()`` bypasses the unit of work: the observer reads the rows first."""
+    parent = hub.token("alice")
+    child = (await hub.post("notebook", parent, {})).json()
+    grandchild = (await hub.post("internal", child["token"], {"service": "dask"})).json()
+    parent_id = orm.APIToken.find(hub.db, parent).id
+    broker = hub.app.authenticator.token_events
+    before = broker.last_id
+    hub.db.query(orm.APIToken).filter(orm.APIToken.id == parent_id).delete()
+    hub.db.commit()
+    assert await status(hub, child["token"]) == 403
+    assert await status(hub, grandchild["token"]) == 403
+    ended = {
+        e.token_ids[0]: e.reason
+        for e in broker._buffer
+        if e.id > before and e.type == "token-revoked"
+    }
+    assert ended == {
+        f"a{parent_id}": "deleted",
+        child["id"]: "parent-revoked",
+        grandchild["id"]: "parent-revoked",
+    }
