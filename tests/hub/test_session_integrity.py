@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
+from typing import Any
 
 import pytest
 from jupyterhub import orm
@@ -88,29 +90,42 @@ async def test_the_sweep_revokes_what_no_flush_saw(hub: Hub) -> None:
 
 
 @pytest.mark.hub_config(TokenCache__enabled=False)  # every request mints
-async def test_no_mint_survives_a_server_stop(hub: Hub) -> None:
+async def test_no_mint_survives_a_server_stop(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests authenticated before a stop whose mints land during or after it.
+
+    Each mint is held back a random 0-500 ms after its request was authenticated and
+    its session resolved, so that mints fall before, during and after the stop's
+    revocation — the interleaving that left survivors before.
+    """
     admin = hub.token("admin", admin=True)
     hub.add_user("alice")
+    minter = hub.app.authenticator.token_service.minter
+    mint, rng = minter.mint, random.Random(4)
+
+    async def late_mint(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(rng.random() / 2)
+        return await mint(*args, **kwargs)
+
+    monkeypatch.setattr(minter, "mint", late_mint)
     survivors = served = 0
     for _ in range(20):
         spawner = await spawn(hub, admin, "alice")
-        server_token = spawner.api_token
 
-        async def ask(server_token: str = server_token) -> str | None:
+        async def ask(server_token: str = spawner.api_token) -> str | None:
             r = await hub.post("notebook", server_token, {})
             return r.json()["token"] if r.status_code == 200 else None
 
         async def stop_soon() -> None:
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.02)
             await stop(hub, admin, "alice")
 
         answers = await asyncio.gather(*(ask() for _ in range(10)), stop_soon())
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.6)  # every held-back mint has landed
         for token in filter(None, answers[:-1]):
             served += 1
             hub.secrets.add(token)
             survivors += await status(hub, token) == 200
-        assert [row for row in hub.minted_rows("alice")] == []
+        assert hub.minted_rows("alice") == []
     print(f"stop race: {served} tokens served during 20 stops, {survivors} alive after")  # noqa: T201
     assert survivors == 0 and served > 0
 
