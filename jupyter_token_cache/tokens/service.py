@@ -249,6 +249,8 @@ class TokenService:
             return remaining > (entry.expires_at - entry.created) / 2 and remaining >= need
 
         async def reusable(value: Sequence[Any]) -> bool:
+            if len(value) != len(CachedToken._fields):  # written by another version: a miss
+                return False
             entry = CachedToken(*value)  # a list when it comes from a shared backend
             if not fresh(entry):
                 return False
