@@ -83,6 +83,15 @@ class EventBroker:
     def subscribers(self) -> int:
         return len(self._subscribers)
 
+    def stats(self) -> dict[str, int]:
+        """What the admin stats route shows about the stream."""
+        return {
+            "last_id": self._last,
+            "buffered": len(self._buffer),
+            "subscribers": len(self._subscribers),
+            **self.counts,
+        }
+
     def publish(self, events: Iterable[Event]) -> None:
         """Number and deliver ``events``; never blocks, never raises."""
         for event in events:

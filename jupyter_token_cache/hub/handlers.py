@@ -142,7 +142,9 @@ class StatsHandler(TokenCacheAPIHandler):
 
     def get(self) -> None:
         self.require_admin()
-        self.write_json(self.extension.token_service.stats())
+        stats = self.extension.token_service.stats()
+        stats["events"] = self.extension.token_events.stats()
+        self.write_json(stats)
 
 
 class ResetHandler(TokenCacheAPIHandler):
