@@ -125,7 +125,8 @@ class SharedStore(Store):
             async with self._slots:
                 result = await fn(*args, **kwargs)
         except asyncio.CancelledError:
-            if not self._deadlines.finish(task):
+            # ours (the deadline) unless someone else cancelled too: theirs must go through
+            if not self._deadlines.finish(task) or getattr(task, "cancelling", int)():
                 raise
             self._failed(TimeoutError())
             return FAILED

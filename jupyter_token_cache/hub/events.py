@@ -68,7 +68,6 @@ class EventBroker:
         self._eventlog = eventlog
         self._cache = cache
         self._outbox: deque[dict[str, Any]] = deque(maxlen=_OUTBOX)
-        self._wake = asyncio.Event()
         self._forwarder: asyncio.Task[None] | None = None
         #: Counters for the stats route.
         self.counts = {"published": 0, "dropped_subscribers": 0, "redis_failed": 0}
@@ -112,7 +111,6 @@ class EventBroker:
                     self.log.error("Token cache event not logged: %s", e)
             if self._forwards():
                 self._outbox.append(model)
-                self._wake.set()
 
     # -- subscribers ----------------------------------------------------------------------
 
@@ -159,6 +157,7 @@ class EventBroker:
     # -- Redis ----------------------------------------------------------------------------
 
     def _forwards(self) -> bool:
+        """True when events go to Redis; starts a forwarder if none is running."""
         if self._cache is None or self._cache.backend != "redis":
             return False
         if self._forwarder is None or self._forwarder.done():
@@ -169,15 +168,17 @@ class EventBroker:
         return True
 
     async def _forward(self) -> None:
-        """Send the outbox to Redis in order, one event at a time (fail-open, as the cache)."""
+        """Send the outbox to Redis in order, one event at a time (fail-open, as the cache).
+
+        The task ends when the outbox is empty and the next event starts another: no task
+        lingers between bursts, so none can hold up a shutdown.
+        """
         assert self._cache is not None
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._outbox:
-                model = self._outbox.popleft()
-                if not await self._cache.store.announce("events", model):
-                    self.counts["redis_failed"] += 1
+        await asyncio.sleep(0)  # let the publishing commit finish its batch first
+        while self._outbox:
+            model = self._outbox.popleft()
+            if not await self._cache.store.announce("events", model):
+                self.counts["redis_failed"] += 1
 
 
 def _wake(sub: Subscription) -> None:

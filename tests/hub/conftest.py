@@ -195,8 +195,11 @@ async def hub(hub_config: Config, hub_db: str, request: pytest.FixtureRequest,
         yield hub
     finally:
         await hub.http.aclose()
-        # close the caches first: stopping the hub schedules the cancellation of every
-        # other task on the loop, this teardown included
+        # end the event streams and close the caches first: stopping the hub schedules
+        # the cancellation of every other task on the loop, this teardown included
+        events = getattr(app.authenticator, "token_events", None)
+        if events is not None:
+            events.close()
         await close_all()
         stopped = app.stop()  # a coroutine since JupyterHub 6; 5.x cleans up in a thread
         if inspect.isawaitable(stopped):
