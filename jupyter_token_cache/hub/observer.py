@@ -213,7 +213,7 @@ class DatabaseObserver:
         self._pending.changes.append(UserChange(target.name, "deleted"))
 
     def user_updated(self, target: Any) -> None:
-        history = attributes.get_history(target, "name")
+        history = _history(target, "name")
         if history.deleted and history.added:
             self._pending.changes.append(
                 UserChange(history.added[0], "renamed", previous_name=history.deleted[0])
@@ -383,26 +383,35 @@ def _owner_name(connection: Any, target: Any) -> str | None:
 
 
 def _membership_changes(obj: Any) -> Iterator[tuple[str, str]]:
-    """(user, "roles" | "groups") for each user whose roles or groups ``obj``'s change touched."""
+    """(user, "roles" | "groups") for each user whose roles or groups ``obj``'s change touched.
+
+    Histories are read without loading anything: this runs on every flush, and a dirty
+    user (its last activity, say) must not cost a query.
+    """
     if isinstance(obj, orm.User):
-        if (
-            attributes.get_history(obj, "roles").has_changes()
-            or attributes.get_history(obj, "admin").has_changes()
-        ):
+        if _changed(obj, "roles") or _changed(obj, "admin"):
             yield obj.name, "roles"
-        if attributes.get_history(obj, "groups").has_changes():
+        if _changed(obj, "groups"):
             yield obj.name, "groups"
     elif isinstance(obj, orm.Group):
-        history = attributes.get_history(obj, "users")
+        history = _history(obj, "users")
         for user in (*history.added, *history.deleted):
             yield user.name, "groups"
-        if attributes.get_history(obj, "roles").has_changes():
+        if _changed(obj, "roles"):
             for user in obj.users:
                 yield user.name, "roles"
     elif isinstance(obj, orm.Role):
-        history = attributes.get_history(obj, "users")
+        history = _history(obj, "users")
         for user in (*history.added, *history.deleted):
             yield user.name, "roles"
+
+
+def _history(obj: Any, name: str) -> Any:
+    return attributes.get_history(obj, name, passive=attributes.PASSIVE_NO_INITIALIZE)
+
+
+def _changed(obj: Any, name: str) -> bool:
+    return bool(_history(obj, name).has_changes())
 
 
 def _observer_of(target: Any) -> DatabaseObserver | None:

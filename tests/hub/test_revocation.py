@@ -260,7 +260,9 @@ async def test_a_subscriber_that_falls_behind_is_dropped_not_waited_for(hub: Hub
     for _ in range(20):
         await hub.post("notebook", hub.token("alice"), {})
     assert slow.dropped and slow not in broker._subscribers
-    stats = (await hub.api("GET", "token-cache/stats", hub.token("admin", admin=True))).json()["events"]
+    stats = (await hub.api("GET", "token-cache/stats", hub.token("admin", admin=True))).json()[
+        "events"
+    ]
     assert stats["dropped_subscribers"] == 1 and stats["subscribers"] == 0
     assert stats["published"] >= 20 and stats["buffered"] == stats["published"]
 
@@ -282,3 +284,27 @@ async def test_audit_events_validate_and_reach_the_configured_handler(hub: Hub) 
     assert [e["type"] for e in ours][-2:] == ["token-minted", "token-revoked"]
     assert ours[-1]["reason"] == "deleted" and ours[-1]["token_ids"] == [child["id"]]
 
+
+async def test_changes_to_a_user_are_events(hub: Hub) -> None:
+    """Renames, role and group changes can make a cached answer about a user wrong."""
+    admin = hub.token("admin", admin=True)
+    hub.add_user("alice")
+    broker = hub.app.authenticator.token_events
+    before = broker.last_id
+
+    def changes() -> list[tuple[str | None, str | None, str | None]]:
+        return [(e.user, e.reason, e.previous_name) for e in broker._buffer
+                if e.id > before and e.type == "user-changed"]  # fmt: skip
+
+    assert (await hub.api("PATCH", "users/alice", admin, json={"admin": True})).status_code == 200
+    assert ("alice", "roles", None) in changes()
+    assert (await hub.api("POST", "groups/staff", admin)).status_code == 201
+    assert (
+        await hub.api("POST", "groups/staff/users", admin, json={"users": ["alice"]})
+    ).status_code == 200
+    assert ("alice", "groups", None) in changes()
+    assert (
+        await hub.api("PATCH", "users/alice", admin, json={"name": "alice2"})
+    ).status_code == 200
+    assert ("alice2", "renamed", "alice") in changes()
+    assert len(changes()) == len(set(changes()))  # one event per change
