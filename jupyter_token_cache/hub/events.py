@@ -138,6 +138,12 @@ class EventBroker:
     def unsubscribe(self, sub: Subscription) -> None:
         self._subscribers.discard(sub)
 
+    def end(self, sub: Subscription) -> None:
+        """End one stream (its client went away): it stops at its next turn."""
+        sub.dropped = True
+        self._subscribers.discard(sub)
+        _wake(sub)
+
     def _drop(self, sub: Subscription) -> None:
         sub.dropped = True
         self._subscribers.discard(sub)

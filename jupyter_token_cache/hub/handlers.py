@@ -211,8 +211,4 @@ class EventsHandler(TokenCacheAPIHandler):
 
     def on_connection_close(self) -> None:
         if self._sub is not None:
-            self._sub.dropped = True
-            try:
-                self._sub.queue.put_nowait(None)
-            except asyncio.QueueFull:
-                pass
+            self.extension.token_events.end(self._sub)
