@@ -18,6 +18,7 @@ inherits its id (and is removed by the next sweep).
 from __future__ import annotations
 
 import hashlib
+import hmac
 from typing import Any
 
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Unicode, insert, select
@@ -78,6 +79,11 @@ def create_tables(engine: Engine) -> None:
 def fingerprint(hashed: str | None) -> str:
     """A stable name for one token row, derived from its salted hash (unique per row)."""
     return hashlib.sha256((hashed or "").encode()).hexdigest()[:32]
+
+
+def is_row(hashed: str | None, fp: str) -> bool:
+    """True when the row whose hash is ``hashed`` is the row fingerprinted ``fp``."""
+    return hashed is not None and hmac.compare_digest(fingerprint(hashed), fp)
 
 
 def row_id(api_id: str) -> int | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import math
 import time
 from collections.abc import Callable, Container, Iterable
@@ -22,7 +21,7 @@ from sqlalchemy import delete, insert, select, text
 from ..tokens.lineage import Lineage, note_for
 from ..tokens.minter import MintedRow
 from ..tokens.models import Forbidden, InvalidRequest, ParentSession, SessionEnded, TokenRef, shown
-from .lineage import LINEAGE, fingerprint, from_row, ref_of, row_id, to_row
+from .lineage import LINEAGE, from_row, is_row, ref_of, row_id, to_row
 from .observer import ending
 
 
@@ -168,7 +167,7 @@ class OrmMinter:
         if id_ is None:
             return False
         hashed = self.db.execute(_HASHED, {"id": id_}).scalar()
-        return hashed is not None and hmac.compare_digest(fingerprint(hashed), ref.fp)
+        return is_row(hashed, ref.fp)
 
     async def session_alive(self, session: ParentSession) -> bool:
         return self._session_alive(session)
@@ -188,7 +187,7 @@ class OrmMinter:
     def lineage_of(self, orm_token: Any) -> Lineage | None:
         """The lineage of this very token row, if this extension recorded one."""
         row = self.db.execute(select(LINEAGE).where(LINEAGE.c.token_id == orm_token.id)).first()
-        if row is None or not hmac.compare_digest(row.token_fp, fingerprint(orm_token.hashed)):
+        if row is None or not is_row(orm_token.hashed, row.token_fp):
             return None
         return from_row(row)
 
@@ -220,7 +219,7 @@ class OrmMinter:
                 lineage=from_row(row),
             )
             for row in self.db.execute(query)
-            if hmac.compare_digest(fingerprint(row.hashed), row.token_fp)
+            if is_row(row.hashed, row.token_fp)
         ]
 
     async def revoke(self, refs: Iterable[TokenRef], *, reason: str) -> int:
@@ -231,7 +230,7 @@ class OrmMinter:
         count = 0
         with ending(reason):
             for row in self.db.query(orm.APIToken).filter(orm.APIToken.id.in_(wanted)):
-                if hmac.compare_digest(fingerprint(row.hashed), wanted[row.id]):
+                if is_row(row.hashed, wanted[row.id]):
                     self.db.delete(row)
                     count += 1
             self.db.commit()

@@ -45,7 +45,7 @@ from sqlalchemy.orm import Session, attributes, object_session
 
 from ..tokens.lineage import Lineage
 from ..tokens.models import TokenRef
-from .lineage import LINEAGE, fingerprint, from_row
+from .lineage import LINEAGE, fingerprint, from_row, is_row
 
 #: Where our own code says why it deletes tokens.
 _REASON: ContextVar[str | None] = ContextVar("jupyter_token_cache_ending", default=None)
@@ -293,7 +293,7 @@ class DatabaseObserver:
                 return
             for token in session.query(orm.APIToken).filter(orm.APIToken.id.in_(children)):
                 fp, reason = children[token.id]
-                if hmac.compare_digest(fingerprint(token.hashed), fp):
+                if is_row(token.hashed, fp):
                     self._pending.cascading[token.id] = reason
                     session.delete(token)
 
@@ -313,7 +313,7 @@ class DatabaseObserver:
     def sweep(self) -> int:
         """Revoke what the unit of work could not see end; return how many rows were dealt with.
 
-        Lineage rows whose token is gone (deleted by a bulk statement or outside the hub)
+        Lineage rows whose token is gone (deleted by raw SQL or outside the hub)
         are reported as ended and removed; tokens whose session root or credential is
         gone are deleted (parent-revoked), which cascades as any delete does.
         """
