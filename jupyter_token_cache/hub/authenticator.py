@@ -26,6 +26,7 @@ from .handlers import (
     ResetHandler,
     StatsHandler,
 )
+from .introspect import IntrospectHandler
 from .lineage import create_tables
 from .minter import OrmMinter
 from .observer import DatabaseObserver, EndedToken, UserChange
@@ -57,12 +58,16 @@ class TokenCacheMixin:
     stats_handler: type[RequestHandler] = StatsHandler
     reset_handler: type[RequestHandler] = ResetHandler
     events_handler: type[RequestHandler] = EventsHandler
+    introspect_handler: type[RequestHandler] = IntrospectHandler
 
     token_cache: TokenCache
     token_service: TokenService
     token_sessions: SessionResolver
     token_events: EventBroker
     token_observer: DatabaseObserver
+    token_minter: OrmMinter
+    #: Introspection requests and their answers since the hub started (the stats route).
+    token_introspections: dict[str, int]
 
     def get_handlers(self, app: Any) -> list[tuple[str, type[RequestHandler]]]:
         handlers = list(super().get_handlers(app))  # type: ignore[misc]
@@ -72,6 +77,7 @@ class TokenCacheMixin:
             (f"{API_PREFIX}/internal", self.internal_handler),
             (f"{API_PREFIX}/stats", self.stats_handler),
             (f"{API_PREFIX}/events", self.events_handler),
+            (f"{API_PREFIX}/introspect", self.introspect_handler),
             (f"{API_PREFIX}/users/([^/]+)", self.reset_handler),
             (API_PREFIX, self.reset_handler),
         ]
@@ -81,9 +87,10 @@ class TokenCacheMixin:
         self.token_cache = self.token_cache_class(parent=self)  # type: ignore[call-arg]
         create_tables(app.db.get_bind())
         self.token_ended_logins = EndedLogins()
-        minter = OrmMinter(
+        minter = self.token_minter = OrmMinter(
             app.db, server_active=_server_active(app), ended_logins=self.token_ended_logins
         )
+        self.token_introspections = {"requests": 0, "active": 0, "inactive": 0}
         cache = self.token_cache
         self.token_events = EventBroker(
             buffer_size=cache.event_buffer_size,

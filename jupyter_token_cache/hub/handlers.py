@@ -144,6 +144,7 @@ class StatsHandler(TokenCacheAPIHandler):
         self.require_admin()
         stats = self.extension.token_service.stats()
         stats["events"] = self.extension.token_events.stats()
+        stats["introspections"] = dict(self.extension.token_introspections)
         self.write_json(stats)
 
 

@@ -122,7 +122,8 @@ class _Pending:
     cascading: dict[int, str] = field(default_factory=dict)
 
 
-def _kind(target: Any, lineage: Lineage | None) -> str:
+def token_kind(target: Any, lineage: Lineage | None) -> str:
+    """What kind of token a row is: its lineage's, else read from its owner, note and client."""
     if lineage is not None:
         return lineage.kind
     if target.service_id is not None:
@@ -201,7 +202,7 @@ class DatabaseObserver:
             row_id=target.id,
             user_id=target.user_id,
             owner=_owner_name(connection, target),
-            kind=_kind(target, lineage),
+            kind=token_kind(target, lineage),
             scopes=tuple(target.scopes or ()),
             session_id=target.session_id,
             reason=reason or "deleted",

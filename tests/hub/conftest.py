@@ -124,6 +124,7 @@ def hub_config(request: pytest.FixtureRequest) -> Config:
     config.JupyterHub.custom_scopes = {
         "custom:token-cache:admin": {"description": "Administer the token cache"},
         "custom:token-cache:events": {"description": "Follow token lifecycle events"},
+        "custom:token-cache:introspect": {"description": "Introspect tokens"},
     }
     config.TokenCache.services = SERVICES
     marker = request.node.get_closest_marker("hub_config")

@@ -1,0 +1,143 @@
+"""POST /hub/api/token-cache/introspect: RFC 7662 token introspection, for services that cache answers.
+
+Notes
+-----
+A service that checks tokens with JupyterHub's ``HubAuth`` calls ``GET /hub/api/user``
+*with the token it checks*: the hub then records that token's activity and answers with
+whatever the token may read about its owner. Introspection turns that around, as RFC
+7662 does: the service authenticates with its own token (holding
+``custom:token-cache:introspect``) and sends the token in the body, so it also learns
+about tokens that may not read their owner's model (groups, kind, session, expiry), and
+gets exactly ``{"active": false}`` for anything it may not use.
+
+Every inactive answer looks and costs the same: a token that is malformed, empty or
+huge is replaced by a random one of the usual length and looked up like any other, so
+neither the answer, its status nor its timing tells an unknown token from an expired,
+deleted or malformed one. Active answers carry ``last_event_id``, the hub's event
+stream position when the answer was made: a cache that follows the stream drops the
+answer when a later event ends the token or changes its owner (ids are reused, so an
+event older than the answer says nothing about it).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import urllib.parse
+from typing import TYPE_CHECKING, Any
+
+from jupyterhub import orm
+from jupyterhub.utils import utcnow
+from tornado import web
+
+from ..tokens.lineage import NOTE_PREFIX
+from .handlers import TokenCacheAPIHandler
+from .minter import epoch_seconds
+from .observer import token_kind
+from .sessions import SERVER_NOTE
+
+if TYPE_CHECKING:
+    from .minter import OrmMinter
+
+#: The custom scope a service (or user) needs to introspect tokens.
+INTROSPECT_SCOPE = "custom:token-cache:introspect"
+#: Longest token looked up: JupyterHub's are 32 hex characters; OAuth ones are longer.
+MAX_TOKEN = 255
+INACTIVE = b'{"active": false}'
+
+
+class IntrospectHandler(TokenCacheAPIHandler):
+    """RFC 7662 introspection of JupyterHub API tokens (JSON or form-encoded ``token``)."""
+
+    def check_xsrf_cookie(self) -> None:
+        """Token-authenticated callers only; a cookie cannot introspect (see ``post``)."""
+
+    async def post(self) -> None:
+        if self.current_user is None or self.get_token() is None:
+            raise web.HTTPError(403, f"Requires {INTROSPECT_SCOPE} (with a token)")
+        if INTROSPECT_SCOPE not in self.expanded_scopes:
+            raise web.HTTPError(403, f"Requires {INTROSPECT_SCOPE}")
+        token = self._token_field()
+        if not _plausible(token):
+            token = secrets.token_hex(16)  # looked up all the same: every refusal costs alike
+        stats = self.extension.token_introspections
+        stats["requests"] += 1
+        orm_token = orm.APIToken.find(self.db, token)
+        answer = self._answer(orm_token) if orm_token is not None else None
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.set_header("Cache-Control", "no-store")
+        if answer is None:
+            stats["inactive"] += 1
+            self.finish(INACTIVE)
+            return
+        stats["active"] += 1
+        self.finish(json.dumps(answer))
+
+    def _token_field(self) -> Any:
+        """The ``token`` parameter from a JSON or a form body; 400 for a body that is neither."""
+        raw = self.request.body
+        kind = self.request.headers.get("Content-Type", "").partition(";")[0].strip().lower()
+        if kind == "application/x-www-form-urlencoded":
+            try:
+                form = urllib.parse.parse_qs(raw.decode("ascii"), strict_parsing=bool(raw))
+            except (UnicodeDecodeError, ValueError):
+                self._invalid_request("The form body is malformed")
+            values = form.get("token", [])
+            return values[0] if len(values) == 1 else None
+        try:
+            body = json.loads(raw) if raw.strip() else {}
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            self._invalid_request("The body is neither JSON nor application/x-www-form-urlencoded")
+        return body.get("token") if isinstance(body, dict) else None
+
+    def _invalid_request(self, description: str) -> None:
+        """RFC 6749 section 5.2 error form, as RFC 7662 asks for a malformed request."""
+        self.set_status(400)
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(json.dumps({"error": "invalid_request", "error_description": description}))
+        raise web.Finish()
+
+    def _answer(self, orm_token: Any) -> dict[str, Any] | None:
+        owner = orm_token.user or orm_token.service
+        if owner is None:
+            return None
+        now = utcnow(with_tz=False)
+        if self._record_activity(orm_token, now):
+            self.db.commit()
+        minter: OrmMinter = self.extension.token_minter
+        note = orm_token.note or ""
+        lineage = (
+            minter.lineage_of(orm_token) if note.startswith((NOTE_PREFIX, SERVER_NOTE)) else None
+        )
+        scopes = sorted(minter.token_scopes(orm_token))
+        answer: dict[str, Any] = {
+            "active": True,
+            "scope": " ".join(scopes),
+            "scopes": scopes,
+            "token_type": "bearer",
+            "exp": _epoch(orm_token.expires_at),
+            "iat": _epoch(orm_token.created),
+            "username": owner.name,
+            "owner_kind": "service" if orm_token.service is not None else "user",
+            "token_id": orm_token.api_id,
+            "session_id": orm_token.session_id or (lineage.session_id if lineage else None),
+            "kind": token_kind(orm_token, lineage),
+            "groups": sorted(g.name for g in getattr(owner, "groups", ())),
+            "admin": bool(getattr(owner, "admin", False)),
+            "last_event_id": self.extension.token_events.last_id,
+        }
+        if lineage is not None and lineage.service:
+            answer["service"] = lineage.service
+        if answer["exp"] is None:
+            del answer["exp"]
+        return answer
+
+
+def _plausible(token: Any) -> bool:
+    return isinstance(token, str) and 0 < len(token) <= MAX_TOKEN and token.isascii()
+
+
+def _epoch(when: Any) -> int | None:
+    seconds = epoch_seconds(when)
+    return None if seconds is None else int(seconds)
