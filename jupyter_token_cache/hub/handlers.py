@@ -173,8 +173,9 @@ class EventsHandler(TokenCacheAPIHandler):
 
     Admins and holders of ``custom:token-cache:events``. Resumes after ``Last-Event-ID``
     (header, or ``last_event_id`` in the query for clients that cannot set headers);
-    an id no longer buffered gets a ``reset`` event first. Idle streams carry a comment
-    every ``event_heartbeat`` seconds.
+    an id no longer buffered gets a ``reset`` event first. The replay is followed by a
+    ``retry`` field, which tells a follower it has caught up. Idle streams carry a
+    comment every ``event_heartbeat`` seconds.
     """
 
     _sub: Subscription | None = None
@@ -189,9 +190,10 @@ class EventsHandler(TokenCacheAPIHandler):
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Accel-Buffering", "no")  # no proxy buffering (nginx)
         try:
-            self.write("retry: 1000\n\n")
             for event in sub.backlog:
                 self.write(sse(event))
+            # after the replay: a follower that sees it has caught up
+            self.write("retry: 1000\n\n")
             await self.flush()
             while not sub.dropped:
                 try:

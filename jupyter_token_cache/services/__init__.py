@@ -1,0 +1,6 @@
+"""For spawned services and notebook servers: cached, revocation-aware token checks."""
+
+from .auth import CachedHubAuth, CachedHubOAuth, CachedTokenChecks
+from .checker import AnswerCache
+
+__all__ = ["AnswerCache", "CachedHubAuth", "CachedHubOAuth", "CachedTokenChecks"]

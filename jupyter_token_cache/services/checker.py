@@ -1,0 +1,225 @@
+"""Checking a token for a service: cached introspection answers, one hub call per new token, evictions.
+
+Notes
+-----
+Answers live on the project's cache engine (:class:`AnswerCache`, configured as
+``c.AnswerCache``), so the memory, Redis and memcached backends, their sealing, fail-open
+behaviour and single-flight all apply: any number of concurrent requests with one new
+token make one hub call, across replicas on a shared backend too. Keys are an HMAC of
+the token: with a random per-process secret in memory, and with a secret derived from
+the encryption key on a shared backend, so that replicas find each other's answers.
+
+Active answers are kept until the token's ``exp`` and at most ``cache_ttl``; inactive
+ones for ``negative_ttl``. Every hit is judged by the :class:`RevocationState` the event
+follower keeps (see :mod:`.revocations`), so a revoked token is refused whichever
+replica cached it. Hub calls are bounded (``max_concurrent_checks``): a flood of
+garbage tokens queues behind them instead of pinning the hub, and a caller that waits
+longer than the hub call's timeout gets :class:`HubUnavailable` (a 503).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from collections import Counter, OrderedDict
+from typing import Any
+
+import httpx
+from traitlets import Unicode, default
+
+from ..cache import CacheEngine, CacheKey
+from .revocations import Eviction, RevocationState
+
+#: The scope a service needs to introspect tokens.
+INTROSPECT_SCOPE = "custom:token-cache:introspect"
+KIND = "answer"
+INACTIVE: dict[str, Any] = {"active": False}
+
+
+class HubUnavailable(Exception):
+    """The hub could not be asked and nothing usable is cached (the service answers 503)."""
+
+
+class IntrospectionRefused(Exception):
+    """The hub refused the service's own token (a misconfiguration, named in the message)."""
+
+
+class AnswerCache(CacheEngine):
+    """The cache engine holding a service's introspection answers (``c.AnswerCache``).
+
+    Every setting of the token cache engine applies (backend, url, encryption_key,
+    max_size, operation_timeout, ...); the longest an answer is kept is
+    ``CachedHubAuth.cache_ttl``.
+    """
+
+    #: Not a setting: the event loop this engine serves, for backends bound to one.
+    loop_name = Unicode("")
+    _settings = (*CacheEngine._settings, "loop_name")
+
+    @default("namespace")
+    def _namespace_default(self) -> str:
+        return "jupyter-token-cache-answers"
+
+
+class TokenChecker:
+    """Answer "who is this token, and may it be used?" for one service, on one event loop."""
+
+    def __init__(
+        self,
+        *,
+        cache: AnswerCache,
+        state: RevocationState,
+        api_url: str,
+        api_token: str,
+        cache_ttl: float,
+        negative_ttl: float,
+        calls: asyncio.Semaphore,
+        timeout: float,
+        counts: Counter[str],
+        log: logging.Logger,
+        verify: Any = True,
+    ) -> None:
+        self.cache = cache
+        self.state = state
+        self.url = api_url.rstrip("/") + "/token-cache/introspect"
+        self._headers = {"Authorization": f"token {api_token}"}
+        self.cache_ttl = cache_ttl
+        self.negative_ttl = negative_ttl
+        self._calls = calls
+        self._timeout = timeout
+        self.counts = counts
+        self.log = log
+        self._http = httpx.AsyncClient(timeout=timeout, verify=verify)
+        store = cache.store
+        codec = getattr(store, "codec", None)
+        if codec is not None:
+            self._name = lambda token: codec.name(KIND, token)
+        else:
+            secret = hmac.new(secrets.token_bytes(32), digestmod=hashlib.sha256)
+
+            def name(token: str) -> str:
+                mac = secret.copy()
+                mac.update(token.encode("utf-8", "replace"))
+                return mac.hexdigest()
+
+            self._name = name
+        #: Keys this process has seen, by token id and by user: what an event evicts.
+        self._by_token: OrderedDict[str, set[CacheKey]] = OrderedDict()
+        self._by_user: OrderedDict[str, set[CacheKey]] = OrderedDict()
+        self._index_size = max(cache.max_size, 1000)
+        self.loop = asyncio.get_running_loop()
+
+    async def check(self, token: str) -> dict[str, Any] | None:
+        """The active answer for ``token``, or None; raises :class:`HubUnavailable`."""
+        key = CacheKey("", KIND, (self._name(token),))
+        created = False
+
+        async def create() -> tuple[Any, float | None]:
+            nonlocal created
+            created = True
+            return await self.ask(token)
+
+        answer, _ = await self.cache.get_or_create(key, create, accept=self._usable)
+        active = bool(answer.get("active"))
+        if not created:
+            self.counts["hits" if active else "negative_hits"] += 1
+        elif active:
+            self.counts["misses"] += 1
+        else:
+            self.counts["negative_misses"] += 1
+        if not active:
+            return None
+        self._index(key, answer)
+        return answer  # type: ignore[no-any-return]
+
+    def _usable(self, answer: dict[str, Any]) -> bool:
+        return not answer.get("active") or self.state.usable(answer)
+
+    async def ask(self, token: str) -> tuple[dict[str, Any], float]:
+        """One introspection call at the hub (bounded in number); the answer and its expiry."""
+        try:
+            await asyncio.wait_for(self._calls.acquire(), self._timeout)
+        except asyncio.TimeoutError:
+            self.counts["hub_busy"] += 1
+            raise HubUnavailable("Too many token checks waiting on the hub; try again") from None
+        try:
+            self.counts["hub_calls"] += 1
+            response = await self._http.post(self.url, json={"token": token}, headers=self._headers)
+        except httpx.HTTPError as e:
+            self.counts["hub_errors"] += 1
+            raise HubUnavailable(f"The hub is unreachable ({type(e).__name__})") from None
+        finally:
+            self._calls.release()
+        if response.status_code == 403:
+            raise IntrospectionRefused(refused_message(response))
+        if response.status_code != 200:
+            self.counts["hub_errors"] += 1
+            raise HubUnavailable(f"The hub answered {response.status_code} to a token check")
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = INACTIVE
+        now = time.time()
+        if not isinstance(answer, dict) or answer.get("active") is not True:
+            return dict(INACTIVE), now + self.negative_ttl
+        answer["checked_at"] = now
+        expires_at = now + self.cache_ttl
+        if isinstance(answer.get("exp"), (int, float)):
+            expires_at = min(expires_at, float(answer["exp"]))
+        return answer, expires_at
+
+    def _index(self, key: CacheKey, answer: dict[str, Any]) -> None:
+        for index, name in ((self._by_token, answer.get("token_id")),
+                            (self._by_user, answer.get("username"))):  # fmt: skip
+            if not isinstance(name, str):
+                continue
+            keys = index.get(name)
+            if keys is None:
+                keys = index[name] = set()
+                if len(index) > self._index_size:
+                    index.popitem(last=False)
+            else:
+                index.move_to_end(name)
+            keys.add(key)
+
+    def evict_soon(self, eviction: Eviction) -> None:
+        """From any thread (the follower's): run :meth:`evict` on this checker's loop."""
+        if not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.evict, eviction)
+
+    def evict(self, eviction: Eviction) -> int:
+        """Drop what ``eviction`` names from this process now (and from a shared backend).
+
+        Only an optimisation and a count: the revocation state already refuses these
+        answers wherever they are cached.
+        """
+        if eviction.everything:
+            self._by_token.clear()
+            self._by_user.clear()
+            self.cache._background(self.cache.clear())
+            self.counts[f"evictions:{eviction.reason}"] += 1
+            return 0
+        keys: set[CacheKey] = set()
+        for index, names in ((self._by_token, eviction.token_ids), (self._by_user, eviction.users)):
+            for name in names:
+                keys |= index.pop(name, set())
+        for key in keys:
+            self.cache.discard(key)
+        self.counts[f"evictions:{eviction.reason}"] += len(keys)
+        return len(keys)
+
+    async def close(self) -> None:
+        await self._http.aclose()
+        await self.cache.close()
+
+
+def refused_message(response: httpx.Response) -> str:
+    return (
+        f"The hub refused this service's token at {response.request.url.path} (403): it needs "
+        f"{INTROSPECT_SCOPE}. Add it to the service's role in c.JupyterHub.load_roles and "
+        f"declare it in c.JupyterHub.custom_scopes."
+    )

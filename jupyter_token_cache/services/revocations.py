@@ -1,0 +1,159 @@
+"""What a service knows of the hub's revocations: enough to tell a stale cached answer from a good one.
+
+Pure data and rules, no I/O: the event follower feeds it, the token checker asks it.
+
+Notes
+-----
+Each active introspection answer carries ``last_event_id``, the hub's event stream
+position when the answer was made. An answer is stale when an event *after* that
+position ended its token (by id), changed its owner (by name), or reset everything;
+an event before it says nothing, because the hub answered after it (and databases give
+a deleted token's id to the next one, so "a123 was revoked" cannot be applied to
+whatever holds a123 later). This makes the check exact across replicas sharing one
+backend: an answer written by another replica is judged by this replica's events.
+
+Records are kept only as long as an answer they could judge may live (the cache's
+longest TTL), and at most ``max_records``; a record pushed out early raises the floor
+below which every answer is stale, which is always safe.
+
+When the stream is cut nothing more is learned, so answers are only trusted for
+``disconnected_ttl`` after the cut (or after they were checked, if later) with
+``on_disconnect = "keep"``, and not at all with ``"clear"`` (PingGateway's
+CLEAR_ON_DISCONNECT): then every request asks the hub until the stream is back.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..tokens.events import CACHE_RESET, RESET, REVOKED, USER_CHANGED
+
+KEEP = "keep"
+CLEAR = "clear"
+
+
+@dataclass(frozen=True, slots=True)
+class Eviction:
+    """What an event asks a cache to drop: some tokens, some users' answers, or everything."""
+
+    reason: str
+    token_ids: tuple[str, ...] = ()
+    users: tuple[str, ...] = ()
+    everything: bool = False
+
+
+@dataclass
+class RevocationState:
+    """Event-stream positions of the ends this process has heard of, and the stream's health."""
+
+    on_disconnect: str = KEEP
+    disconnected_ttl: float = 30.0
+    #: Seconds a record is kept: the longest an answer it could judge may be cached.
+    remember: float = 300.0
+    max_records: int = 100_000
+    #: Answers made before this stream position are stale.
+    floor: int = 0
+    connected: bool = False
+    #: Epoch seconds the stream was last cut (or this process started, before any stream).
+    cut_at: float = field(default_factory=time.time)
+    #: Id of the last event received, to resume from.
+    last_event_id: str | None = None
+    #: Epoch seconds of the last event's publication at the hub (for the lag metric).
+    last_event_time: float | None = None
+    _tokens: OrderedDict[str, tuple[int, float]] = field(default_factory=OrderedDict)
+    _users: OrderedDict[str, tuple[int, float]] = field(default_factory=OrderedDict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # -- the stream ---------------------------------------------------------------------
+
+    def opened(self) -> None:
+        """The stream is live again; what was missed has been replayed (or reset)."""
+        with self._lock:
+            self.connected = True
+
+    def cut(self, now: float | None = None) -> bool:
+        """The stream is gone; True when it had been live."""
+        with self._lock:
+            was, self.connected = self.connected, False
+            if was:
+                self.cut_at = time.time() if now is None else now
+            return was
+
+    def apply(self, event: Mapping[str, Any], now: float | None = None) -> Eviction | None:
+        """Record one event from the stream; return what it asks caches to drop."""
+        now = time.time() if now is None else now
+        try:
+            position = int(event["id"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        kind = event.get("type")
+        with self._lock:
+            self.last_event_id = str(position)
+            self.last_event_time = event.get("time")
+            if kind == RESET or (kind == CACHE_RESET and not event.get("user")):
+                self.floor = max(self.floor, position)
+                self._tokens.clear()
+                self._users.clear()
+                return Eviction(str(kind), everything=True)
+            if kind == REVOKED:
+                ids = tuple(str(i) for i in event.get("token_ids") or ())
+                users = ()
+                for token_id in ids:
+                    self._note(self._tokens, token_id, position, now)
+            elif kind in (USER_CHANGED, CACHE_RESET):
+                ids = ()
+                users = tuple(u for u in (event.get("user"), event.get("previous_name")) if u)
+                for user in users:
+                    self._note(self._users, user, position, now)
+            else:
+                return None
+            reason = str(event.get("reason") or kind)
+            return Eviction(reason, token_ids=ids, users=users)
+
+    def _note(
+        self, records: OrderedDict[str, tuple[int, float]], name: str, position: int, now: float
+    ) -> None:
+        records[name] = (position, now)
+        records.move_to_end(name)
+        while records:
+            oldest, (at, received) = next(iter(records.items()))
+            if received + self.remember > now and len(records) <= self.max_records:
+                break
+            del records[oldest]
+            if received + self.remember > now:  # pushed out early: stale below it
+                self.floor = max(self.floor, at)
+
+    # -- judging answers ----------------------------------------------------------------
+
+    def usable(self, answer: Mapping[str, Any], now: float | None = None) -> bool:
+        """Whether a cached active answer may still be served."""
+        now = time.time() if now is None else now
+        position = answer.get("last_event_id")
+        if not isinstance(position, int) or position < self.floor:
+            return False
+        for records, name in (
+            (self._tokens, answer.get("token_id")),
+            (self._users, answer.get("username")),
+        ):
+            seen = records.get(name) if isinstance(name, str) else None
+            if seen is not None and seen[0] > position:
+                return False
+        if self.connected:
+            return True
+        if self.on_disconnect == CLEAR:
+            return False
+        return now < max(self.cut_at, float(answer.get("checked_at", 0))) + self.disconnected_ttl
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "connected": self.connected,
+            "last_event_id": self.last_event_id,
+            "floor": self.floor,
+            "revoked_tokens": len(self._tokens),
+            "changed_users": len(self._users),
+        }
