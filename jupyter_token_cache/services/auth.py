@@ -27,6 +27,7 @@ from tornado import web
 from traitlets import Bool, CaselessStrEnum, Float, Integer
 from traitlets.config import Configurable
 
+from . import metrics
 from .checker import AnswerCache, HubUnavailable, IntrospectionRefused, TokenChecker
 from .follower import EventFollower
 from .revocations import KEEP, Eviction, RevocationState
@@ -111,6 +112,7 @@ class CachedTokenChecks(Configurable):
             remember=max(self.cache_ttl, self.disconnected_ttl),
         )
         self._follower = None
+        metrics.track(self)
         if self.follow_events:
             self._follower = EventFollower(
                 api_url=self.api_url,  # type: ignore[attr-defined]

@@ -63,8 +63,8 @@ class RevocationState:
     cut_at: float = field(default_factory=time.time)
     #: Id of the last event received, to resume from.
     last_event_id: str | None = None
-    #: Epoch seconds of the last event's publication at the hub (for the lag metric).
-    last_event_time: float | None = None
+    #: Seconds between the last event's publication at the hub and its arrival here.
+    lag: float | None = None
     _tokens: OrderedDict[str, tuple[int, float]] = field(default_factory=OrderedDict)
     _users: OrderedDict[str, tuple[int, float]] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -94,7 +94,9 @@ class RevocationState:
         kind = event.get("type")
         with self._lock:
             self.last_event_id = str(position)
-            self.last_event_time = event.get("time")
+            published = event.get("time")
+            if isinstance(published, (int, float)):
+                self.lag = max(0.0, now - published)
             if kind == RESET or (kind == CACHE_RESET and not event.get("user")):
                 self.floor = max(self.floor, position)
                 self._tokens.clear()

@@ -1,0 +1,103 @@
+"""A JupyterHub service that checks every request's token with CachedHubAuth.
+
+Run by the hub (see jupyterhub_config.py beside this file): it listens where
+$JUPYTERHUB_SERVICE_URL says and answers, at /services/whoami/, the model of the user
+whose token (or OAuth cookie) came with the request. Its handlers are JupyterHub's own
+``HubAuthenticated`` ones, unchanged: only the ``hub_auth`` object differs.
+
+    GET /services/whoami/          the caller's model (401/403 without a usable token)
+    GET /services/whoami/metrics   Prometheus metrics of the token checks
+    GET /services/whoami/stats     the same counters as JSON (for the demo and tests)
+
+``--plain`` uses JupyterHub's plain HubAuth instead (to compare them side by side); other
+arguments are settings, e.g. ``--CachedHubAuth.on_disconnect=clear`` or
+``--AnswerCache.backend=redis``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+from typing import Any
+from urllib.parse import urlparse
+
+from jupyterhub.services.auth import HubAuth, HubAuthenticated
+from jupyterhub.utils import url_path_join
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from tornado import web
+from traitlets.config.loader import KVArgParseConfigLoader
+
+from jupyter_token_cache.services import CachedHubAuth
+
+
+class JSONErrors(web.RequestHandler):
+    """Errors as JSON, as JupyterHub's API writes them (a 503 while the hub is away)."""
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None))[1]
+        message = getattr(exc, "log_message", None) or self._reason
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"status": status_code, "message": message}))
+
+
+class WhoAmI(HubAuthenticated, JSONErrors):
+    """The caller's model, as the hub describes it."""
+
+    @web.authenticated
+    def get(self) -> None:
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(self.get_current_user(), sort_keys=True))
+
+    def get_login_url(self) -> str:  # tokens only: no redirect to the hub's login page
+        raise web.HTTPError(401, "A token is required")
+
+
+class Metrics(web.RequestHandler):
+    def get(self) -> None:
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.finish(generate_latest())
+
+
+class Stats(JSONErrors):
+    def get(self) -> None:
+        auth = self.settings["hub_auth"]
+        stats = auth.token_check_stats() if isinstance(auth, CachedHubAuth) else {}
+        self.finish(stats)
+
+
+def make_app(hub_auth: HubAuth) -> web.Application:
+    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
+    return web.Application(
+        [
+            (prefix, WhoAmI, {}),
+            (url_path_join(prefix, "metrics"), Metrics),
+            (url_path_join(prefix, "stats"), Stats),
+        ],
+        hub_auth=hub_auth,
+    )
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--plain", action="store_true", help="use JupyterHub's plain HubAuth")
+    args, settings = parser.parse_known_args()
+    if not args.plain:
+        WhoAmI.hub_auth_class = CachedHubAuth  # the one line a HubAuth service changes
+    auth = WhoAmI.hub_auth_class.instance(config=KVArgParseConfigLoader(settings).load_config())
+    if isinstance(auth, CachedHubAuth):
+        await auth.start()  # a missing scope stops the service here, with its name
+    url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10101"))
+    make_app(auth).listen(url.port or 80, url.hostname or "127.0.0.1")
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    await stop.wait()
+    if isinstance(auth, CachedHubAuth):
+        auth.close_token_checks()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,92 @@
+"""End to end: the example service checks tokens with CachedHubAuth, as a separate process behind the proxy."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ..hubprocess import HubProcess
+from ..servers import MissingBinary, unavailable
+from .services import FAST, hub_checks, service, services_hub, wait_services, whoami
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
+    try:
+        process = services_hub(tmp_path_factory.mktemp("services"),
+                               [service("whoami", *FAST), service("whoami-plain", plain=True)])  # fmt: skip
+    except MissingBinary as e:
+        unavailable(e)
+    process.start()
+    try:
+        wait_services(process, ["whoami", "whoami-plain"])
+        yield process
+    finally:
+        process.stop()
+
+
+def user_token(hub: HubProcess, name: str) -> tuple[str, str]:
+    with hub.admin() as admin:
+        admin.post(f"users/{name}")
+        r = admin.post(f"users/{name}/tokens", json={})
+        assert r.status_code == 201, r.text
+        return r.json()["token"], r.json()["id"]
+
+
+def refused_within(hub: HubProcess, token: str, limit: float = 1.0) -> float:
+    start = time.monotonic()
+    with httpx.Client() as client:
+        while whoami(hub, "whoami", token, client) == 200:
+            assert time.monotonic() - start < limit, "the service still accepts the token"
+            time.sleep(0.01)
+    return time.monotonic() - start
+
+
+def test_one_hub_call_per_new_token(hub: HubProcess) -> None:
+    token, _ = user_token(hub, "alice")
+    before = hub_checks(hub)
+    assert whoami(hub, "whoami", token) == 200
+    assert whoami(hub, "whoami", token) == 200
+    assert hub_checks(hub) - before == 1
+
+    fresh, _ = user_token(hub, "alice")
+    before = hub_checks(hub)
+
+    async def flood() -> list[int]:
+        limits = httpx.Limits(max_connections=200)
+        async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+            url = f"{hub.url}/services/whoami/"
+            headers = {"Authorization": f"token {fresh}"}
+            responses = await asyncio.gather(
+                *(client.get(url, headers=headers) for _ in range(1000))
+            )
+            return [r.status_code for r in responses]
+
+    assert set(asyncio.run(flood())) == {200}
+    assert hub_checks(hub) - before == 1
+
+
+def test_a_garbage_token_costs_one_hub_call_per_negative_ttl(hub: HubProcess) -> None:
+    before = hub_checks(hub)
+    assert whoami(hub, "whoami", "not-a-token-" * 3) in (401, 403)
+    assert whoami(hub, "whoami", "not-a-token-" * 3) in (401, 403)
+    assert hub_checks(hub) - before == 1
+
+
+def test_a_deleted_token_is_refused_at_once_where_plain_hub_auth_still_accepts_it(
+    hub: HubProcess,
+) -> None:
+    token, token_id = user_token(hub, "alice")
+    assert whoami(hub, "whoami", token) == 200
+    assert whoami(hub, "whoami-plain", token) == 200
+    with hub.admin() as admin:
+        assert admin.delete(f"users/alice/tokens/{token_id}").status_code == 204
+    assert refused_within(hub, token) < 1
+    assert whoami(hub, "whoami-plain", token) == 200  # HubAuth's cache: for up to 5 minutes
