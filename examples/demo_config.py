@@ -17,7 +17,9 @@ c.DummyAuthenticator.password = os.environ.get("DEMO_PASSWORD", "demo")
 c.Authenticator.allowed_users = {"demo"}
 c.Authenticator.admin_users = {"demo"}
 c.JupyterHub.spawner_class = "simple"  # servers run as this OS user, homes under DEMO_DIR
-c.SimpleLocalProcessSpawner.home_dir_template = os.path.join(os.path.abspath(here), "home", "{username}")
+c.SimpleLocalProcessSpawner.home_dir_template = os.path.join(
+    os.path.abspath(here), "home", "{username}"
+)
 c.Spawner.default_url = "/lab"
 c.Spawner.args = ["--allow-root"] if os.geteuid() == 0 else []
 c.Spawner.cmd = [os.path.join(os.path.dirname(sys.executable), "jupyterhub-singleuser")]
@@ -26,7 +28,9 @@ c.JupyterHub.ip = "127.0.0.1"
 c.JupyterHub.port = int(os.environ.get("DEMO_PORT", "8000"))
 c.JupyterHub.hub_ip = "127.0.0.1"
 c.JupyterHub.hub_port = int(os.environ.get("DEMO_HUB_PORT", "8081"))
-c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{os.environ.get('DEMO_PROXY_API_PORT', '8001')}"
+c.ConfigurableHTTPProxy.api_url = (
+    f"http://127.0.0.1:{os.environ.get('DEMO_PROXY_API_PORT', '8001')}"
+)
 c.JupyterHub.db_url = f"sqlite:///{here}/jupyterhub.sqlite"
 c.JupyterHub.cookie_secret_file = f"{here}/jupyterhub_cookie_secret"
 c.JupyterHub.pid_file = f"{here}/jupyterhub.pid"
@@ -35,9 +39,15 @@ c.ConfigurableHTTPProxy.pid_file = f"{here}/proxy.pid"
 # A service the demo uses to create the test user's token; internal tokens are for "demo-service".
 c.JupyterHub.services = [{"name": "demo-admin", "api_token": os.environ["DEMO_SERVICE_TOKEN"]}]
 c.JupyterHub.load_roles = [
-    {"name": "demo-admin", "scopes": ["admin:users", "tokens", "custom:token-cache:admin"], "services": ["demo-admin"]},
+    {
+        "name": "demo-admin",
+        "scopes": ["admin:users", "tokens", "custom:token-cache:admin"],
+        "services": ["demo-admin"],
+    },
 ]
-c.JupyterHub.custom_scopes = {"custom:token-cache:admin": {"description": "Token cache stats and resets"}}
+c.JupyterHub.custom_scopes = {
+    "custom:token-cache:admin": {"description": "Token cache stats and resets"}
+}
 
 c.TokenCache.backend = "memory"
 c.TokenCache.services = {"demo-service": {"scopes": ["read:users!user"], "lifetime": 3600}}

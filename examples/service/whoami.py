@@ -28,6 +28,7 @@ from jupyterhub.services.auth import HubAuth, HubAuthenticated
 from jupyterhub.utils import url_path_join
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tornado import web
+from tornado.log import enable_pretty_logging
 from traitlets.config.loader import KVArgParseConfigLoader
 
 from jupyter_token_cache.services import CachedHubAuth
@@ -84,6 +85,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plain", action="store_true", help="use JupyterHub's plain HubAuth")
     args, settings = parser.parse_known_args()
+    enable_pretty_logging()
     if not args.plain:
         WhoAmI.hub_auth_class = CachedHubAuth  # the one line a HubAuth service changes
     auth = WhoAmI.hub_auth_class.instance(config=KVArgParseConfigLoader(settings).load_config())

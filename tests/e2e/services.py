@@ -38,7 +38,7 @@ for s in {services!r}:
     }})
 c.TokenCache.event_heartbeat = 0.5
 c.TokenCache.sweep_interval = 1
-c.TokenCache.services = {{"whoami": {{"scopes": ["access:services!service=whoami"], "lifetime": 3600}}}}
+c.TokenCache.services = {{"whoami": {{"scopes": ["access:services!service=whoami", "access:services!service=whoami-plain"], "lifetime": 3600}}}}
 """
 
 #: Settings the cached service runs with in the tests: cuts noticed in 2 s, kept 3 s.

@@ -50,7 +50,9 @@ _secrets_seen: list[str] = []
 
 
 @pytest.mark.e2e
-def test_spawned_server_gets_tokens_through_the_client(jupyterhub: HubProcess, tmp_path: Path) -> None:
+def test_spawned_server_gets_tokens_through_the_client(
+    jupyterhub: HubProcess, tmp_path: Path
+) -> None:
     api = jupyterhub.admin()
     assert api.post("users/alice").status_code == 201
     assert api.post("users/alice/server").status_code in (201, 202)
@@ -67,7 +69,10 @@ def test_spawned_server_gets_tokens_through_the_client(jupyterhub: HubProcess, t
 
     # the notebook token reaches the real single-user server through the proxy
     _secrets_seen.append(found["notebook_token"])
-    status = httpx.get(f"{jupyterhub.url}/user/alice/api/status", headers={"Authorization": f"token {found['notebook_token']}"})
+    status = httpx.get(
+        f"{jupyterhub.url}/user/alice/api/status",
+        headers={"Authorization": f"token {found['notebook_token']}"},
+    )
     assert status.status_code == 200 and "started" in status.json()
     tokens = {t["id"]: t for t in api.get("users/alice/tokens").json()["api_tokens"]}
     assert found["notebook_id"] in tokens and found["internal_id"] in tokens
@@ -77,7 +82,11 @@ def test_spawned_server_gets_tokens_through_the_client(jupyterhub: HubProcess, t
     # stopping the server deletes the tokens minted for its session
     assert api.delete("users/alice/server").status_code in (202, 204)
     deadline = time.monotonic() + 60
-    while found["notebook_id"] in {t["id"] for t in api.get("users/alice/tokens").json()["api_tokens"]}:
+    while found["notebook_id"] in {
+        t["id"] for t in api.get("users/alice/tokens").json()["api_tokens"]
+    }:
         assert time.monotonic() < deadline, "minted tokens survived the server"
         time.sleep(0.3)
-    assert found["internal_id"] not in {t["id"] for t in api.get("users/alice/tokens").json()["api_tokens"]}
+    assert found["internal_id"] not in {
+        t["id"] for t in api.get("users/alice/tokens").json()["api_tokens"]
+    }
