@@ -62,6 +62,8 @@ class HubProcess:
         (workdir / "jupyterhub_config.py").write_text(text)
         self.log_path = workdir / "jupyterhub.log"
         self.process: subprocess.Popen[bytes] | None = None
+        #: Process groups of every start (a restarted hub leaves its proxy in the first).
+        self._groups: list[int] = []
 
     def start(self, timeout: float = 60) -> HubProcess:
         log = self.log_path.open("ab")
@@ -71,6 +73,7 @@ class HubProcess:
             cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )  # fmt: skip
         log.close()
+        self._groups.append(self.process.pid)
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -90,14 +93,29 @@ class HubProcess:
                             headers={"Authorization": f"token {self.service_token}"})  # fmt: skip
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
+        """SIGTERM the hub; then SIGKILL whatever is left of its process group (a proxy
+        or services orphaned by a hub that was killed)."""
+        if self.process is None:
             return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)  # a test may have stopped it
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                pass
+        for group in self._groups:
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        self.process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL the hub alone: its proxy and managed services are left running."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
 
     def log(self) -> str:
         return self.log_path.read_text()

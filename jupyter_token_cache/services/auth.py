@@ -176,7 +176,10 @@ class CachedTokenChecks(Configurable):
     def token_check_stats(self) -> dict[str, Any]:
         """Counters and the event stream's state, for a service's own status page."""
         self._machinery()
-        return {**self._token_counts, "stream": self._revocations.stats()}
+        stream = self._revocations.stats()
+        if self._follower is not None:
+            stream["connects"] = self._follower.connects
+        return {**self._token_counts, "stream": stream}
 
     def close_token_checks(self) -> None:
         """Stop following events (the checkers close with their loops)."""

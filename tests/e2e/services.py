@@ -6,6 +6,11 @@ configurable-http-proxy. Used by the end-to-end service tests and the benchmark.
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -82,3 +87,75 @@ def hub_checks(hub: HubProcess) -> int:
     """Introspection requests the hub has answered."""
     with hub.admin(direct=True) as admin:
         return int(admin.get("token-cache/stats").json()["introspections"]["requests"])
+
+
+class ExternalService:
+    """The example service run by the test (not the hub), as an external service or a replica.
+
+    The hub config gets ``{"name": name, "url": ..., "api_token": ...}`` from
+    :meth:`entry`; the process gets the environment a managed service would. Stopped by pid.
+    """
+
+    def __init__(self, hub: HubProcess, name: str, token: str, *args: str) -> None:
+        self.hub, self.name, self.token, self.args = hub, name, token, args
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/services/{name}/"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = hub.workdir / f"{name}-{self.port}.log"
+
+    def start(self, timeout: float = 30) -> ExternalService:
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "JUPYTERHUB_API_URL": f"{self.hub.hub_url}/hub/api",
+            "JUPYTERHUB_API_TOKEN": self.token,
+            "JUPYTERHUB_SERVICE_NAME": self.name,
+            "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{self.port}",
+            "JUPYTERHUB_SERVICE_PREFIX": f"/services/{self.name}/",
+            "JUPYTERHUB_OAUTH_ACCESS_SCOPES": json.dumps([f"access:services!service={self.name}"]),
+        }
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen([sys.executable, str(WHOAMI), *self.args], env=env,
+                                            stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"{self.url}stats", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(
+                    f"{self.name} did not start:\n{self.log_path.read_text()[-3000:]}"
+                )
+            time.sleep(0.1)
+
+    def get(self, token: str, client: httpx.Client | None = None) -> int:
+        get = client.get if client is not None else httpx.get
+        return get(self.url, headers={"Authorization": f"token {token}"}, timeout=60).status_code
+
+    def stats(self) -> dict[str, Any]:
+        return httpx.get(f"{self.url}stats", timeout=10).json()  # type: ignore[no-any-return]
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+
+def external(name: str, token: str) -> str:
+    """Hub config for an external service and the role to check tokens."""
+    return (
+        f"c.JupyterHub.services.append({{'name': {name!r}, "
+        f"'api_token': {token!r}}})\n"
+        f"c.JupyterHub.load_roles.append({{'name': 'checker-{name}', 'scopes': {SERVICE_SCOPES!r}, "
+        f"'services': [{name!r}]}})\n"
+    )
