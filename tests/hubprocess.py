@@ -49,7 +49,9 @@ class HubProcess:
 
     def __init__(self, workdir: Path, config: str) -> None:
         if shutil.which("configurable-http-proxy") is None:
-            raise MissingBinary("configurable-http-proxy not found (npm install -g configurable-http-proxy)")
+            raise MissingBinary(
+                "configurable-http-proxy not found (npm install -g configurable-http-proxy)"
+            )
         self.workdir = workdir
         self.port, self.hub_port = free_port(), free_port()
         self.service_token = secrets.token_hex(16)
@@ -83,7 +85,9 @@ class HubProcess:
                 pass
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError("jupyterhub did not start:\n" + self.log_path.read_text()[-3000:])
+                raise RuntimeError(
+                    "jupyterhub did not start:\n" + self.log_path.read_text()[-3000:]
+                )
             time.sleep(0.2)
 
     def admin(self, *, direct: bool = False) -> httpx.Client:

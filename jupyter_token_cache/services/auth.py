@@ -134,9 +134,8 @@ class CachedTokenChecks(Configurable):
         loop = asyncio.get_running_loop()
         checker = self._token_checkers.get(loop)
         if checker is None:
-            cache = AnswerCache(parent=self, ttl=self.cache_ttl)
-            if cache.backend != "memory":  # connections belong to one loop
-                cache.loop_name = str(id(loop))
+            # connections (Redis, memcached) and single flights belong to one loop
+            cache = AnswerCache(parent=self, ttl=self.cache_ttl, loop_name=str(id(loop)))
             checker = self._token_checkers[loop] = TokenChecker(
                 cache=cache,
                 state=self._revocations,

@@ -64,6 +64,13 @@ class AnswerCache(CacheEngine):
     def _namespace_default(self) -> str:
         return "jupyter-token-cache-answers"
 
+    @default("local_cache")
+    def _local_cache_default(self) -> bool:
+        # Local copies are kept fresh by a listener task on the checker's event loop;
+        # HubAuth's synchronous API runs checks on a loop that only turns during a check,
+        # so there a listener would hear of changes late. Opt in for async-only services.
+        return False
+
 
 class TokenChecker:
     """Answer "who is this token, and may it be used?" for one service, on one event loop."""

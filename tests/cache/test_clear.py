@@ -14,7 +14,9 @@ from .helpers import Creator, key
 async def fill(cache, users=("alice", "bob")):
     for user in users:
         for kind in ("notebook", "internal"):
-            await cache.set(key(user, kind), {"token": f"{user}-{kind}"}, expires_at=time.time() + 60)
+            await cache.set(
+                key(user, kind), {"token": f"{user}-{kind}"}, expires_at=time.time() + 60
+            )
 
 
 async def test_clear_everything(cache):
@@ -80,14 +82,19 @@ async def test_clear_is_one_write_whatever_the_size(make_cache, backend, request
         stats = server.call("INFO", "commandstats")
         # one script that SETs the generation and PUBLISHes it; the rest is the
         # inspecting client's own handshake and CONFIG
-        ours = {c: v["calls"] for c, v in stats.items()
-                if not c.startswith(("cmdstat_client", "cmdstat_hello", "cmdstat_config"))}
+        ours = {
+            c: v["calls"]
+            for c, v in stats.items()
+            if not c.startswith(("cmdstat_client", "cmdstat_hello", "cmdstat_config"))
+        }
         assert ours == {"cmdstat_evalsha": 1, "cmdstat_set": 1, "cmdstat_publish": 1}
     else:
         server = request.getfixturevalue("memcached_server")
 
         def sets() -> int:
-            stats = dict(line.split()[1:3] for line in server.ask("stats") if line.startswith("STAT"))
+            stats = dict(
+                line.split()[1:3] for line in server.ask("stats") if line.startswith("STAT")
+            )
             return int(stats["cmd_set"]) + int(stats.get("delete_hits", 0))
 
         before = sets()

@@ -46,8 +46,9 @@ async def test_expired_entry_still_on_server_is_a_miss(cache, monkeypatch):
     """The envelope's expiry is checked on read, whatever the server's TTL says."""
     now = time.time()
     # Write while the clock reads an hour ago: the server TTL is an hour too long.
-    monkeypatch.setattr(shared, "time", types.SimpleNamespace(time=lambda: now - 3600,
-                                                              monotonic=time.monotonic))
+    monkeypatch.setattr(
+        shared, "time", types.SimpleNamespace(time=lambda: now - 3600, monotonic=time.monotonic)
+    )
     await cache.set(key(), {"token": "t"}, expires_at=now - 1)
     monkeypatch.setattr(shared, "time", time)
     assert await cache.get(key()) is None

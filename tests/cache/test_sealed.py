@@ -28,10 +28,10 @@ def dump(backend, request) -> dict[str, bytes]:
 
 
 async def test_no_plaintext_in_any_key_or_value(cache, backend, request):
-    key = CacheKey("alice@example.org", "notebook-kind", ("session-xyz", "access:servers!user=alice"))
-    await cache.get_or_create(
-        key, Creator(value={"token": SECRETS[0], "parent": SECRETS[1]})
+    key = CacheKey(
+        "alice@example.org", "notebook-kind", ("session-xyz", "access:servers!user=alice")
     )
+    await cache.get_or_create(key, Creator(value={"token": SECRETS[0], "parent": SECRETS[1]}))
     await cache.clear(user="alice@example.org")
     await cache.set(key, {"token": SECRETS[0]}, expires_at=time.time() + 60)
     entries = dump(backend, request)

@@ -22,7 +22,10 @@ async def main(settings: dict, callers: int, start_at: float) -> None:
     await cache.get(CacheKey("warm", "up"))  # connect before the start line
     await asyncio.sleep(max(0.0, start_at - time.time()))
     results = await asyncio.gather(
-        *(cache.get_or_create(CacheKey("alice", "notebook", ("s",)), create) for _ in range(callers))
+        *(
+            cache.get_or_create(CacheKey("alice", "notebook", ("s",)), create)
+            for _ in range(callers)
+        )
     )
     stats = cache.stats()
     print(json.dumps({"creations": creations, "tokens": sorted({v["token"] for v, _ in results}),

@@ -73,7 +73,9 @@ class Hub:
         self.secrets.add(token)
         return token
 
-    async def post(self, route: str, token: str | None = None, body: Any = None, **kwargs: Any) -> httpx.Response:
+    async def post(
+        self, route: str, token: str | None = None, body: Any = None, **kwargs: Any
+    ) -> httpx.Response:
         headers = kwargs.pop("headers", {})
         if token:
             headers["Authorization"] = f"token {token}"
@@ -83,20 +85,28 @@ class Hub:
 
     async def api(self, method: str, path: str, token: str, **kwargs: Any) -> httpx.Response:
         """A call to any hub API route, e.g. ``api("DELETE", "users/x/tokens/a1", t)``."""
-        return await self.http.request(method, f"api/{path}", headers={"Authorization": f"token {token}"}, **kwargs)
+        return await self.http.request(
+            method, f"api/{path}", headers={"Authorization": f"token {token}"}, **kwargs
+        )
 
     def token_rows(self, name: str) -> list[Any]:
         self.db.expire_all()
         return list(self.db.query(orm.APIToken).join(orm.User).filter(orm.User.name == name))
 
     def minted_rows(self, name: str) -> list[Any]:
-        return [row for row in self.token_rows(name) if (row.note or "").startswith("jupyter-token-cache")]
+        return [
+            row
+            for row in self.token_rows(name)
+            if (row.note or "").startswith("jupyter-token-cache")
+        ]
 
     async def login(self, name: str) -> httpx.AsyncClient:
         """A browser-like client logged in as ``name`` (cookies, XSRF header set)."""
         client = httpx.AsyncClient(base_url=self.url, timeout=30, event_hooks=self.hooks)
         r = await client.get("login")
-        xsrf = client.cookies.get("_xsrf") or re.search(r'name="_xsrf" value="([^"]+)"', r.text).group(1)
+        xsrf = client.cookies.get("_xsrf") or re.search(
+            r'name="_xsrf" value="([^"]+)"', r.text
+        ).group(1)
         r = await client.post("login", params={"_xsrf": xsrf}, data={"username": name, "password": name,
                                                                        "_xsrf": xsrf})  # fmt: skip
         assert r.status_code == 302, r.text
@@ -136,7 +146,9 @@ def hub_config(request: pytest.FixtureRequest) -> Config:
 
 
 @pytest.fixture(params=BACKENDS)
-def any_backend_config(request: pytest.FixtureRequest, hub_config: Config, crypt_key: str) -> Config:
+def any_backend_config(
+    request: pytest.FixtureRequest, hub_config: Config, crypt_key: str
+) -> Config:
     """hub_config on each backend in turn; a module opts in with ``hub_config = any_backend_config``."""
     for name, value in settings_for(request.param, request, crypt_key).items():
         setattr(hub_config.TokenCache, name, value)
@@ -211,7 +223,9 @@ async def hub(hub_config: Config, hub_db: str, request: pytest.FixtureRequest,
     assert not [s for s in hub.secrets if s in logged], "a token appeared in a log record"
     for server in servers_in_use(request):
         for name, value in server.dump().items():
-            assert not [s for s in hub.secrets if s in name or s.encode() in value], f"plaintext token on {server.binary}"
+            assert not [s for s in hub.secrets if s in name or s.encode() in value], (
+                f"plaintext token on {server.binary}"
+            )
 
 
 @pytest.fixture

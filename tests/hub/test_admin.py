@@ -6,8 +6,17 @@ import pytest
 
 from .conftest import Hub
 
-OPERATOR_ROLE = {"name": "token-cache-operator", "scopes": ["custom:token-cache:admin"], "users": ["operator"]}
-ADMIN_ROUTES = [("GET", "stats"), ("DELETE", ""), ("DELETE", "users/alice"), ("DELETE", "?revoke=true")]
+OPERATOR_ROLE = {
+    "name": "token-cache-operator",
+    "scopes": ["custom:token-cache:admin"],
+    "users": ["operator"],
+}
+ADMIN_ROUTES = [
+    ("GET", "stats"),
+    ("DELETE", ""),
+    ("DELETE", "users/alice"),
+    ("DELETE", "?revoke=true"),
+]
 
 
 def url(route: str) -> str:
@@ -74,7 +83,10 @@ async def test_reset_unknown_user_is_404_and_bad_revoke_400(hub: Hub) -> None:
 
 @pytest.mark.parametrize(("method", "route"), ADMIN_ROUTES)
 async def test_non_admin_gets_403_on_every_admin_route(hub: Hub, method: str, route: str) -> None:
-    for token in (hub.token("alice"), (await hub.post("notebook", hub.token("alice"), {})).json()["token"]):
+    for token in (
+        hub.token("alice"),
+        (await hub.post("notebook", hub.token("alice"), {})).json()["token"],
+    ):
         r = await admin_call(hub, method, route, token)
         assert r.status_code == 403, (route, r.text)
         assert r.json()["message"] == "Requires admin:users or custom:token-cache:admin"
@@ -84,7 +96,9 @@ async def test_non_admin_gets_403_on_every_admin_route(hub: Hub, method: str, ro
 
 @pytest.mark.hub_config(JupyterHub__load_roles=[OPERATOR_ROLE])
 @pytest.mark.parametrize(("method", "route"), ADMIN_ROUTES)
-async def test_custom_scope_grants_admin_routes_to_an_operator(hub: Hub, method: str, route: str) -> None:
+async def test_custom_scope_grants_admin_routes_to_an_operator(
+    hub: Hub, method: str, route: str
+) -> None:
     hub.add_user("alice")
     r = await admin_call(hub, method, route, hub.token("operator"))
     assert r.status_code == 200, r.text

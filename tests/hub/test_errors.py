@@ -13,27 +13,89 @@ BAD_BODIES = [
     ("notebook", b"\xff\xfe", 400, "Request body is not valid JSON"),
     ("notebook", b"[]", 400, "Request body must be a JSON object"),
     ("notebook", b'"x"', 400, "Request body must be a JSON object"),
-    ("notebook", b'{"minimum_lifetime": "300"}', 400, "minimum_lifetime must be a positive integer (seconds)"),
-    ("notebook", b'{"minimum_lifetime": -1}', 400, "minimum_lifetime must be a positive integer (seconds)"),
-    ("notebook", b'{"minimum_lifetime": true}', 400, "minimum_lifetime must be a positive integer (seconds)"),
-    ("notebook", b'{"minimum_lifetime": 1.5}', 400, "minimum_lifetime must be a positive integer (seconds)"),
-    ("notebook", b'{"minimum_lifetime": 1e308}', 400, "minimum_lifetime must be a positive integer (seconds)"),
-    ("notebook", b'{"minimum_lifetime": 99999999999999999999}', 400, "minimum_lifetime must be a positive integer (seconds)"),
-    ("notebook", b'{"service": "dask"}', 400, "Unknown field(s): 'service'; allowed: minimum_lifetime"),
+    (
+        "notebook",
+        b'{"minimum_lifetime": "300"}',
+        400,
+        "minimum_lifetime must be a positive integer (seconds)",
+    ),
+    (
+        "notebook",
+        b'{"minimum_lifetime": -1}',
+        400,
+        "minimum_lifetime must be a positive integer (seconds)",
+    ),
+    (
+        "notebook",
+        b'{"minimum_lifetime": true}',
+        400,
+        "minimum_lifetime must be a positive integer (seconds)",
+    ),
+    (
+        "notebook",
+        b'{"minimum_lifetime": 1.5}',
+        400,
+        "minimum_lifetime must be a positive integer (seconds)",
+    ),
+    (
+        "notebook",
+        b'{"minimum_lifetime": 1e308}',
+        400,
+        "minimum_lifetime must be a positive integer (seconds)",
+    ),
+    (
+        "notebook",
+        b'{"minimum_lifetime": 99999999999999999999}',
+        400,
+        "minimum_lifetime must be a positive integer (seconds)",
+    ),
+    (
+        "notebook",
+        b'{"service": "dask"}',
+        400,
+        "Unknown field(s): 'service'; allowed: minimum_lifetime",
+    ),
     ("internal", b"{}", 400, "service is required"),
     ("internal", b'{"service": 3}', 400, "service must be a service name"),
     ("internal", b'{"service": ""}', 400, "service must be a service name"),
-    ("internal", b'{"service": "dask", "scopes": "read:users"}', 400, "scopes must be a non-empty list of scopes"),
-    ("internal", b'{"service": "dask", "scopes": []}', 400, "scopes must be a non-empty list of scopes"),
-    ("internal", b'{"service": "dask", "scopes": [null]}', 400, "scopes must be a non-empty list of scopes"),
-    ("internal", b'{"service": "dask", "scopes": ["no-such-scope"]}', 400, "scopes[0] is not a known scope: 'no-such-scope'"),
+    (
+        "internal",
+        b'{"service": "dask", "scopes": "read:users"}',
+        400,
+        "scopes must be a non-empty list of scopes",
+    ),
+    (
+        "internal",
+        b'{"service": "dask", "scopes": []}',
+        400,
+        "scopes must be a non-empty list of scopes",
+    ),
+    (
+        "internal",
+        b'{"service": "dask", "scopes": [null]}',
+        400,
+        "scopes must be a non-empty list of scopes",
+    ),
+    (
+        "internal",
+        b'{"service": "dask", "scopes": ["no-such-scope"]}',
+        400,
+        "scopes[0] is not a known scope: 'no-such-scope'",
+    ),
     ("internal", b'{"service": "dask", "scopes": ["read:users!bogus=x"]}', 400, None),
-    ("internal", b'{"service": "dask", "extra": 1}', 400, "Unknown field(s): 'extra'; allowed: service, scopes, minimum_lifetime"),
+    (
+        "internal",
+        b'{"service": "dask", "extra": 1}',
+        400,
+        "Unknown field(s): 'extra'; allowed: service, scopes, minimum_lifetime",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("route", "body", "status", "message"), BAD_BODIES)
-async def test_bad_bodies(hub: Hub, route: str, body: bytes, status: int, message: str | None) -> None:
+async def test_bad_bodies(
+    hub: Hub, route: str, body: bytes, status: int, message: str | None
+) -> None:
     r = await hub.post(route, hub.token("alice"), body)
     assert r.status_code == status, r.text
     assert r.json()["status"] == status
@@ -45,7 +107,9 @@ async def test_bad_bodies(hub: Hub, route: str, body: bytes, status: int, messag
 @pytest.mark.parametrize("route", ["notebook", "internal"])
 async def test_no_or_bad_credentials_are_403(hub: Hub, route: str) -> None:
     for headers in ({}, {"Authorization": "token not-a-real-token"}, {"Authorization": "Bearer x"}):
-        r = await hub.http.post(f"api/token-cache/{route}", json={"service": "dask"}, headers=headers)
+        r = await hub.http.post(
+            f"api/token-cache/{route}", json={"service": "dask"}, headers=headers
+        )
         assert r.status_code == 403 and r.json()["status"] == 403
 
 
@@ -76,7 +140,9 @@ async def test_no_token_in_any_log_line(hub: Hub, caplog: pytest.LogCaptureFixtu
         assert parent not in r.text
     await hub.post("notebook", parent, b"{" + parent.encode())
     admin = hub.token("admin", admin=True)
-    await hub.http.delete("api/token-cache?revoke=true", headers={"Authorization": f"token {admin}"})
+    await hub.http.delete(
+        "api/token-cache?revoke=true", headers={"Authorization": f"token {admin}"}
+    )
     assert len(secrets) >= 3
     text = "\n".join(record.getMessage() for record in caplog.records)
     assert "Minted notebook token" in text  # the log is there...

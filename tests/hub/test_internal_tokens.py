@@ -14,28 +14,38 @@ async def test_default_scopes_are_the_policy_within_the_caller(hub: Hub) -> None
     body = r.json()
     assert body["service"] == "dask" and body["cached"] is False
     assert "read:users!user=alice" in body["scopes"]
-    assert (await hub.post("internal", parent, {"service": "dask"})).json()["token"] == body["token"]
+    assert (await hub.post("internal", parent, {"service": "dask"})).json()["token"] == body[
+        "token"
+    ]
     (row,) = hub.minted_rows("alice")
     assert row.note == "jupyter-token-cache: internal token for dask"
 
 
 async def test_one_token_per_scope_set_and_service(hub: Hub) -> None:
     parent = hub.token("alice")
-    narrow = (await hub.post("internal", parent, {"service": "dask", "scopes": ["read:users:name!user"]})).json()
+    narrow = (
+        await hub.post("internal", parent, {"service": "dask", "scopes": ["read:users:name!user"]})
+    ).json()
     wide = (await hub.post("internal", parent, {"service": "dask"})).json()
     other = (await hub.post("internal", parent, {"service": "short"})).json()
     assert len({narrow["token"], wide["token"], other["token"]}) == 3
     assert set(narrow["scopes"]) <= {"read:users:name!user=alice", "read:users:groups!user=alice"}
-    same = (await hub.post("internal", parent, {"service": "dask", "scopes": ["read:users:name!user"]})).json()
+    same = (
+        await hub.post("internal", parent, {"service": "dask", "scopes": ["read:users:name!user"]})
+    ).json()
     assert same["token"] == narrow["token"] and same["cached"]
 
 
 async def test_lifetime_capped_by_service_and_parent(hub: Hub) -> None:
     short = (await hub.post("internal", hub.token("alice"), {"service": "short"})).json()
     assert short["expires_at"] <= time.time() + 120
-    capped = (await hub.post("internal", hub.token("alice", expires_in=1000), {"service": "dask"})).json()
+    capped = (
+        await hub.post("internal", hub.token("alice", expires_in=1000), {"service": "dask"})
+    ).json()
     assert capped["expires_at"] <= time.time() + 1000
-    r = await hub.post("internal", hub.token("alice"), {"service": "short", "minimum_lifetime": 600})
+    r = await hub.post(
+        "internal", hub.token("alice"), {"service": "short", "minimum_lifetime": 600}
+    )
     assert r.status_code == 422
 
 
@@ -45,8 +55,14 @@ async def test_internal_from_notebook_token_resolves_to_the_original_session(hub
     # the notebook token, used as a credential, is the same session: same notebook token back
     again = (await hub.post("notebook", notebook["token"], {})).json()
     assert again["token"] == notebook["token"] and again["cached"]
-    via_parent = (await hub.post("internal", parent, {"service": "dask", "scopes": ["read:users!user"]})).json()
-    via_child = (await hub.post("internal", notebook["token"], {"service": "dask", "scopes": ["read:users!user"]})).json()
+    via_parent = (
+        await hub.post("internal", parent, {"service": "dask", "scopes": ["read:users!user"]})
+    ).json()
+    via_child = (
+        await hub.post(
+            "internal", notebook["token"], {"service": "dask", "scopes": ["read:users!user"]}
+        )
+    ).json()
     assert via_child["token"] == via_parent["token"]
 
 
@@ -54,9 +70,16 @@ async def test_internal_from_notebook_token_resolves_to_the_original_session(hub
 
 
 async def test_scopes_outside_the_policy_are_refused_by_name(hub: Hub) -> None:
-    r = await hub.post("internal", hub.token("alice"), {"service": "dask", "scopes": ["admin:users", "read:users!user"]})
+    r = await hub.post(
+        "internal",
+        hub.token("alice"),
+        {"service": "dask", "scopes": ["admin:users", "read:users!user"]},
+    )
     assert r.status_code == 403
-    assert r.json() == {"status": 403, "message": "Scopes not allowed for service 'dask': 'admin:users'"}
+    assert r.json() == {
+        "status": 403,
+        "message": "Scopes not allowed for service 'dask': 'admin:users'",
+    }
 
 
 async def test_scopes_outside_the_caller_are_refused_by_name(hub: Hub) -> None:
@@ -65,14 +88,18 @@ async def test_scopes_outside_the_caller_are_refused_by_name(hub: Hub) -> None:
     assert r.status_code == 403
     assert r.json()["message"] == "Scopes not held by the requesting credential: 'read:users!user'"
     # nothing of the policy held at all
-    r = await hub.post("internal", hub.token("alice", scopes=["read:users:name!user"]), {"service": "short"})
+    r = await hub.post(
+        "internal", hub.token("alice", scopes=["read:users:name!user"]), {"service": "short"}
+    )
     assert r.status_code == 200  # identify scopes are held by every token...
     assert set(r.json()["scopes"]) <= {"read:users:name!user=alice", "read:users:groups!user=alice"}
 
 
 async def test_another_users_scopes_are_refused(hub: Hub) -> None:
     hub.add_user("bob")
-    r = await hub.post("internal", hub.token("alice"), {"service": "dask", "scopes": ["read:users!user=bob"]})
+    r = await hub.post(
+        "internal", hub.token("alice"), {"service": "dask", "scopes": ["read:users!user=bob"]}
+    )
     assert r.status_code == 403 and "read:users!user=bob" in r.json()["message"]
     assert hub.minted_rows("alice") == [] and hub.minted_rows("bob") == []
 
@@ -80,7 +107,10 @@ async def test_another_users_scopes_are_refused(hub: Hub) -> None:
 async def test_unknown_service_is_404(hub: Hub) -> None:
     r = await hub.post("internal", hub.token("alice"), {"service": "nope"})
     assert r.status_code == 404
-    assert r.json() == {"status": 404, "message": "No internal tokens are configured for service 'nope'"}
+    assert r.json() == {
+        "status": 404,
+        "message": "No internal tokens are configured for service 'nope'",
+    }
 
 
 async def test_internal_token_cannot_get_a_notebook_token(hub: Hub) -> None:
@@ -92,7 +122,11 @@ async def test_internal_token_cannot_get_a_notebook_token(hub: Hub) -> None:
 
 async def test_internal_token_chains_never_widen(hub: Hub) -> None:
     internal = (await hub.post("internal", hub.token("alice"), {"service": "short"})).json()
-    r = await hub.post("internal", internal["token"], {"service": "dask", "scopes": ["access:services!service=dask"]})
+    r = await hub.post(
+        "internal",
+        internal["token"],
+        {"service": "dask", "scopes": ["access:services!service=dask"]},
+    )
     assert r.status_code == 403
     chained = (await hub.post("internal", internal["token"], {"service": "dask"})).json()
     assert set(chained["scopes"]) <= set(internal["scopes"])

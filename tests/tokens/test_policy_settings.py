@@ -55,7 +55,12 @@ def test_lineage_names_the_original_session_and_the_credential() -> None:
                             expires_at=123.0, scopes=frozenset({"x"}), root=root)  # fmt: skip
     lineage = Lineage.of(session, kind="notebook")
     parent = lineage.parent(user="alice2", scopes=frozenset({"y"}), credential=credential)
-    assert (parent.ref, parent.kind, parent.expires_at, parent.root) == (session.ref, "token", 123.0, root)
+    assert (parent.ref, parent.kind, parent.expires_at, parent.root) == (
+        session.ref,
+        "token",
+        123.0,
+        root,
+    )
     assert parent.minted == "notebook" and parent.via == credential and parent.scopes == {"y"}
     assert parent.user == "alice2"  # the name is the current one: lineage never binds it
 
