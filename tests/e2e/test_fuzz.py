@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import random
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 import pytest
@@ -31,7 +32,15 @@ c.JupyterHub.authenticator_class = with_token_cache("dummy")
 c.Authenticator.allow_all = True
 c.TokenCache.services = {"dask": {"scopes": ["read:users!user", "access:services!service=dask"], "lifetime": 3600},
                          "search": {"scopes": ["read:users:name!user"], "lifetime": 600}}
+c.JupyterHub.custom_scopes["custom:token-cache:introspect"] = {"description": "Introspect tokens"}
+c.JupyterHub.services.append({"name": "introspector", "api_token": "%s"})
+c.JupyterHub.load_roles.append({"name": "introspector", "scopes": ["custom:token-cache:introspect"],
+                                "services": ["introspector"]})
 """
+INTROSPECTOR = "introspector-" + "%032x" % random.SystemRandom().getrandbits(128)
+CONFIG %= INTROSPECTOR
+#: In bodies, replaced by the credential of that name (introspection of real tokens).
+PLACEHOLDERS = ["<user>", "<narrow>", "<notebook>", "<internal>", "<admin>", "<garbage>"]
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -70,8 +79,17 @@ bodies = st.one_of(
             "scopes": st.lists(scopes, max_size=4) | json_values,
             "minimum_lifetime": st.integers(-10, 10**12) | json_values,
             "extra": json_values,
+            "token": st.sampled_from(PLACEHOLDERS) | st.text(max_size=300) | json_values,
         },
     ).map(json.dumps),
+    # RFC 7662 form bodies (sent with the form content type on the introspection route)
+    st.lists(
+        st.tuples(
+            st.sampled_from(["token", "token_type_hint", ""]) | st.text(max_size=8),
+            st.sampled_from(PLACEHOLDERS) | st.text(max_size=40),
+        ),
+        max_size=3,
+    ).map(urlencode),
     json_values.map(json.dumps),
     st.binary(max_size=40),
     # nested deeper than the JSON parser's recursion limit (a 500 before)
@@ -83,7 +101,8 @@ bodies = st.one_of(
     st.just(""),
 )
 ROUTES = [("POST", "token-cache/notebook"), ("POST", "token-cache/internal"), ("GET", "token-cache/stats"),
-          ("DELETE", "token-cache"), ("DELETE", "token-cache/users/{name}")]  # fmt: skip
+          ("DELETE", "token-cache"), ("DELETE", "token-cache/users/{name}"), ("POST", "token-cache/introspect"),
+          ("POST", "token-cache/introspect")]  # fmt: skip
 # weighted towards valid credentials, so that most requests reach the policy
 CREDENTIALS = [
     "none",
@@ -97,6 +116,8 @@ CREDENTIALS = [
     "internal",
     "admin",
     "admin",
+    "introspector",
+    "introspector",
 ]
 
 
@@ -118,9 +139,9 @@ def fuzz_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
     minted = {kind: api.post(f"token-cache/{kind}", headers={"Authorization": f"token {user}"},
                              json={"service": "dask"} if kind == "internal" else {}).json()["token"]
               for kind in ("notebook", "internal")}  # fmt: skip
-    state = {"hub": hub, "api": api, "secrets": {user, narrow, hub.service_token, *minted.values()},
+    state = {"hub": hub, "api": api, "secrets": {user, narrow, hub.service_token, INTROSPECTOR, *minted.values()},
              "credentials": {"none": None, "garbage": "0" * 32, "user": user, "narrow": narrow,
-                             "admin": hub.service_token, **minted},
+                             "admin": hub.service_token, "introspector": INTROSPECTOR, **minted},
              "statuses": Counter()}  # fmt: skip
     try:
         yield state
@@ -139,21 +160,33 @@ def fuzz_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])  # fmt: skip
 @given(route=st.sampled_from(ROUTES), credential=st.sampled_from(CREDENTIALS), body=bodies,
        name=st.sampled_from(["alice", "bob", "nobody"]) | st.text(min_size=1, max_size=20),
-       revoke=st.none() | st.sampled_from(["true", "false", "1", "0"]) | st.text(max_size=8))  # fmt: skip
+       revoke=st.none() | st.sampled_from(["true", "false", "1", "0"]) | st.text(max_size=8),
+       form=st.booleans())  # fmt: skip
 def test_fuzz_rest_api(fuzz_hub: dict[str, Any], route: tuple[str, str], credential: str, body: Any,
-                       name: str, revoke: str | None) -> None:  # fmt: skip
+                       name: str, revoke: str | None, form: bool) -> None:  # fmt: skip
     method, path = route
     path = path.format(name=quote(name, safe=""))
-    token = fuzz_hub["credentials"][credential]
+    credentials = fuzz_hub["credentials"]
+    token = credentials[credential]
     headers = {"Authorization": f"token {token}"} if token else {}
     params = {} if revoke is None or method != "DELETE" else {"revoke": revoke}
+    if isinstance(body, str):
+        for placeholder in PLACEHOLDERS:
+            body = body.replace(placeholder, credentials.get(placeholder[1:-1]) or "")
     content = body if method == "POST" else None
+    introspection = path.endswith("/introspect")
+    if introspection and form:
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
     r = fuzz_hub["api"].request(method, path, headers=headers, params=params, content=content)
     fuzz_hub["statuses"][r.status_code] += 1
     assert r.status_code < 500, r.text
     payload = r.json()
-    if r.status_code >= 400:
+    if introspection and r.status_code == 400:  # RFC 6749 section 5.2, as RFC 7662 asks
+        assert payload["error"] == "invalid_request" and payload["error_description"]
+    elif r.status_code >= 400:
         assert payload["status"] == r.status_code and payload["message"]
+    if introspection and r.status_code == 200 and not payload["active"]:
+        assert r.content == b'{"active": false}'
     if "/token-cache/users/" not in r.request.url.path or "/" not in name:
         check(method, r.request.url.path, r.status_code, payload)
     if r.status_code == 200 and "token" in payload:
