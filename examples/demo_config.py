@@ -36,18 +36,32 @@ c.JupyterHub.cookie_secret_file = f"{here}/jupyterhub_cookie_secret"
 c.JupyterHub.pid_file = f"{here}/jupyterhub.pid"
 c.ConfigurableHTTPProxy.pid_file = f"{here}/proxy.pid"
 
-# A service the demo uses to create the test user's token; internal tokens are for "demo-service".
-c.JupyterHub.services = [{"name": "demo-admin", "api_token": os.environ["DEMO_SERVICE_TOKEN"]}]
-c.JupyterHub.load_roles = [
+# A service the demo uses to create the test user's token; internal tokens are for "demo-service"
+# and "whoami", the example service (examples/service/whoami.py) that checks tokens with
+# CachedHubAuth: it needs the introspect and events scopes.
+examples = os.path.join(os.path.dirname(os.path.abspath(__file__)))
+c.JupyterHub.services = [
+    {"name": "demo-admin", "api_token": os.environ["DEMO_SERVICE_TOKEN"]},
     {
-        "name": "demo-admin",
-        "scopes": ["admin:users", "tokens", "custom:token-cache:admin"],
-        "services": ["demo-admin"],
+        "name": "whoami",
+        "url": f"http://127.0.0.1:{os.environ.get('DEMO_WHOAMI_PORT', '10101')}",
+        "command": [sys.executable, os.path.join(examples, "service", "whoami.py")],
     },
 ]
+c.JupyterHub.load_roles = [
+    {"name": "demo-admin", "scopes": ["admin:users", "tokens", "custom:token-cache:admin"], "services": ["demo-admin"]},
+    {"name": "whoami", "scopes": ["custom:token-cache:introspect", "custom:token-cache:events"], "services": ["whoami"]},
+    # users may use the whoami service (and so get internal tokens for it)
+    {"name": "user", "scopes": ["self", "access:services!service=whoami"]},
+]
 c.JupyterHub.custom_scopes = {
-    "custom:token-cache:admin": {"description": "Token cache stats and resets"}
+    "custom:token-cache:admin": {"description": "Token cache stats and resets"},
+    "custom:token-cache:introspect": {"description": "Check tokens (RFC 7662 introspection)"},
+    "custom:token-cache:events": {"description": "Follow token lifecycle events"},
 }
 
 c.TokenCache.backend = "memory"
-c.TokenCache.services = {"demo-service": {"scopes": ["read:users!user"], "lifetime": 3600}}
+c.TokenCache.services = {
+    "demo-service": {"scopes": ["read:users!user"], "lifetime": 3600},
+    "whoami": {"scopes": ["access:services!service=whoami"], "lifetime": 3600},
+}

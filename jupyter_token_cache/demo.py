@@ -38,6 +38,7 @@ def start_hub(workdir: Path, port: int, service_token: str, password: str) -> su
         "DEMO_PORT": str(port),
         "DEMO_HUB_PORT": str(free_port()),
         "DEMO_PROXY_API_PORT": str(free_port()),
+        "DEMO_WHOAMI_PORT": str(free_port()),
         "DEMO_SERVICE_TOKEN": service_token,
         "DEMO_PASSWORD": password,
     }
@@ -83,8 +84,24 @@ def check(url: str, token: str) -> None:
     assert first["cached"] is False and again["cached"] is True and again["id"] == first["id"], "notebook"
     assert internal.status_code == 200 and internal.json()["service"] == "demo-service", internal.text
     assert stats["mints"] == 2 and stats["hits"] == 1, stats
+    whoami = whoami_check(url, token)
     print(f"demo check passed: notebook token {first['id']} minted then cached; "
-          f"internal token {internal.json()['id']}; stats {stats['mints']} mints, {stats['hits']} hit")  # fmt: skip
+          f"internal token {internal.json()['id']}; stats {stats['mints']} mints, {stats['hits']} hit; "
+          f"the whoami service knows the internal token {whoami['token_id']} as {whoami['name']!r}")  # fmt: skip
+
+
+def whoami_check(url: str, token: str, timeout: float = 30) -> dict[str, str]:
+    """Call the example service with an internal token for it, as the instructions say."""
+    headers = {"Authorization": f"token {token}"}
+    internal = httpx.post(f"{url}/hub/api/token-cache/internal", json={"service": "whoami"},
+                          headers=headers).json()["token"]  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while True:  # the proxy routes to the service moments after the hub is up
+        r = httpx.get(f"{url}/services/whoami/", headers={"Authorization": f"token {internal}"})
+        if r.status_code == 200:
+            return r.json()  # type: ignore[no-any-return]
+        assert time.monotonic() < deadline, f"whoami service: {r.status_code} {r.text[:200]}"
+        time.sleep(0.2)
 
 
 INSTRUCTIONS = """
@@ -101,6 +118,12 @@ From a shell (a token for "demo" was written to {token_file}):
     curl -s -X POST -H "Authorization: token $TOKEN" {url}/hub/api/token-cache/notebook -d '{{}}'   # "cached": true
     curl -s -X POST -H "Authorization: token $TOKEN" {url}/hub/api/token-cache/internal -d '{{"service": "demo-service"}}'
     curl -s -H "Authorization: token $TOKEN" {url}/hub/api/token-cache/stats                       # demo is an admin
+
+The example service (examples/service/whoami.py) checks tokens with CachedHubAuth:
+    INTERNAL=$(curl -s -X POST -H "Authorization: token $TOKEN" {url}/hub/api/token-cache/internal \
+        -d '{{"service": "whoami"}}' | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')
+    curl -s -H "Authorization: token $INTERNAL" {url}/services/whoami/        # who the token belongs to
+    curl -s {url}/services/whoami/stats                                       # one hub call per new token
 """
 
 
