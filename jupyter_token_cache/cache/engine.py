@@ -163,7 +163,7 @@ class CacheEngine(LoggingConfigurable):
     def _encryption_key_default(self) -> str:
         return os.environ.get("JUPYTERHUB_CRYPT_KEY", "")
 
-    _settings = (
+    _settings: tuple[str, ...] = (
         "backend",
         "url",
         "backend_options",

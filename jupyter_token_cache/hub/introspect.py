@@ -1,4 +1,4 @@
-"""POST /hub/api/token-cache/introspect: RFC 7662 token introspection, for services that cache answers.
+"""POST /hub/api/token-cache/introspect: RFC 7662 token introspection, for caching services.
 
 Notes
 -----

@@ -1,4 +1,4 @@
-"""CachedHubAuth and CachedHubOAuth: JupyterHub's HubAuth, checking tokens at memory speed and revoking at once.
+"""CachedHubAuth and CachedHubOAuth: HubAuth with cached token checks and immediate revocation.
 
 Notes
 -----

@@ -1,4 +1,4 @@
-"""Checking a token for a service: cached introspection answers, one hub call per new token, evictions.
+"""A service's token checks: cached introspection answers, one hub call per new token.
 
 Notes
 -----
@@ -26,6 +26,8 @@ import logging
 import secrets
 import time
 from collections import Counter, OrderedDict
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import httpx
@@ -101,19 +103,11 @@ class TokenChecker:
         self.counts = counts
         self.log = log
         self._http = httpx.AsyncClient(timeout=timeout, verify=verify)
-        store = cache.store
-        codec = getattr(store, "codec", None)
-        if codec is not None:
-            self._name = lambda token: codec.name(KIND, token)
-        else:
-            secret = hmac.new(secrets.token_bytes(32), digestmod=hashlib.sha256)
-
-            def name(token: str) -> str:
-                mac = secret.copy()
-                mac.update(token.encode("utf-8", "replace"))
-                return mac.hexdigest()
-
-            self._name = name
+        codec = getattr(cache.store, "codec", None)
+        #: HMAC of a token: the cache key's only part.
+        self._name: Callable[[str], str] = (
+            partial(codec.name, KIND) if codec is not None else _process_hmac()
+        )
         #: Keys this process has seen, by token id and by user: what an event evicts.
         self._by_token: OrderedDict[str, set[CacheKey]] = OrderedDict()
         self._by_user: OrderedDict[str, set[CacheKey]] = OrderedDict()
@@ -222,6 +216,18 @@ class TokenChecker:
     async def close(self) -> None:
         await self._http.aclose()
         await self.cache.close()
+
+
+def _process_hmac() -> Callable[[str], str]:
+    """HMAC with a secret of this process (the memory backend: nothing is shared)."""
+    secret = hmac.new(secrets.token_bytes(32), digestmod=hashlib.sha256)
+
+    def name(token: str) -> str:
+        mac = secret.copy()
+        mac.update(token.encode("utf-8", "replace"))
+        return mac.hexdigest()
+
+    return name
 
 
 def refused_message(response: httpx.Response) -> str:

@@ -1,4 +1,4 @@
-"""Following the hub's event stream from a service, in a thread of its own, resuming where it left off.
+"""Following the hub's event stream from a service, in a thread of its own, resuming.
 
 Notes
 -----

@@ -1,4 +1,4 @@
-"""What a service knows of the hub's revocations: enough to tell a stale cached answer from a good one.
+"""What a service knows of the hub's revocations: enough to tell stale cached answers.
 
 Pure data and rules, no I/O: the event follower feeds it, the token checker asks it.
 
@@ -102,14 +102,14 @@ class RevocationState:
                 self._tokens.clear()
                 self._users.clear()
                 return Eviction(str(kind), everything=True)
+            ids: tuple[str, ...] = ()
+            users: tuple[str, ...] = ()
             if kind == REVOKED:
                 ids = tuple(str(i) for i in event.get("token_ids") or ())
-                users = ()
                 for token_id in ids:
                     self._note(self._tokens, token_id, position, now)
             elif kind in (USER_CHANGED, CACHE_RESET):
-                ids = ()
-                users = tuple(u for u in (event.get("user"), event.get("previous_name")) if u)
+                users = tuple(str(u) for u in (event.get("user"), event.get("previous_name")) if u)
                 for user in users:
                     self._note(self._users, user, position, now)
             else:

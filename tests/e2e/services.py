@@ -33,8 +33,10 @@ c.JupyterHub.custom_scopes.update({{
     "custom:token-cache:events": {{"description": "Follow token events"}},
 }})
 c.JupyterHub.load_roles.append({{"name": "user", "scopes": ["self", "access:services"]}})
-c.JupyterHub.load_roles.append({{"name": "token-checkers", "scopes": {scopes!r},
-                                 "services": [s["name"] for s in {services!r} if not s.get("plain")]}})
+c.JupyterHub.load_roles.append({{
+    "name": "token-checkers", "scopes": {scopes!r},
+    "services": [s["name"] for s in {services!r} if not s.get("plain")],
+}})
 for s in {services!r}:
     c.JupyterHub.services.append({{
         "name": s["name"], "url": f"http://127.0.0.1:{{s['port']}}",
@@ -43,7 +45,10 @@ for s in {services!r}:
     }})
 c.TokenCache.event_heartbeat = 0.5
 c.TokenCache.sweep_interval = 1
-c.TokenCache.services = {{"whoami": {{"scopes": ["access:services!service=whoami", "access:services!service=whoami-plain"], "lifetime": 3600}}}}
+c.TokenCache.services = {{"whoami": {{
+    "scopes": ["access:services!service=whoami", "access:services!service=whoami-plain"],
+    "lifetime": 3600,
+}}}}
 """
 
 #: Settings the cached service runs with in the tests: cuts noticed in 2 s, kept 3 s.
@@ -115,8 +120,10 @@ class ExternalService:
             "JUPYTERHUB_OAUTH_ACCESS_SCOPES": json.dumps([f"access:services!service={self.name}"]),
         }
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen([sys.executable, str(WHOAMI), *self.args], env=env,
-                                            stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+            command = [sys.executable, str(WHOAMI), *self.args]
+            self.process = subprocess.Popen(  # noqa: S603 - our own example, by path
+                command, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + timeout
         while True:
             try:

@@ -1,4 +1,4 @@
-"""End to end: the event stream cut by a frozen (SIGSTOP) or killed (SIGKILL) hub, with on_disconnect keep and clear."""
+"""End to end: the event stream cut by a frozen (SIGSTOP) or killed (SIGKILL) hub."""
 
 from __future__ import annotations
 

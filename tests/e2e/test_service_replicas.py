@@ -1,4 +1,4 @@
-"""End to end: two replicas of one service sharing answers on Redis (sealed), both evicting on revocation."""
+"""End to end: two replicas of one service share sealed answers on Redis; both evict."""
 
 from __future__ import annotations
 

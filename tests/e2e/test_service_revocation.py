@@ -1,4 +1,4 @@
-"""End to end: every way a token ends in the hub, refused by the example service (and a notebook server) within a second."""
+"""End to end: every way a token ends, refused by the example service and a notebook server."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import json
 import re
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
