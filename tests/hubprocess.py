@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -42,6 +43,23 @@ c.JupyterHub.load_roles = [{{
 }}]
 c.JupyterHub.custom_scopes = {{"custom:token-cache:admin": {{"description": "Token cache stats and resets"}}}}
 """
+
+
+def wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float,
+                  stop: Callable[[], None]) -> None:  # fmt: skip
+    """Poll ``url`` until it answers 200; if ``process`` exits or time runs out, stop it and
+    raise with the end of its log."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop()
+            raise RuntimeError(f"{process.args!r} did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.1)
 
 
 class HubProcess:
@@ -76,19 +94,8 @@ class HubProcess:
         )  # fmt: skip
         log.close()
         self._groups.append(self.process.pid)
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if httpx.get(f"{self.url}/hub/api/", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(
-                    "jupyterhub did not start:\n" + self.log_path.read_text()[-3000:]
-                )
-            time.sleep(0.2)
+        wait_until_up(f"{self.url}/hub/api/", self.process, self.log_path, timeout, self.stop)
+        return self
 
     def admin(self, *, direct: bool = False) -> httpx.Client:
         """A client for the hub's REST API with the admin service's token."""

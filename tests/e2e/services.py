@@ -6,19 +6,21 @@ configurable-http-proxy. Used by the end-to-end service tests and the benchmark.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from ..hubprocess import ROOT, HubProcess
-from ..servers import free_port
+from ..hubprocess import ROOT, HubProcess, wait_until_up
+from ..servers import MissingBinary, free_port, unavailable
 
 WHOAMI = ROOT / "examples" / "service" / "whoami.py"
 SERVICE_SCOPES = ["custom:token-cache:introspect", "custom:token-cache:events"]
@@ -63,6 +65,21 @@ def service(name: str, *args: str, plain: bool = False) -> dict[str, Any]:
 def services_hub(workdir: Path, services: list[dict[str, Any]], extra: str = "") -> HubProcess:
     config = CONFIG.format(scopes=SERVICE_SCOPES, services=services, whoami=WHOAMI, root=ROOT)
     return HubProcess(workdir, config + extra)
+
+
+@contextlib.contextmanager
+def running(workdir: Path, services: list[dict[str, Any]], extra: str = "") -> Iterator[HubProcess]:
+    """A started hub with ``services`` up (a missing binary fails in CI, skips elsewhere)."""
+    try:
+        hub = services_hub(workdir, services, extra)
+    except MissingBinary as e:
+        unavailable(e)
+    hub.start()
+    try:
+        wait_services(hub, [s["name"] for s in services])
+        yield hub
+    finally:
+        hub.stop()
 
 
 def wait_services(hub: HubProcess, names: list[str], timeout: float = 30) -> None:
@@ -124,19 +141,8 @@ class ExternalService:
             self.process = subprocess.Popen(  # noqa: S603 - our own example, by path
                 command, env=env, stdout=log, stderr=subprocess.STDOUT
             )
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if httpx.get(f"{self.url}stats", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(
-                    f"{self.name} did not start:\n{self.log_path.read_text()[-3000:]}"
-                )
-            time.sleep(0.1)
+        wait_until_up(f"{self.url}stats", self.process, self.log_path, timeout, self.stop)
+        return self
 
     def get(self, token: str, client: httpx.Client | None = None) -> int:
         get = client.get if client is not None else httpx.get

@@ -11,8 +11,7 @@ import httpx
 import pytest
 
 from ..hubprocess import ROOT, HubProcess
-from ..servers import MissingBinary, unavailable
-from .services import FAST, SERVICE_SCOPES, service, services_hub, wait_services, whoami
+from .services import FAST, SERVICE_SCOPES, running, service, whoami
 
 pytestmark = pytest.mark.e2e
 IDENTITY = "jupyter_token_cache.services.identity.CachedIdentityProvider"
@@ -37,18 +36,10 @@ c.TokenCache.services["dask"] = {{"scopes": ["read:users!user", "access:servers!
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
     workdir = tmp_path_factory.mktemp("revocation")
     extra = SERVERS.format(scopes=SERVICE_SCOPES, identity=IDENTITY, root=ROOT, workdir=workdir)
-    try:
-        process = services_hub(
-            workdir, [service("whoami", *FAST), service("whoami-plain", plain=True)], extra
-        )
-    except MissingBinary as e:
-        unavailable(e)
-    process.start()
-    try:
-        wait_services(process, ["whoami", "whoami-plain"])
-        yield process
-    finally:
-        process.stop()
+    with running(
+        workdir, [service("whoami", *FAST), service("whoami-plain", plain=True)], extra
+    ) as hub:
+        yield hub
 
 
 def admin(hub: HubProcess) -> httpx.Client:

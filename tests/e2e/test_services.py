@@ -1,35 +1,25 @@
-"""End to end: the example service checks tokens with CachedHubAuth, as a separate process behind the proxy."""
+"""End to end: the example service checks tokens with CachedHubAuth, as a process behind the proxy."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from ..hubprocess import HubProcess
-from ..servers import MissingBinary, unavailable
-from .services import FAST, hub_checks, service, services_hub, wait_services, whoami
+from .services import FAST, hub_checks, running, service, whoami
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
-    try:
-        process = services_hub(tmp_path_factory.mktemp("services"),
-                               [service("whoami", *FAST), service("whoami-plain", plain=True)])  # fmt: skip
-    except MissingBinary as e:
-        unavailable(e)
-    process.start()
-    try:
-        wait_services(process, ["whoami", "whoami-plain"])
-        yield process
-    finally:
-        process.stop()
+    workdir = tmp_path_factory.mktemp("services")
+    with running(workdir, [service("whoami", *FAST), service("whoami-plain", plain=True)]) as hub:
+        yield hub
 
 
 def user_token(hub: HubProcess, name: str) -> tuple[str, str]:
