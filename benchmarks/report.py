@@ -89,7 +89,9 @@ def markdown(groups: dict[str, dict[str, Figures]], rows: list[dict[str, Any]], 
             )
     lines += ["", "| ratio | value | target | met |", "|---|---:|---:|---|"]
     for row in rows:
-        target = "" if row["target"] is None else f"{'>=' if row['at_least'] else '<='} {row['target']}"
+        target = (
+            "" if row["target"] is None else f"{'>=' if row['at_least'] else '<='} {row['target']}"
+        )
         met = "" if row["met"] is None else ("yes" if row["met"] else "**no**")
         lines.append(f"| {row['ratio']} | {row['value']:.2f}x | {target} | {met} |")
     return "\n".join(lines) + "\n"
@@ -107,12 +109,16 @@ def count_lines(counts: dict[str, Any], memory: dict[str, Any]) -> list[str]:
             target, met = "<= 150 (sessions x services)", value <= 150
         else:
             target, met = "", None
-        lines.append(f"| {label} | {value:,} | {target} | {'' if met is None else ('yes' if met else '**no**')} |")
+        lines.append(
+            f"| {label} | {value:,} | {target} | {'' if met is None else ('yes' if met else '**no**')} |"
+        )
     for n, m in memory.items():
         big = int(n) >= 100_000
-        lines.append(f"| memory backend, bytes per entry at {int(n):,} entries (keys and values included; "
-                     f"the store's own share {m['bytes_per_entry_overhead']:.0f}) | {m['bytes_per_entry_total']:.0f} | "
-                     f"{'<= 1024' if big else ''} | {('yes' if m['bytes_per_entry_total'] <= 1024 else '**no**') if big else ''} |")
+        lines.append(
+            f"| memory backend, bytes per entry at {int(n):,} entries (keys and values included; "
+            f"the store's own share {m['bytes_per_entry_overhead']:.0f}) | {m['bytes_per_entry_total']:.0f} | "
+            f"{'<= 1024' if big else ''} | {('yes' if m['bytes_per_entry_total'] <= 1024 else '**no**') if big else ''} |"
+        )
         lines.append(f"| memory backend, max_size={int(n):,} holds after {int(n) * 11 // 10:,} inserts | "
                      f"{m['max_size_holds']} | True | {'yes' if m['max_size_holds'] else '**no**'} |")  # fmt: skip
     return lines
@@ -130,25 +136,21 @@ def event_lines(events: dict[str, Any]) -> list[str]:
         f"One hub ({events['backend']} backend); SSE subscribers on the hub's own port in a "
         "process of their own, API calls on other connections.",
         "",
-        "| revocation → token-revoked event (DELETE response to event at the subscriber) "
-        "| value |",
+        "| revocation → token-revoked event (DELETE response to event at the subscriber) | value |",
         "|---|---:|",
         f"| revocations measured (after {rev['warmup']} unmeasured) | {rev['n']:,} |",
         f"| p50 µs | {rev['p50_us']:,.1f} |",
         f"| p95 µs | {rev['p95_us']:,.1f} |",
         f"| p99 µs | {rev['p99_us']:,.1f} |",
         f"| min / max µs | {rev['min_us']:,.1f} / {rev['max_us']:,.1f} |",
-        f"| events that arrived before the response (latency <= 0) "
-        f"| {rev['before_response']:,} |",
+        f"| events that arrived before the response (latency <= 0) | {rev['before_response']:,} |",
         f"| for scale: DELETE round trip p50 µs | {rev['delete_round_trip_p50_us']:,.1f} |",
         "",
         f"| with {hit['subscribers']} subscriber connected | p50 µs | p95 µs | p99 µs |",
         "|---|---:|---:|---:|",
     ]
     for name, s in hit["figures"].items():
-        lines.append(
-            f"| {name} | {s['p50_us']:,.1f} | {s['p95_us']:,.1f} | {s['p99_us']:,.1f} |"
-        )
+        lines.append(f"| {name} | {s['p50_us']:,.1f} | {s['p95_us']:,.1f} | {s['p99_us']:,.1f} |")
     lines += [
         "",
         "| ratio | value | target | met |",
@@ -168,6 +170,84 @@ def event_lines(events: dict[str, Any]) -> list[str]:
     return lines
 
 
+def service_lines(services: dict[str, Any]) -> list[str]:
+    """The Services section (suite 10): latency, hub calls, revocation delay, memory per answer."""
+    lat, calls, rev, mem = (services[k] for k in ("latency", "hub_calls", "revocation", "memory"))
+    lines = [
+        "",
+        "### Services",
+        "",
+        "The example service (`examples/service/whoami.py`) in processes of its own beside one "
+        "hub; requests go to the service's own port (not through the proxy).",
+        "",
+        f"| `GET /services/{{name}}/` ({lat['rounds']} alternating rounds of {lat['per_round']}) "
+        "| p50 µs | p95 µs | p99 µs |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, s in lat["figures"].items():
+        lines.append(f"| {name} | {s['p50_us']:,.1f} | {s['p95_us']:,.1f} | {s['p99_us']:,.1f} |")
+    lines += ["", "| ratio | value | target | met |", "|---|---:|---:|---|"]
+    for row in lat["ratios"]:
+        target = "" if row["target"] is None else f"<= {row['target']}"
+        met = "" if row["met"] is None else ("yes" if row["met"] else "**no**")
+        lines.append(f"| {row['ratio']} | {row['value']:.2f}x | {target} | {met} |")
+    shares = ", ".join(f"{name} {share:.0%}" for name, share in lat["cpu_share"].items())
+    lines += ["", f"CPU share (of one core) while measuring latency: {shares}.", ""]
+    lines += [
+        f"| hub calls for {calls['requests']:,} requests ({calls['users']} users, one token "
+        f"each, {calls['replicas']} replicas, concurrency 10) | GET /hub/api/user "
+        "| introspect | total | load generator CPU |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for label, c in calls.items():
+        if isinstance(c, dict):
+            share = c["cpu_share"]["load generator (this process)"]
+            lines.append(
+                f"| {label} | {c['get_user']:,} | {c['introspect']:,} | {c['hub_calls']:,} "
+                f"| {share:.0%} |"
+            )
+    sent, answered, to, after = (
+        rev[k] for k in ("from_sent", "from_answered", "to_event", "after_event")
+    )
+    plain = rev["plain_sample"]
+    met = "yes" if rev["met"] else "**no**"
+    lines += [
+        "",
+        f"| revocation delay, CachedHubAuth ({rev['n']:,} revocations after {rev['warmup']} "
+        "unmeasured) | p50 ms | p95 ms | p99 ms | target | met |",
+        "|---|---:|---:|---:|---:|---|",
+        f"| DELETE sent → first refusal received | {sent['p50_us'] / 1e3:,.2f} "
+        f"| {sent['p95_us'] / 1e3:,.2f} | {sent['p99_us'] / 1e3:,.2f} "
+        f"| p99 <= {rev['target_p99_ms']:.0f} | {met} |",
+        f"| DELETE answered → first refusal received | {answered['p50_us'] / 1e3:,.2f} "
+        f"| {answered['p95_us'] / 1e3:,.2f} | {answered['p99_us'] / 1e3:,.2f} | | |",
+        f"| DELETE sent → token-revoked event at a subscriber | {to['p50_us'] / 1e3:,.2f} "
+        f"| {to['p95_us'] / 1e3:,.2f} | {to['p99_us'] / 1e3:,.2f} | | |",
+        f"| token-revoked event at a subscriber → first refusal received "
+        f"| {after['p50_us'] / 1e3:,.2f} | {after['p95_us'] / 1e3:,.2f} "
+        f"| {after['p99_us'] / 1e3:,.2f} | | |",
+        "",
+        f"For scale: DELETE round trip p50 {rev['delete_round_trip_p50_us'] / 1e3:,.2f} ms, one "
+        f"poll p50 {rev['poll_round_trip_p50_us'] / 1e3:,.2f} ms; refusals received before the "
+        f"DELETE's response: {rev['refused_before_answer']:,}. Plain HubAuth serves its cached "
+        f"answer up to cache_max_age ({plain['plain_cache_max_age']} s): a token deleted 1 s "
+        f"ago got {plain['after_1s']} (before the DELETE: {plain['before']}).",
+        "",
+        "CPU share (of one core) while revoking: "
+        + ", ".join(f"{name} {share:.0%}" for name, share in rev["cpu_share"].items())
+        + ".",
+        "",
+        "| memory per cached answer, CachedHubAuth memory backend (tracemalloc, in-process) "
+        "| value |",
+        "|---|---:|",
+        f"| bytes per answer over {mem['answers']:,} answers (store, keys, eviction index) "
+        f"| {mem['bytes_per_answer']:,.0f} |",
+        f"| for scale: one answer as JSON, bytes ({mem['scopes_per_answer']} scopes) "
+        f"| {mem['answer_json_bytes']:,} |",
+    ]
+    return lines
+
+
 def plot(path: Path, groups: dict[str, dict[str, Figures]], info: dict[str, Any]) -> None:
     """Latency distribution per path (log scale) and throughput at c1 and c10."""
     import matplotlib
@@ -176,7 +256,11 @@ def plot(path: Path, groups: dict[str, dict[str, Figures]], info: dict[str, Any]
     import matplotlib.pyplot as plt
 
     hub = {g: c for g, c in groups.items() if g.startswith("hub")}
-    labels = [f"{g.removeprefix('hub, ').removesuffix(' backend')}: {n}" for g, c in hub.items() for n in c]
+    labels = [
+        f"{g.removeprefix('hub, ').removesuffix(' backend')}: {n}"
+        for g, c in hub.items()
+        for n in c
+    ]
     samples = [[x * 1e3 for x in f.samples] for c in hub.values() for f in c.values()]
     fig, (left, right) = plt.subplots(1, 2, figsize=(16, 0.42 * len(labels) + 2), sharey=True)
     left.boxplot(samples, vert=False, showfliers=False, whis=(1, 99))
@@ -206,6 +290,7 @@ def write(
     memory: dict[str, Any],
     events: dict[str, Any] | None = None,
     sections: tuple[str, ...] = (),
+    services: dict[str, Any] | None = None,
 ) -> str:
     """Write ``{quick,latest}.{json,md,png}``; a run of some ``sections`` is named after them."""
     info = machine()
@@ -217,6 +302,8 @@ def write(
         table += f"\n![latency and throughput]({stem}.png)\n"
     if events:
         table += "\n".join(event_lines(events)) + "\n"
+    if services:
+        table += "\n".join(service_lines(services)) + "\n"
     data = {
         "machine": info,
         "quick": quick,
@@ -226,6 +313,7 @@ def write(
         "counts": counts,
         "memory": memory,
         "events": events,
+        "services": services,
     }
     (out / f"{stem}.json").write_text(json.dumps(data, indent=2) + "\n")
     (out / f"{stem}.md").write_text(table)
