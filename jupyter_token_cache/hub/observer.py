@@ -226,7 +226,7 @@ class DatabaseObserver:
             if ended.user_id in pending.deleted_users:
                 ended.reason = "user-deleted"
         seen = {(c.user, c.reason) for c in pending.changes}
-        for obj in session.dirty:
+        for obj in (*session.dirty, *session.deleted):
             for user, reason in _membership_changes(obj):
                 if (user, reason) not in seen:
                     seen.add((user, reason))
@@ -396,15 +396,22 @@ def _membership_changes(obj: Any) -> Iterator[tuple[str, str]]:
             yield obj.name, "groups"
     elif isinstance(obj, orm.Group):
         history = _history(obj, "users")
-        for user in (*history.added, *history.deleted):
+        gone = object_session(obj) is not None and obj in object_session(obj).deleted
+        # a deleted group's members (loaded to delete their memberships) all lose it
+        members = (*history.added, *history.deleted, *(history.unchanged if gone else ()))
+        for user in members:
             yield user.name, "groups"
-        if _changed(obj, "roles"):
-            for user in obj.users:
+        if _changed(obj, "roles") or (gone and _history(obj, "roles").unchanged):
+            for user in obj.users if not gone else members:
                 yield user.name, "roles"
     elif isinstance(obj, orm.Role):
         history = _history(obj, "users")
         for user in (*history.added, *history.deleted):
             yield user.name, "roles"
+        groups = _history(obj, "groups")  # a role granted to or taken from whole groups
+        for group in (*groups.added, *groups.deleted):
+            for user in group.users:
+                yield user.name, "roles"
 
 
 def _history(obj: Any, name: str) -> Any:

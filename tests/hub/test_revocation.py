@@ -7,7 +7,7 @@ import json
 from datetime import timedelta
 
 import pytest
-from jupyterhub import orm
+from jupyterhub import orm, roles
 
 from .conftest import Hub
 from .events import reading
@@ -308,3 +308,12 @@ async def test_changes_to_a_user_are_events(hub: Hub) -> None:
     ).status_code == 200
     assert ("alice2", "renamed", "alice") in changes()
     assert len(changes()) == len(set(changes()))  # one event per change
+    seen = len(changes())
+    role = orm.Role(name="staff-role", scopes=["read:users:name"])
+    hub.db.add(role)
+    roles.grant_role(hub.db, orm.Group.find(hub.db, "staff"), role)  # a role for the whole group
+    hub.db.commit()
+    assert changes()[seen:] == [("alice2", "roles", None)]
+    seen = len(changes())
+    assert (await hub.api("DELETE", "groups/staff", admin)).status_code == 204
+    assert sorted(changes()[seen:]) == [("alice2", "groups", None), ("alice2", "roles", None)]
