@@ -61,6 +61,8 @@ c.JupyterHub.custom_scopes = {
 }
 
 c.TokenCache.backend = "memory"
+# notebooks may call the whoami service (and ask for internal tokens for it)
+c.TokenCache.notebook_scopes = ["access:servers!user", "read:users!user", "access:services!service=whoami"]
 c.TokenCache.services = {
     "demo-service": {"scopes": ["read:users!user"], "lifetime": 3600},
     "whoami": {"scopes": ["access:services!service=whoami"], "lifetime": 3600},

@@ -1,6 +1,6 @@
 """A JupyterHub service that checks every request's token with CachedHubAuth.
 
-Run by the hub (see jupyterhub_config.py beside this file): it listens where
+Run by the hub (see examples/demo_config.py, and docs/services.md): it listens where
 $JUPYTERHUB_SERVICE_URL says and answers, at /services/whoami/, the model of the user
 whose token (or OAuth cookie) came with the request. Its handlers are JupyterHub's own
 ``HubAuthenticated`` ones, unchanged: only the ``hub_auth`` object differs.

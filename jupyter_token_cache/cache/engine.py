@@ -237,11 +237,11 @@ class CacheEngine(LoggingConfigurable):
         try:
             keys = parse_keys(self.encryption_key)
         except EncryptionKeyError as e:
-            raise TokenCacheConfigError(f"TokenCache.encryption_key: {e}") from None
+            raise TokenCacheConfigError(f"{type(self).__name__}.encryption_key: {e}") from None
         if not keys:
             raise TokenCacheConfigError(
                 f"The {self.backend!r} token cache backend is shared with other processes, so "
-                "its entries are encrypted: set c.TokenCache.encryption_key or "
+                f"its entries are encrypted: set c.{type(self).__name__}.encryption_key or "
                 "JUPYTERHUB_CRYPT_KEY (e.g. `openssl rand -hex 32`)."
             )
         kind = _store_class(backend)

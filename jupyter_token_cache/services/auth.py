@@ -113,6 +113,11 @@ class CachedTokenChecks(Configurable):
         )
         self._follower = None
         metrics.track(self)
+        if not self.follow_events and self.on_disconnect == "clear":
+            self.log.warning(  # type: ignore[attr-defined]
+                "CachedHubAuth: follow_events is off and on_disconnect is 'clear': "
+                "nothing cached is ever used, every request asks the hub"
+            )
         if self.follow_events:
             self._follower = EventFollower(
                 api_url=self.api_url,  # type: ignore[attr-defined]

@@ -142,6 +142,7 @@ class TokenChecker:
 
     async def ask(self, token: str) -> tuple[dict[str, Any], float]:
         """One introspection call at the hub (bounded in number); the answer and its expiry."""
+        deadline = time.monotonic() + self._timeout  # the wait and the call, together
         try:
             await asyncio.wait_for(self._calls.acquire(), self._timeout)
         except asyncio.TimeoutError:
@@ -149,7 +150,10 @@ class TokenChecker:
             raise HubUnavailable("Too many token checks waiting on the hub; try again") from None
         try:
             self.counts["hub_calls"] += 1
-            response = await self._http.post(self.url, json={"token": token}, headers=self._headers)
+            left = max(deadline - time.monotonic(), 0.001)
+            response = await self._http.post(
+                self.url, json={"token": token}, headers=self._headers, timeout=left
+            )
         except httpx.HTTPError as e:
             self.counts["hub_errors"] += 1
             raise HubUnavailable(f"The hub is unreachable ({type(e).__name__})") from None
