@@ -227,7 +227,10 @@ def service_lines(services: dict[str, Any]) -> list[str]:
         f"| {after['p50_us'] / 1e3:,.2f} | {after['p95_us'] / 1e3:,.2f} "
         f"| {after['p99_us'] / 1e3:,.2f} | | |",
         "",
-        f"For scale: DELETE round trip p50 {rev['delete_round_trip_p50_us'] / 1e3:,.2f} ms, one "
+        f"For scale: DELETE round trip p50 / p99 {rev['delete_round_trip_p50_us'] / 1e3:,.2f} / "
+        f"{rev['delete_round_trip_p99_us'] / 1e3:,.2f} ms, of which the hub's own time (its "
+        f"request log) {rev['delete_in_hub_p50_us'] / 1e3:,.2f} / "
+        f"{rev['delete_in_hub_p99_us'] / 1e3:,.2f} ms; one "
         f"poll p50 {rev['poll_round_trip_p50_us'] / 1e3:,.2f} ms; refusals received before the "
         f"DELETE's response: {rev['refused_before_answer']:,}. Plain HubAuth serves its cached "
         f"answer up to cache_max_age ({plain['plain_cache_max_age']} s): a token deleted 1 s "
