@@ -174,7 +174,7 @@ class CachedTokenChecks(Configurable):
             await asyncio.get_running_loop().run_in_executor(
                 None, follower.first_attempt.wait, timeout
             )
-            if follower.error and "403" in follower.error:
+            if follower.refused:
                 raise RuntimeError(follower.error)
 
     def token_check_stats(self) -> dict[str, Any]:

@@ -59,6 +59,8 @@ class EventFollower:
         self.first_attempt = threading.Event()
         #: Why the last attempt failed, for a start-up check to report.
         self.error: str | None = None
+        #: Set when the hub refused the service's token (a missing scope, not an outage).
+        self.refused = False
         self.connects = 0
 
     def start(self) -> None:
@@ -103,10 +105,11 @@ class EventFollower:
                 self._response = response
                 if response.status_code != 200:
                     self.error = _refusal(response)
+                    self.refused = response.status_code == 403
                     self.log.error("Cannot follow the hub's token events: %s", self.error)
                     self._stop.wait(5.0)  # a misconfiguration: do not hammer the hub
                     return False
-                self.error = None
+                self.error, self.refused = None, False
                 self.connects += 1
                 for event in _events(response.iter_lines()):
                     if self._stop.is_set():
