@@ -34,7 +34,7 @@ import httpx
 from traitlets import Unicode, default
 
 from ..cache import CacheEngine, CacheKey
-from .revocations import Eviction, RevocationState
+from .revocations import REVOKED_TOKEN, USABLE, Eviction, RevocationState
 
 #: The scope a service needs to introspect tokens.
 INTROSPECT_SCOPE = "custom:token-cache:introspect"
@@ -117,28 +117,36 @@ class TokenChecker:
     async def check(self, token: str) -> dict[str, Any] | None:
         """The active answer for ``token``, or None; raises :class:`HubUnavailable`."""
         key = CacheKey("", KIND, (self._name(token),))
-        created = False
+        created = revoked = False
+
+        def accept(answer: dict[str, Any]) -> bool:
+            nonlocal revoked
+            if not answer.get("active"):
+                return True
+            verdict = self.state.verdict(answer)
+            revoked = revoked or verdict == REVOKED_TOKEN
+            return verdict == USABLE
 
         async def create() -> tuple[Any, float | None]:
             nonlocal created
             created = True
+            if revoked:  # an event ended this very token: no need to ask the hub
+                self.counts["revoked_hits"] += 1
+                return dict(INACTIVE), time.time() + self.negative_ttl
             return await self.ask(token)
 
-        answer, _ = await self.cache.get_or_create(key, create, accept=self._usable)
+        answer, _ = await self.cache.get_or_create(key, create, accept=accept)
         active = bool(answer.get("active"))
         if not created:
             self.counts["hits" if active else "negative_hits"] += 1
         elif active:
             self.counts["misses"] += 1
-        else:
+        elif not revoked:
             self.counts["negative_misses"] += 1
         if not active:
             return None
         self._index(key, answer)
         return answer  # type: ignore[no-any-return]
-
-    def _usable(self, answer: dict[str, Any]) -> bool:
-        return not answer.get("active") or self.state.usable(answer)
 
     async def ask(self, token: str) -> tuple[dict[str, Any], float]:
         """One introspection call at the hub (bounded in number); the answer and its expiry."""
@@ -208,14 +216,21 @@ class TokenChecker:
             self.cache._background(self.cache.clear())
             self.counts[f"evictions:{eviction.reason}"] += 1
             return 0
-        keys: set[CacheKey] = set()
-        for index, names in ((self._by_token, eviction.token_ids), (self._by_user, eviction.users)):
-            for name in names:
-                keys |= index.pop(name, set())
-        for key in keys:
+        ended: set[CacheKey] = set()
+        for token_id in eviction.token_ids:
+            ended |= self._by_token.pop(token_id, set())
+        changed: set[CacheKey] = set()
+        for user in eviction.users:
+            changed |= self._by_user.pop(user, set())
+        # an ended token's entry becomes a refusal (its secret can never be valid again),
+        # so that asking about it again costs no hub call, here or at another replica
+        expires_at = time.time() + self.negative_ttl
+        for key in ended:
+            self.cache._background(self.cache.set(key, dict(INACTIVE), expires_at=expires_at))
+        for key in changed - ended:
             self.cache.discard(key)
-        self.counts[f"evictions:{eviction.reason}"] += len(keys)
-        return len(keys)
+        self.counts[f"evictions:{eviction.reason}"] += len(ended | changed)
+        return len(ended | changed)
 
     async def close(self) -> None:
         await self._http.aclose()

@@ -17,7 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 PREFIX = "jupyter_token_cache_service"
-_RESULTS = ("hits", "misses", "negative_hits", "negative_misses")
+_RESULTS = ("hits", "misses", "negative_hits", "negative_misses", "revoked_hits")
 
 
 class TokenCheckCollector(Collector):

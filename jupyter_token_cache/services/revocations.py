@@ -35,6 +35,10 @@ from ..tokens.events import CACHE_RESET, RESET, REVOKED, USER_CHANGED
 
 KEEP = "keep"
 CLEAR = "clear"
+#: Verdicts on a cached answer.
+USABLE = "usable"
+REVOKED_TOKEN = "revoked"
+STALE = "stale"
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,24 +136,35 @@ class RevocationState:
 
     # -- judging answers ----------------------------------------------------------------
 
-    def usable(self, answer: Mapping[str, Any], now: float | None = None) -> bool:
-        """Whether a cached active answer may still be served."""
+    def verdict(self, answer: Mapping[str, Any], now: float | None = None) -> str:
+        """What may be done with a cached active answer: USABLE, REVOKED or STALE.
+
+        REVOKED means an event after the answer ended this very token (it is keyed by the
+        token, whose secret no later token shares): the caller may refuse it without
+        asking the hub. STALE means the hub must be asked again.
+        """
         now = time.time() if now is None else now
         position = answer.get("last_event_id")
-        if not isinstance(position, int) or position < self.floor:
-            return False
-        for records, name in (
-            (self._tokens, answer.get("token_id")),
-            (self._users, answer.get("username")),
-        ):
-            seen = records.get(name) if isinstance(name, str) else None
-            if seen is not None and seen[0] > position:
-                return False
+        if not isinstance(position, int):
+            return STALE
+        token_id = answer.get("token_id")
+        ended = self._tokens.get(token_id) if isinstance(token_id, str) else None
+        if ended is not None and ended[0] > position:
+            return REVOKED_TOKEN
+        user = answer.get("username")
+        changed = self._users.get(user) if isinstance(user, str) else None
+        if position < self.floor or (changed is not None and changed[0] > position):
+            return STALE
         if self.connected:
-            return True
+            return USABLE
         if self.on_disconnect == CLEAR:
-            return False
-        return now < max(self.cut_at, float(answer.get("checked_at", 0))) + self.disconnected_ttl
+            return STALE
+        trusted = max(self.cut_at, float(answer.get("checked_at", 0))) + self.disconnected_ttl
+        return USABLE if now < trusted else STALE
+
+    def usable(self, answer: Mapping[str, Any], now: float | None = None) -> bool:
+        """Whether a cached active answer may still be served."""
+        return self.verdict(answer, now) == USABLE
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -23,7 +23,7 @@ def test_an_event_after_the_answer_makes_it_stale_and_one_before_says_nothing() 
         {"id": 20, "type": "token-revoked", "token_ids": ["a1"], "reason": "deleted"}
     )
     assert eviction is not None and eviction.token_ids == ("a1",) and eviction.reason == "deleted"
-    assert not state.usable(old)
+    assert not state.usable(old) and state.verdict(old) == "revoked"
     assert state.usable(new)  # a1 was reused by a token the hub described after event 20
     assert state.usable(answer(10, token_id="a2", user="bob"))
 
@@ -39,7 +39,7 @@ def test_user_changes_and_resets() -> None:
             "reason": "renamed",
         }
     )
-    assert not state.usable(answer(4)) and not state.usable(answer(4, user="alicia"))
+    assert not state.usable(answer(4)) and state.verdict(answer(4, user="alicia")) == "stale"
     assert state.usable(answer(4, user="bob"))
     one = state.apply({"id": 6, "type": "cache-reset", "user": "bob"})
     assert one is not None and one.users == ("bob",) and not one.everything
