@@ -62,8 +62,8 @@ class Store(ABC):
         """Drop one entry; True when something was dropped."""
 
     @abstractmethod
-    async def clear(self, user: str | None = None) -> None:
-        """Make every entry (or one user's entries) invisible, in O(1)."""
+    async def clear(self, user: str | None = None) -> bool | None:
+        """Make every entry (or one user's entries) invisible, in O(1); False if that failed."""
 
     def forget(self, key: CacheKey) -> bool:
         """Drop what this process holds for ``key`` at once, without waiting on a backend.
