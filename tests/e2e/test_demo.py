@@ -24,6 +24,13 @@ def alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
+def need_proxy() -> None:
+    if shutil.which("configurable-http-proxy") is None:
+        unavailable(
+            "configurable-http-proxy is not installed (npm install -g configurable-http-proxy)"
+        )
+
+
 def wait_for(path: Path, demo: subprocess.Popen[bytes], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists() or not path.read_text().strip():
@@ -35,10 +42,7 @@ def wait_for(path: Path, demo: subprocess.Popen[bytes], timeout: float = 60) -> 
 @pytest.mark.e2e
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_the_demo_stops_jupyterhub_and_the_proxy(tmp_path: Path, stop: signal.Signals) -> None:
-    if shutil.which("configurable-http-proxy") is None:
-        unavailable(
-            "configurable-http-proxy is not installed (npm install -g configurable-http-proxy)"
-        )
+    need_proxy()
     demo = subprocess.Popen(
         [sys.executable, "-m", "jupyter_token_cache.demo", "--quiet", "--port", str(free_port())]
         + ["--dir", str(tmp_path)],
