@@ -43,7 +43,7 @@ def start_hub(workdir: Path, port: int, service_token: str, password: str) -> su
     }
     log = (workdir / "jupyterhub.log").open("ab")
     hub = Path(sys.executable).with_name("jupyterhub")
-    return subprocess.Popen(
+    return subprocess.Popen(  # noqa: S603 - our own jupyterhub and config file
         [str(hub), "-f", str(config)], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT
     )
 

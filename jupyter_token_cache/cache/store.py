@@ -96,10 +96,10 @@ class Store(ABC):
         """Take the cross-process lease for ``key``: True, False (held), None (error)."""
         return True
 
-    async def unlock(self, key: CacheKey, token: str) -> None:
+    async def unlock(self, key: CacheKey, token: str) -> None:  # noqa: B027 - optional hook
         """Release the lease if ``token`` still holds it."""
 
-    def drop(self) -> None:
+    def drop(self) -> None:  # noqa: B027 - optional hook
         """Forget what this process holds (reconfiguration drops a store's contents)."""
 
     async def close(self) -> None:
