@@ -15,7 +15,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from . import events, hub, memory, report, storage
+from . import events, hub, memory, progress, report, storage
 from .timing import Figures
 
 SECTIONS = ("hub", "storage", "memory", "events")
@@ -29,12 +29,20 @@ async def measure(quick: bool, sections: tuple[str, ...]) -> Measured:
     """Groups, counts, memory figures and events (None unless run) of ``sections``."""
     groups: Groups = {}
     counts: dict[str, Any] = {}
-    if "hub" in sections:
-        groups, counts = await hub.run(quick)
-    if "storage" in sections:
-        groups.update(await storage.run(quick))
-    mem = await memory.run(quick) if "memory" in sections else {}
-    return groups, counts, mem, await events.run(quick) if "events" in sections else None
+    mem: dict[str, Any] = {}
+    found = None
+    for index, name in enumerate(sections, 1):
+        progress.section(name, index, len(sections))
+        if name == "hub":
+            groups, counts = await hub.run(quick)
+        elif name == "storage":
+            groups.update(await storage.run(quick))
+        elif name == "memory":
+            mem = await memory.run(quick)
+        elif name == "events":
+            found = await events.run(quick)
+    progress.step("writing the report")
+    return groups, counts, mem, found
 
 
 def main() -> None:
@@ -48,7 +56,9 @@ def main() -> None:
         help=f"run this section only (repeatable; one of {', '.join(SECTIONS)})",
     )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--quiet", action="store_true", help="no progress lines (CI logs)")
     args = parser.parse_args()
+    progress.configure(quiet=args.quiet)
     sections = tuple(s for s in SECTIONS if s in args.only) if args.only else SECTIONS
     groups, counts, mem, found = asyncio.run(measure(args.quick, sections))
     rows = report.ratio_rows(groups, hub.RATIOS + storage.RATIOS)

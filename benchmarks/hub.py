@@ -20,6 +20,7 @@ from cryptography.fernet import Fernet
 from tests.hubprocess import HubProcess
 from tests.servers import MemcachedServer, RedisServer
 
+from . import progress
 from .report import Ratio
 from .timing import Figures, burst, interleaved, throughput
 
@@ -66,6 +67,7 @@ async def run(quick: bool) -> tuple[dict[str, dict[str, Figures]], dict[str, Any
     try:
         with tempfile.TemporaryDirectory(prefix="jtc-bench-") as tmp:
             for backend, storage in storages.items():
+                progress.step(f"starting jupyterhub with the {backend} backend")
                 hub = HubProcess(Path(tmp) / backend, CONFIG.format(storage=storage)).start()
                 try:
                     await _one_hub(hub, backend, sizes, groups, counts)
