@@ -110,6 +110,7 @@ async def _one_hub(hub: HubProcess, backend: str, sizes: Sizes, groups: dict[str
 
         groups[group].update(await interleaved({MISS: miss}, rounds=1, per_round=sizes.misses))
 
+        progress.step(f"stampede: {sizes.stampede} concurrent requests for one token")
         before = admin.get("token-cache/stats").json()["mints"]
         answers = await asyncio.gather(*(
             http.post("token-cache/notebook", headers={"Authorization": f"token {stampede_parent}"}, json={})
@@ -150,6 +151,7 @@ async def _db_growth(hub: HubProcess, admin: httpx.Client, http: httpx.AsyncClie
         r.raise_for_status()
 
     for name, op in (("jupyter-token-cache internal tokens", ours), ("baseline: a token per request", baseline)):
+        progress.step(f"hub database growth: {sizes.requests:,} requests, {name}")
         start = _rows(db)
         await burst(op, 10, sizes.requests)
         counts[f"hub DB rows after {sizes.requests:,} requests ({sizes.users} users x 2 services), {name}"] = (
