@@ -16,7 +16,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from . import events, hub, memory, report, services, storage
+from . import events, hub, memory, progress, report, services, storage
 from .timing import Figures
 
 SECTIONS = ("hub", "storage", "memory", "events", "services")
@@ -32,13 +32,22 @@ async def measure(quick: bool, sections: tuple[str, ...]) -> Measured:
     """Groups, counts, memory figures, events and services (None unless run) of ``sections``."""
     groups: Groups = {}
     counts: dict[str, Any] = {}
-    if "hub" in sections:
-        groups, counts = await hub.run(quick)
-    if "storage" in sections:
-        groups.update(await storage.run(quick))
-    mem = await memory.run(quick) if "memory" in sections else {}
-    found = await events.run(quick) if "events" in sections else None
-    return groups, counts, mem, found, await services.run(quick) if "services" in sections else None
+    mem: dict[str, Any] = {}
+    found = checks = None
+    for index, name in enumerate(sections, 1):
+        progress.section(name, index, len(sections))
+        if name == "hub":
+            groups, counts = await hub.run(quick)
+        elif name == "storage":
+            groups.update(await storage.run(quick))
+        elif name == "memory":
+            mem = await memory.run(quick)
+        elif name == "events":
+            found = await events.run(quick)
+        elif name == "services":
+            checks = await services.run(quick)
+    progress.step("writing the report")
+    return groups, counts, mem, found, checks
 
 
 def main() -> None:
@@ -52,7 +61,9 @@ def main() -> None:
         help=f"run this section only (repeatable; one of {', '.join(SECTIONS)})",
     )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--quiet", action="store_true", help="no progress lines (CI logs)")
     args = parser.parse_args()
+    progress.configure(quiet=args.quiet)
     sections = tuple(s for s in SECTIONS if s in args.only) if args.only else SECTIONS
     groups, counts, mem, found, checks = asyncio.run(measure(args.quick, sections))
     rows = report.ratio_rows(groups, hub.RATIOS + storage.RATIOS)

@@ -26,6 +26,7 @@ import httpx
 
 from tests.hubprocess import HubProcess
 
+from . import progress
 from .hub import CONFIG, GET_USER, NOTEBOOK_HIT, _user_tokens
 from .subscribers import Subscribers, now
 from .timing import Figures, burst, interleaved
@@ -66,8 +67,11 @@ async def _measure(hub: HubProcess, sizes: Sizes) -> dict[str, Any]:
     results: dict[str, Any] = {"backend": "memory"}
     async with httpx.AsyncClient(base_url=api, limits=limits, timeout=120) as http:
         async with Subscribers(api, hub.service_token, 1, record=True) as stream:
+            progress.step("revocation to event delivery")
             results["revocation"] = await _revocations(http, stream, revoking, sizes)
+            progress.step("hit latency with a stream subscriber")
             results["hit_latency"] = await _hit_latency(http, hitting, sizes)
+        progress.step("throughput with 0..N stream subscribers")
         results["throughput"] = await _throughput(http, api, hub.service_token, hitting, sizes)
     return results
 

@@ -20,6 +20,7 @@ from cryptography.fernet import Fernet
 from tests.hubprocess import HubProcess
 from tests.servers import MemcachedServer, RedisServer
 
+from . import progress
 from .report import Ratio
 from .timing import Figures, burst, interleaved, throughput
 
@@ -66,6 +67,7 @@ async def run(quick: bool) -> tuple[dict[str, dict[str, Figures]], dict[str, Any
     try:
         with tempfile.TemporaryDirectory(prefix="jtc-bench-") as tmp:
             for backend, storage in storages.items():
+                progress.step(f"starting jupyterhub with the {backend} backend")
                 hub = HubProcess(Path(tmp) / backend, CONFIG.format(storage=storage)).start()
                 try:
                     await _one_hub(hub, backend, sizes, groups, counts)
@@ -108,6 +110,7 @@ async def _one_hub(hub: HubProcess, backend: str, sizes: Sizes, groups: dict[str
 
         groups[group].update(await interleaved({MISS: miss}, rounds=1, per_round=sizes.misses))
 
+        progress.step(f"stampede: {sizes.stampede} concurrent requests for one token")
         before = admin.get("token-cache/stats").json()["mints"]
         answers = await asyncio.gather(*(
             http.post("token-cache/notebook", headers={"Authorization": f"token {stampede_parent}"}, json={})
@@ -148,6 +151,7 @@ async def _db_growth(hub: HubProcess, admin: httpx.Client, http: httpx.AsyncClie
         r.raise_for_status()
 
     for name, op in (("jupyter-token-cache internal tokens", ours), ("baseline: a token per request", baseline)):
+        progress.step(f"hub database growth: {sizes.requests:,} requests, {name}")
         start = _rows(db)
         await burst(op, 10, sizes.requests)
         counts[f"hub DB rows after {sizes.requests:,} requests ({sizes.users} users x 2 services), {name}"] = (

@@ -15,6 +15,8 @@ from jupyter_token_cache import TokenCache
 from jupyter_token_cache.cache import close_all
 from jupyter_token_cache.tokens.service import CachedToken, TokenService
 
+from . import progress
+
 SCOPES = ("access:servers!user={u}", "read:users!user={u}", "read:users:activity!user={u}",
           "read:users:groups!user={u}", "read:users:name!user={u}")  # fmt: skip
 
@@ -74,7 +76,11 @@ def _deep_size(entries: list[tuple[Any, CachedToken, float]]) -> int:
 
 async def run(quick: bool) -> dict[str, Any]:
     sizes = (1_000, 10_000) if quick else (10_000, 100_000)
-    return {str(n): await bytes_per_entry(n) for n in sizes}
+    figures = {}
+    for n in sizes:
+        progress.step(f"memory per entry at {n} entries")
+        figures[str(n)] = await bytes_per_entry(n)
+    return figures
 
 
 if __name__ == "__main__":

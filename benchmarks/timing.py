@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import progress
+
 Op = Callable[[], Any]  # sync, or returning an awaitable
 
 
@@ -73,9 +75,12 @@ async def interleaved(
     out of sub-microsecond figures.
     """
     figures = {name: Figures(name) for name in contenders}
+    progress.step(f"latency of {', '.join(contenders)}: {rounds} rounds of {per_round} calls")
     for op in contenders.values():  # warm up connections, caches, JIT-less paths
         await _run(op, min(per_round, 200))
-    for _ in range(rounds):
+    for done in range(rounds):
+        if rounds >= 4 and done and done % (rounds // 4) == 0:
+            progress.step(f"  round {done + 1}/{rounds}")
         for name, op in contenders.items():
             for _ in range(per_round // batch):
                 figures[name].samples.append(await _run(op, batch) / batch)
@@ -112,6 +117,7 @@ async def throughput(
     """
     per_round = max(1, total // rounds)
     for concurrency in concurrencies:
+        progress.step(f"throughput at concurrency {concurrency}: {total} calls each")
         spent = dict.fromkeys(contenders, 0.0)
         for _ in range(rounds):
             for name, op in contenders.items():

@@ -44,14 +44,38 @@ def start_hub(workdir: Path, port: int, service_token: str, password: str) -> su
     }
     log = (workdir / "jupyterhub.log").open("ab")
     hub = Path(sys.executable).with_name("jupyterhub")
-    return subprocess.Popen(
+    return subprocess.Popen(  # noqa: S603 - our own jupyterhub and config file
         [str(hub), "-f", str(config)], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT
     )
 
 
-def wait_ready(url: str, hub: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
+def progress(message: str, *, quiet: bool = False) -> None:
+    """One line per start-up step on stderr (the instructions go to stdout); ``--quiet`` drops them."""
+    if not quiet:
+        print(f"demo: {message}", file=sys.stderr, flush=True)
+
+
+def stop_on_sigterm() -> None:
+    """Make SIGTERM (``kill <pid>``, a notebook's ``terminate()``) end the demo as Ctrl-C does,
+    so the ``finally`` below stops jupyterhub, and jupyterhub its proxy, instead of orphaning them."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def wait_ready(
+    url: str, hub: subprocess.Popen[bytes], log: Path, timeout: float = 60, quiet: bool = False
+) -> None:
+    start = time.monotonic()
+    deadline = start + timeout
+    said = 0
     while time.monotonic() < deadline:
+        waited = int(time.monotonic() - start)
+        if waited >= said + 5:
+            said = waited
+            progress(f"waiting for jupyterhub to answer ({waited} s of at most {timeout:.0f} s)", quiet=quiet)
         if hub.poll() is not None:
             sys.exit(f"jupyterhub exited; see {log}:\n" + log.read_text()[-2000:])
         try:
@@ -132,30 +156,39 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8000, help="public port (default 8000)")
     parser.add_argument("--dir", default=".demo", help="where the hub keeps its files (default .demo)")
     parser.add_argument("--check", action="store_true", help="make the calls, print the result, stop")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines while starting")
     args = parser.parse_args(argv)
+    stop_on_sigterm()
+    quiet = args.quiet
 
     workdir = Path(args.dir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port() if args.check else args.port
     url = f"http://127.0.0.1:{port}"
     service_token, password = secrets.token_hex(16), secrets.token_urlsafe(9)
+    progress(f"[1/3] starting jupyterhub on {url} (log: {workdir / 'jupyterhub.log'})", quiet=quiet)
     hub = start_hub(workdir, port, service_token, password)
     try:
-        wait_ready(url, hub, workdir / "jupyterhub.log")
+        wait_ready(url, hub, workdir / "jupyterhub.log", quiet=quiet)
+        progress('[2/3] jupyterhub is up; creating the user "demo" and a token for it', quiet=quiet)
         token = user_token(url, service_token)
         if args.check:
+            progress("[3/3] calling the token-cache API", quiet=quiet)
             check(url, token)
             return
         token_file = workdir / "demo-token"
         token_file.touch(mode=0o600)
         token_file.write_text(token + "\n")
+        progress("[3/3] ready", quiet=quiet)
         print(INSTRUCTIONS.format(url=url, log=workdir / "jupyterhub.log", password=password,
                                   token_file=token_file), flush=True)  # fmt: skip
         hub.wait()
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut this short
         if hub.poll() is None:
+            progress("stopping jupyterhub (and with it the proxy)", quiet=quiet)
             hub.send_signal(signal.SIGINT)
             try:
                 hub.wait(30)

@@ -204,7 +204,8 @@ class CacheEngine(LoggingConfigurable):
 
     def _detach(self) -> Store | None:
         """Stop using the store; return it if no instance uses it any more."""
-        store, self._store = getattr(self, "_store", None), None
+        store: Store | None = getattr(self, "_store", None)
+        self._store = None
         if store is None:
             return None
         store.users -= 1
@@ -398,7 +399,7 @@ class CacheEngine(LoggingConfigurable):
 
     def _background(self, work: Awaitable[Any]) -> None:
         try:
-            task = asyncio.get_running_loop().create_task(work)  # type: ignore[arg-type]
+            task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(work)  # type: ignore[arg-type]
         except RuntimeError:  # no loop: nothing shared was ever connected from here
             work.close()  # type: ignore[attr-defined]
             return

@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 if TYPE_CHECKING:
     from .store import CacheKey, Store
@@ -40,7 +40,7 @@ class SingleFlight:
             task = asyncio.ensure_future(work())
             self._flights[key] = task
             task.add_done_callback(partial(self._landed, key))
-        return await asyncio.shield(task), led
+        return await asyncio.shield(cast("asyncio.Task[T]", task)), led
 
     def _landed(self, key: Hashable, task: asyncio.Task[Any]) -> None:
         if self._flights.get(key) is task:

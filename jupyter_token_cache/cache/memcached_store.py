@@ -15,7 +15,7 @@ except ImportError:  # pragma: no cover - no memcached extra
     MemcachePool = object  # type: ignore[assignment,misc]
 
 
-class _CancelSafePool(MemcachePool):  # type: ignore[misc,valid-type]
+class _CancelSafePool(MemcachePool):
     """aiomcache's pool, but a connection released by a cancelled task is closed.
 
     aiomcache marks a connection broken only on ``Exception``; ``CancelledError`` is a
@@ -41,7 +41,7 @@ class MemcachedStore(SharedStore):
 
     def __init__(self, backend: BaseCache, **kwargs: Any) -> None:
         super().__init__(backend, **kwargs)
-        self._client = backend.client  # type: ignore[attr-defined]
+        self._client = backend.client
         if type(self._client._pool) is MemcachePool:
             self._client._pool.__class__ = _CancelSafePool
 

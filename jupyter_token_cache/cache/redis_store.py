@@ -83,7 +83,7 @@ return n
 
     def __init__(self, backend: BaseCache, *, local_cache: bool = False, **kwargs: Any) -> None:
         super().__init__(backend, **kwargs)
-        self._client = backend.client  # type: ignore[attr-defined]
+        self._client = backend.client
         self._sha = {script: hashlib.sha1(script.encode()).hexdigest()  # noqa: S324 - Redis' id
                      for script in (self.FETCH, self.CLEAR, self.RELEASE, self.WRITE, self.DELETE)}  # fmt: skip
         self.local_cache = local_cache

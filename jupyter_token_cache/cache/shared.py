@@ -10,7 +10,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from aiocache.base import BaseCache
 
@@ -170,7 +170,7 @@ class SharedStore(Store):
         return None, stamp
 
     async def _multi_get(self, names: tuple[str, ...]) -> list[str | None]:
-        return await self.backend.multi_get(list(names))
+        return cast("list[str | None]", await self.backend.multi_get(list(names)))
 
     async def get(self, key: CacheKey) -> tuple[Any, Stamp]:
         fetched = await self._call(self._fetch, key)

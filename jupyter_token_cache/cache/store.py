@@ -62,8 +62,8 @@ class Store(ABC):
         """Drop one entry; True when something was dropped."""
 
     @abstractmethod
-    async def clear(self, user: str | None = None) -> None:
-        """Make every entry (or one user's entries) invisible, in O(1)."""
+    async def clear(self, user: str | None = None) -> bool | None:
+        """Make every entry (or one user's entries) invisible, in O(1); False if that failed."""
 
     def forget(self, key: CacheKey) -> bool:
         """Drop what this process holds for ``key`` at once, without waiting on a backend.
@@ -96,10 +96,10 @@ class Store(ABC):
         """Take the cross-process lease for ``key``: True, False (held), None (error)."""
         return True
 
-    async def unlock(self, key: CacheKey, token: str) -> None:
+    async def unlock(self, key: CacheKey, token: str) -> None:  # noqa: B027 - optional hook
         """Release the lease if ``token`` still holds it."""
 
-    def drop(self) -> None:
+    def drop(self) -> None:  # noqa: B027 - optional hook
         """Forget what this process holds (reconfiguration drops a store's contents)."""
 
     async def close(self) -> None:

@@ -84,7 +84,7 @@ class TokenCacheMixin:
 
     def start_token_cache(self, app: Any) -> None:
         """Build the cache, policy, minter, observer and event broker; a bad setting stops the hub here."""
-        self.token_cache = self.token_cache_class(parent=self)  # type: ignore[call-arg]
+        self.token_cache = self.token_cache_class(parent=self)
         create_tables(app.db.get_bind())
         self.token_ended_logins = EndedLogins()
         minter = self.token_minter = OrmMinter(
@@ -110,7 +110,7 @@ class TokenCacheMixin:
         self.token_observer = DatabaseObserver(app.db, self.token_ends_committed, log=self.log)  # type: ignore[attr-defined]
         self.token_observer.install()
         if cache.sweep_interval > 0:
-            sweep = PeriodicCallback(self.token_observer.sweep, cache.sweep_interval * 1000)
+            sweep = PeriodicCallback(self.token_observer.sweep, cache.sweep_interval * 1000)  # type: ignore[arg-type]  # its count is unused
             sweep.start()
             app._periodic_callbacks["token_cache_sweep"] = sweep
         metrics.register()

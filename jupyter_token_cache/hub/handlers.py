@@ -14,6 +14,7 @@ from ..tokens.models import InvalidRequest, TokenRequestError, shown
 from .events import Subscription, sse
 
 if TYPE_CHECKING:
+    from ..tokens.events import Event
     from .authenticator import TokenCacheMixin
 
 #: Custom scope that grants the admin routes without admin:users.
@@ -26,7 +27,7 @@ _TYPES = {"minimum_lifetime": "a positive integer (seconds)", "service": "a serv
           "scopes": "a non-empty list of scopes"}  # fmt: skip
 
 
-class TokenCacheAPIHandler(APIHandler):
+class TokenCacheAPIHandler(APIHandler):  # type: ignore[misc]  # jupyterhub ships no type hints
     """Shared plumbing: the extension, strict JSON bodies, policy errors as HTTP errors.
 
     Notes
@@ -190,6 +191,7 @@ class EventsHandler(TokenCacheAPIHandler):
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Accel-Buffering", "no")  # no proxy buffering (nginx)
         try:
+            event: Event | None
             for event in sub.backlog:
                 self.write(sse(event))
             # after the replay: a follower that sees it has caught up

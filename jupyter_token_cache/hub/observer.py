@@ -37,7 +37,8 @@ import sys
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from types import FrameType
+from typing import Any, cast
 
 from jupyterhub import orm
 from sqlalchemy import delete, event, or_, select
@@ -74,7 +75,7 @@ def ending(reason: str) -> Iterator[None]:
 
 
 def _jupyterhub_reason() -> str | None:
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     for _ in range(_FRAMES):
         if frame is None:
             return None
@@ -375,12 +376,15 @@ class DatabaseObserver:
 def _owner_name(connection: Any, target: Any) -> str | None:
     loaded = target.__dict__.get("user") or target.__dict__.get("service")
     if loaded is not None:
-        return loaded.name
+        return cast("str", loaded.name)
     table = orm.User.__table__ if target.user_id is not None else orm.Service.__table__
     owner_id = target.user_id if target.user_id is not None else target.service_id
     if owner_id is None:
         return None
-    return connection.execute(select(table.c.name).where(table.c.id == owner_id)).scalar()
+    return cast(
+        "str | None",
+        connection.execute(select(table.c.name).where(table.c.id == owner_id)).scalar(),
+    )
 
 
 def _membership_changes(obj: Any) -> Iterator[tuple[str, str]]:
@@ -415,7 +419,8 @@ def _membership_changes(obj: Any) -> Iterator[tuple[str, str]]:
 
 
 def _history(obj: Any, name: str) -> Any:
-    return attributes.get_history(obj, name, passive=attributes.PASSIVE_NO_INITIALIZE)
+    passive = attributes.PASSIVE_NO_INITIALIZE  # type: ignore[attr-defined]  # re-exported, not in __all__
+    return attributes.get_history(obj, name, passive=passive)
 
 
 def _changed(obj: Any, name: str) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 from collections import OrderedDict
-from typing import Any
+from typing import Any, cast
 
 from jupyterhub import orm
 from jupyterhub.user import User
@@ -145,12 +145,12 @@ class SessionResolver:
             return None
         for name, spawner in user.spawners.items():
             if spawner.api_token and hmac.compare_digest(spawner.api_token, token):
-                return name
+                return cast("str", name)
         # after a hub restart spawners no longer hold their tokens
         for name, orm_spawner in user.orm_spawners.items():
             client = orm_spawner.oauth_client
             if client is not None and client.secret and compare_token(client.secret, token):
-                return name
+                return cast("str", name)
         self._not_servers[ref] = None
         if len(self._not_servers) > self._memo_size:
             self._not_servers.popitem(last=False)
