@@ -400,7 +400,8 @@ def _membership_changes(obj: Any) -> Iterator[tuple[str, str]]:
             yield obj.name, "groups"
     elif isinstance(obj, orm.Group):
         history = _history(obj, "users")
-        gone = object_session(obj) is not None and obj in object_session(obj).deleted
+        session = object_session(obj)
+        gone = session is not None and obj in session.deleted
         # a deleted group's members (loaded to delete their memberships) all lose it
         members = (*history.added, *history.deleted, *(history.unchanged if gone else ()))
         for user in members:

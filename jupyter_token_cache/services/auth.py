@@ -214,11 +214,11 @@ class CachedTokenChecks(Configurable):
         return None if answer is None else user_model(answer)
 
 
-class CachedHubAuth(CachedTokenChecks, HubAuth):
+class CachedHubAuth(CachedTokenChecks, HubAuth):  # type: ignore[misc]  # jupyterhub is untyped
     """JupyterHub's ``HubAuth`` with cached, revocation-aware token checks."""
 
 
-class CachedHubOAuth(CachedTokenChecks, HubOAuth):
+class CachedHubOAuth(CachedTokenChecks, HubOAuth):  # type: ignore[misc]  # jupyterhub is untyped
     """JupyterHub's ``HubOAuth`` with cached, revocation-aware token checks."""
 
 

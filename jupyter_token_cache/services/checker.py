@@ -34,7 +34,7 @@ import httpx
 from traitlets import Unicode, default
 
 from ..cache import CacheEngine, CacheKey
-from .revocations import REVOKED_TOKEN, USABLE, Eviction, RevocationState
+from .revocations import ENDED, USABLE, Eviction, RevocationState
 
 #: The scope a service needs to introspect tokens.
 INTROSPECT_SCOPE = "custom:token-cache:introspect"
@@ -124,7 +124,7 @@ class TokenChecker:
             if not answer.get("active"):
                 return True
             verdict = self.state.verdict(answer)
-            revoked = revoked or verdict == REVOKED_TOKEN
+            revoked = revoked or verdict == ENDED
             return verdict == USABLE
 
         async def create() -> tuple[Any, float | None]:

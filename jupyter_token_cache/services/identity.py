@@ -23,7 +23,7 @@ from traitlets import default
 from .auth import CachedHubOAuth
 
 
-class CachedIdentityProvider(JupyterHubIdentityProvider):
+class CachedIdentityProvider(JupyterHubIdentityProvider):  # type: ignore[misc]  # untyped
     """jupyter-server's JupyterHub identity provider, checking tokens with CachedHubOAuth."""
 
     @default("hub_auth")

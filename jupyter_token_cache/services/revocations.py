@@ -37,7 +37,7 @@ KEEP = "keep"
 CLEAR = "clear"
 #: Verdicts on a cached answer.
 USABLE = "usable"
-REVOKED_TOKEN = "revoked"
+ENDED = "ended"
 STALE = "stale"
 
 
@@ -137,9 +137,9 @@ class RevocationState:
     # -- judging answers ----------------------------------------------------------------
 
     def verdict(self, answer: Mapping[str, Any], now: float | None = None) -> str:
-        """What may be done with a cached active answer: USABLE, REVOKED or STALE.
+        """What may be done with a cached active answer: USABLE, ENDED or STALE.
 
-        REVOKED means an event after the answer ended this very token (it is keyed by the
+        ENDED means an event after the answer ended this very token (it is keyed by the
         token, whose secret no later token shares): the caller may refuse it without
         asking the hub. STALE means the hub must be asked again.
         """
@@ -150,7 +150,7 @@ class RevocationState:
         token_id = answer.get("token_id")
         ended = self._tokens.get(token_id) if isinstance(token_id, str) else None
         if ended is not None and ended[0] > position:
-            return REVOKED_TOKEN
+            return ENDED
         user = answer.get("username")
         changed = self._users.get(user) if isinstance(user, str) else None
         if position < self.floor or (changed is not None and changed[0] > position):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-import random
+import secrets
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -37,8 +37,8 @@ c.JupyterHub.services.append({"name": "introspector", "api_token": "%s"})
 c.JupyterHub.load_roles.append({"name": "introspector", "scopes": ["custom:token-cache:introspect"],
                                 "services": ["introspector"]})
 """
-INTROSPECTOR = "introspector-" + "%032x" % random.SystemRandom().getrandbits(128)
-CONFIG %= INTROSPECTOR
+INTROSPECTOR = "introspector-" + secrets.token_hex(16)
+CONFIG = CONFIG.replace("%s", INTROSPECTOR)
 #: In bodies, replaced by the credential of that name (introspection of real tokens).
 PLACEHOLDERS = ["<user>", "<narrow>", "<notebook>", "<internal>", "<admin>", "<garbage>"]
 

@@ -23,7 +23,7 @@ def test_an_event_after_the_answer_makes_it_stale_and_one_before_says_nothing() 
         {"id": 20, "type": "token-revoked", "token_ids": ["a1"], "reason": "deleted"}
     )
     assert eviction is not None and eviction.token_ids == ("a1",) and eviction.reason == "deleted"
-    assert not state.usable(old) and state.verdict(old) == "revoked"
+    assert not state.usable(old) and state.verdict(old) == "ended"
     assert state.usable(new)  # a1 was reused by a token the hub described after event 20
     assert state.usable(answer(10, token_id="a2", user="bob"))
 
