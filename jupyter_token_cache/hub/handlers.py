@@ -10,6 +10,7 @@ from jupyterhub.apihandlers.base import APIHandler
 from tornado import web
 from tornado.iostream import StreamClosedError
 
+from ..scopes import ADMIN_SCOPE, EVENTS_SCOPE
 from ..tokens.models import InvalidRequest, TokenRequestError, shown
 from .events import Subscription, sse
 
@@ -17,10 +18,6 @@ if TYPE_CHECKING:
     from ..tokens.events import Event
     from .authenticator import TokenCacheMixin
 
-#: Custom scope that grants the admin routes without admin:users.
-ADMIN_SCOPE = "custom:token-cache:admin"
-#: Custom scope that grants the event stream (for services following revocations).
-EVENTS_SCOPE = "custom:token-cache:events"
 #: Longest minimum_lifetime worth asking for: ten years.
 MAX_LIFETIME = 10 * 365 * 86400
 _TYPES = {"minimum_lifetime": "a positive integer (seconds)", "service": "a service name",

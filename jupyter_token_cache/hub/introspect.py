@@ -30,6 +30,7 @@ from jupyterhub import orm
 from jupyterhub.utils import utcnow
 from tornado import web
 
+from ..scopes import INTROSPECT_SCOPE
 from ..tokens.lineage import NOTE_PREFIX
 from .handlers import TokenCacheAPIHandler
 from .minter import epoch_seconds
@@ -39,8 +40,6 @@ from .sessions import SERVER_NOTE
 if TYPE_CHECKING:
     from .minter import OrmMinter
 
-#: The custom scope a service (or user) needs to introspect tokens.
-INTROSPECT_SCOPE = "custom:token-cache:introspect"
 #: Longest token looked up: JupyterHub's are 32 hex characters; OAuth ones are longer.
 MAX_TOKEN = 255
 INACTIVE = b'{"active": false}'

@@ -20,8 +20,6 @@ longer than the hub call's timeout gets :class:`HubUnavailable` (a 503).
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 import secrets
 import time
@@ -34,10 +32,10 @@ import httpx
 from traitlets import Unicode, default
 
 from ..cache import CacheEngine, CacheKey
+from ..cache.codec import Codec
+from ..scopes import INTROSPECT_SCOPE
 from .revocations import ENDED, USABLE, Eviction, RevocationState
 
-#: The scope a service needs to introspect tokens.
-INTROSPECT_SCOPE = "custom:token-cache:introspect"
 KIND = "answer"
 INACTIVE: dict[str, Any] = {"active": False}
 
@@ -103,11 +101,10 @@ class TokenChecker:
         self.counts = counts
         self.log = log
         self._http = httpx.AsyncClient(timeout=timeout, verify=verify)
-        codec = getattr(cache.store, "codec", None)
-        #: HMAC of a token: the cache key's only part.
-        self._name: Callable[[str], str] = (
-            partial(codec.name, KIND) if codec is not None else _process_hmac()
-        )
+        # HMAC of a token, the cache key's only part: on a shared backend with the names'
+        # key (replicas find each other's answers), in memory with a key of this process
+        codec = getattr(cache.store, "codec", None) or Codec([secrets.token_bytes(32)])
+        self._name: Callable[[str], str] = partial(codec.name, KIND)
         #: Keys this process has seen, by token id and by user: what an event evicts.
         self._by_token: OrderedDict[str, set[CacheKey]] = OrderedDict()
         self._by_user: OrderedDict[str, set[CacheKey]] = OrderedDict()
@@ -235,18 +232,6 @@ class TokenChecker:
     async def close(self) -> None:
         await self._http.aclose()
         await self.cache.close()
-
-
-def _process_hmac() -> Callable[[str], str]:
-    """HMAC with a secret of this process (the memory backend: nothing is shared)."""
-    secret = hmac.new(secrets.token_bytes(32), digestmod=hashlib.sha256)
-
-    def name(token: str) -> str:
-        mac = secret.copy()
-        mac.update(token.encode("utf-8", "replace"))
-        return mac.hexdigest()
-
-    return name
 
 
 def refused_message(response: httpx.Response) -> str:

@@ -25,10 +25,8 @@ from typing import Any
 
 import httpx
 
+from ..scopes import EVENTS_SCOPE
 from .revocations import Eviction, RevocationState
-
-#: The scope a service needs to follow the stream.
-EVENTS_SCOPE = "custom:token-cache:events"
 
 
 class EventFollower:
