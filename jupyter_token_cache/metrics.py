@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from .cache import engine
 from .cache.stats import EVENTS
@@ -68,9 +68,9 @@ class TokenCacheCollector(Collector):
 _COLLECTOR = TokenCacheCollector()
 
 
-def register(registry=REGISTRY) -> None:  # type: ignore[no-untyped-def]
-    """Add the collector to ``registry`` (the default one the hub serves) once."""
+def register(registry: CollectorRegistry = REGISTRY, collector: Collector = _COLLECTOR) -> None:
+    """Add ``collector`` (the token cache's) to ``registry`` (the default one) once."""
     try:
-        registry.register(_COLLECTOR)
+        registry.register(collector)
     except ValueError:  # already registered
         pass

@@ -14,7 +14,9 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from ..metrics import register
 
 PREFIX = "jupyter_token_cache_service"
 _RESULTS = ("hits", "misses", "negative_hits", "negative_misses", "revoked_hits")
@@ -64,16 +66,9 @@ class TokenCheckCollector(Collector):
 
 
 COLLECTOR = TokenCheckCollector()
-_registered = False
 
 
-def track(auth: Any, registry: Any = REGISTRY) -> None:
+def track(auth: Any, registry: CollectorRegistry = REGISTRY) -> None:
     """Count ``auth``'s checks in this process's metrics (registering the collector once)."""
-    global _registered
     COLLECTOR.sources.add(auth)
-    if not _registered:
-        try:
-            registry.register(COLLECTOR)
-        except ValueError:  # already registered
-            pass
-        _registered = True
+    register(registry, COLLECTOR)
