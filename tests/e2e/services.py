@@ -105,6 +105,31 @@ def whoami(hub: HubProcess, name: str, token: str, client: httpx.Client | None =
     return r.status_code
 
 
+def api_token(hub: HubProcess, user: str) -> dict[str, str]:
+    """A new API token of ``user`` (created if need be): the hub's token model."""
+    with hub.admin(direct=True) as api:
+        api.post(f"users/{user}")
+        r = api.post(f"users/{user}/tokens", json={})
+        assert r.status_code == 201, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+
+def refused_within(hub: HubProcess, token: str, *, at: str = "whoami", limit: float = 1.0) -> float:
+    """Seconds until the service ``at`` (or, for a path, a notebook server) refuses ``token``."""
+    start = time.monotonic()
+    with httpx.Client() as client:
+        while True:
+            if at.startswith("/"):
+                headers = {"Authorization": f"token {token}"}
+                status = client.get(f"{hub.url}{at}", headers=headers).status_code
+            else:
+                status = whoami(hub, at, token, client)
+            if status != 200:
+                return time.monotonic() - start
+            assert time.monotonic() - start < limit, f"{at} still accepts the token"
+            time.sleep(0.01)
+
+
 def hub_checks(hub: HubProcess) -> int:
     """Introspection requests the hub has answered."""
     with hub.admin(direct=True) as admin:

@@ -15,7 +15,7 @@ import pytest
 
 from ..hubprocess import HubProcess
 from ..servers import MissingBinary, unavailable
-from .services import ExternalService, external, services_hub
+from .services import ExternalService, api_token, external, services_hub
 
 pytestmark = pytest.mark.e2e
 #: Cuts are noticed after 2 s of silence (the hub's heartbeat is 0.5 s); answers kept 3 s.
@@ -49,10 +49,7 @@ def cut(tmp_path: Path) -> Iterator[tuple[HubProcess, ExternalService, ExternalS
 
 
 def tokens(hub: HubProcess, n: int) -> list[tuple[str, str]]:
-    with hub.admin(direct=True) as admin:
-        admin.post("users/alice")
-        made = [admin.post("users/alice/tokens", json={}).json() for _ in range(n)]
-    return [(t["token"], t["id"]) for t in made]
+    return [(t["token"], t["id"]) for t in (api_token(hub, "alice") for _ in range(n))]
 
 
 def until(predicate, timeout: float) -> float:  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ import pytest
 
 from ..hubprocess import HubProcess
 from ..servers import MissingBinary, RedisServer, unavailable
-from .services import ExternalService, external, hub_checks, services_hub
+from .services import ExternalService, api_token, external, hub_checks, services_hub
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 
@@ -43,9 +43,7 @@ def test_an_answer_made_by_one_replica_is_a_hit_at_the_other_and_a_revocation_ev
     replicas: tuple[HubProcess, list[ExternalService]], own_redis: RedisServer
 ) -> None:
     hub, (a, b) = replicas
-    with hub.admin(direct=True) as admin:
-        admin.post("users/alice")
-        made = admin.post("users/alice/tokens", json={}).json()
+    made = api_token(hub, "alice")
     token, token_id = made["token"], made["id"]
     before = hub_checks(hub)
     assert a.get(token) == 200

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from ..hubprocess import ROOT, HubProcess
-from .services import FAST, SERVICE_SCOPES, running, service, whoami
+from .services import FAST, SERVICE_SCOPES, api_token, refused_within, running, service, whoami
 
 pytestmark = pytest.mark.e2e
 IDENTITY = "jupyter_token_cache.services.identity.CachedIdentityProvider"
@@ -42,41 +42,12 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
         yield hub
 
 
-def admin(hub: HubProcess) -> httpx.Client:
-    return hub.admin(direct=True)
-
-
-def api_token(hub: HubProcess, user: str) -> dict[str, str]:
-    with admin(hub) as api:
-        api.post(f"users/{user}")
-        r = api.post(f"users/{user}/tokens", json={})
-        assert r.status_code == 201, r.text
-        return r.json()  # type: ignore[no-any-return]
-
-
 def mint(hub: HubProcess, parent: str, route: str = "internal") -> dict[str, str]:
     body = {"service": "whoami"} if route == "internal" else {}
     r = httpx.post(f"{hub.hub_url}/hub/api/token-cache/{route}", json=body,
                    headers={"Authorization": f"token {parent}"})  # fmt: skip
     assert r.status_code == 200, r.text
     return r.json()  # type: ignore[no-any-return]
-
-
-def refused_within(hub: HubProcess, token: str, *, at: str = "whoami", limit: float = 1.0) -> float:
-    """Seconds until the service (or a notebook server's URL) refuses ``token``."""
-    start = time.monotonic()
-    with httpx.Client() as client:
-        while True:
-            if at == "whoami":
-                status = whoami(hub, at, token, client)
-            else:
-                status = client.get(
-                    f"{hub.url}{at}", headers={"Authorization": f"token {token}"}
-                ).status_code
-            if status != 200:
-                return time.monotonic() - start
-            assert time.monotonic() - start < limit, f"{at} still accepts the token"
-            time.sleep(0.01)
 
 
 def accepted(hub: HubProcess, *tokens: str) -> None:
@@ -89,7 +60,7 @@ def test_parent_cascade_user_deletion_and_admin_reset(hub: HubProcess) -> None:
     parent = api_token(hub, "bob")
     child = mint(hub, parent["token"])
     accepted(hub, parent["token"], child["token"])
-    with admin(hub) as api:
+    with hub.admin(direct=True) as api:
         assert api.delete(f"users/bob/tokens/{parent['id']}").status_code == 204
     assert refused_within(hub, parent["token"]) < 1
     assert refused_within(hub, child["token"]) < 1  # parent-revoked
@@ -98,13 +69,13 @@ def test_parent_cascade_user_deletion_and_admin_reset(hub: HubProcess) -> None:
     parent = api_token(hub, "carol")
     child = mint(hub, parent["token"])
     accepted(hub, child["token"])
-    with admin(hub) as api:
+    with hub.admin(direct=True) as api:
         assert api.delete("token-cache/users/carol", params={"revoke": "true"}).status_code == 200
     assert refused_within(hub, child["token"]) < 1  # admin-reset
 
     parent = api_token(hub, "dave")
     accepted(hub, parent["token"])
-    with admin(hub) as api:
+    with hub.admin(direct=True) as api:
         assert api.delete("users/dave").status_code == 204
     assert refused_within(hub, parent["token"]) < 1  # user-deleted
     assert whoami(hub, "whoami-plain", parent["token"]) == 200
@@ -131,7 +102,7 @@ def test_logout(hub: HubProcess) -> None:
 
 def test_server_stop_and_a_notebook_server_with_the_identity_provider(hub: HubProcess) -> None:
     user = api_token(hub, "alice")
-    with admin(hub) as api:
+    with hub.admin(direct=True) as api:
         assert api.post("users/alice/server").status_code in (201, 202)
         deadline = time.monotonic() + 90
         while not api.get("users/alice").json()["servers"].get("", {}).get("ready"):
@@ -146,12 +117,12 @@ def test_server_stop_and_a_notebook_server_with_the_identity_provider(hub: HubPr
     headers = {"Authorization": f"token {user['token']}"}
     assert httpx.get(f"{hub.url}{status}", headers=headers).status_code == 200
     assert httpx.get(f"{hub.url}{status}", headers=headers).status_code == 200
-    with admin(hub) as api:
+    with hub.admin(direct=True) as api:
         assert api.delete(f"users/alice/tokens/{user['id']}").status_code == 204
     # (jupyter-server's own provider, with HubOAuth, would accept it for 5 more minutes)
     assert refused_within(hub, user["token"], at=status) < 1
 
-    with admin(hub) as api:
+    with hub.admin(direct=True) as api:
         assert api.delete("users/alice/server").status_code in (202, 204)
     assert (
         refused_within(hub, notebook, limit=30) < 30

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from ..hubprocess import HubProcess
-from .services import FAST, hub_checks, running, service, whoami
+from .services import FAST, api_token, hub_checks, refused_within, running, service, whoami
 
 pytestmark = pytest.mark.e2e
 
@@ -22,31 +21,14 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
         yield hub
 
 
-def user_token(hub: HubProcess, name: str) -> tuple[str, str]:
-    with hub.admin() as admin:
-        admin.post(f"users/{name}")
-        r = admin.post(f"users/{name}/tokens", json={})
-        assert r.status_code == 201, r.text
-        return r.json()["token"], r.json()["id"]
-
-
-def refused_within(hub: HubProcess, token: str, limit: float = 1.0) -> float:
-    start = time.monotonic()
-    with httpx.Client() as client:
-        while whoami(hub, "whoami", token, client) == 200:
-            assert time.monotonic() - start < limit, "the service still accepts the token"
-            time.sleep(0.01)
-    return time.monotonic() - start
-
-
 def test_one_hub_call_per_new_token(hub: HubProcess) -> None:
-    token, _ = user_token(hub, "alice")
+    token = api_token(hub, "alice")["token"]
     before = hub_checks(hub)
     assert whoami(hub, "whoami", token) == 200
     assert whoami(hub, "whoami", token) == 200
     assert hub_checks(hub) - before == 1
 
-    fresh, _ = user_token(hub, "alice")
+    fresh = api_token(hub, "alice")["token"]
     before = hub_checks(hub)
 
     async def flood() -> list[int]:
@@ -73,7 +55,8 @@ def test_a_garbage_token_costs_one_hub_call_per_negative_ttl(hub: HubProcess) ->
 def test_a_deleted_token_is_refused_at_once_where_plain_hub_auth_still_accepts_it(
     hub: HubProcess,
 ) -> None:
-    token, token_id = user_token(hub, "alice")
+    made = api_token(hub, "alice")
+    token, token_id = made["token"], made["id"]
     assert whoami(hub, "whoami", token) == 200
     assert whoami(hub, "whoami-plain", token) == 200
     with hub.admin() as admin:
