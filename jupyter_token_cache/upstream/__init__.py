@@ -29,7 +29,12 @@ def upstream_tokens(
     if not settings.enabled:
         return None
     problem = None
-    if not settings.allowed_audiences:
+    if settings.verification == "userinfo":
+        log.warning(
+            "c.TokenExchange.verification = 'userinfo': the provider's userinfo says nothing of "
+            "a token's audience or expiry, so neither is checked; prefer introspection or jwt"
+        )
+    elif not settings.allowed_audiences:
         problem = "allowed_audiences is empty: set the audience(s) the hub's tokens carry"
     elif settings.verification == "introspection" and not settings.client_id:
         problem = "introspection needs client_id and client_secret"

@@ -107,11 +107,7 @@ class UpstreamTokens:
             )
             error.ended_session = self._sessions.pop(name, None) if asked else None
             raise error
-        audiences = answer.get("aud", [])
-        audiences = [audiences] if isinstance(audiences, str) else audiences
-        if not isinstance(audiences, list) or not set(audiences) & set(
-            self.settings.allowed_audiences
-        ):
+        if self.settings.verification != "userinfo" and not self._for_us(answer.get("aud")):
             raise ExchangeError("invalid_grant", "The subject token is meant for another audience")
         username = answer.get(self.settings.username_claim)
         if not isinstance(username, str) or not username:
@@ -136,6 +132,13 @@ class UpstreamTokens:
             session=session,
             expires_at=float(exp) if isinstance(exp, (int, float)) else None,
             cached=not asked,
+        )
+
+    def _for_us(self, audience: Any) -> bool:
+        """Whether the token names one of ``allowed_audiences`` (RFC 7519 ``aud``: one or a list)."""
+        audiences = [audience] if isinstance(audience, str) else audience
+        return isinstance(audiences, list) and bool(
+            set(audiences) & set(self.settings.allowed_audiences)
         )
 
     def _session(self, answer: dict[str, Any], token_name: str) -> str:

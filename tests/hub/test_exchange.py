@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from traitlets.config import Config
 
 from ..oidc.server import HUB_CLIENT, OIDCProvider
+from ..servers import RedisServer
 from .conftest import Hub
 
 GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -307,3 +308,26 @@ async def test_provider_killed_or_stopped_fails_closed_then_recovers(
         fresh = provider.token("alice", "urn:hub:opaque")
         r = await exchange(hub, fresh)
         assert r.status_code == 200, r.text  # recovered by itself: nothing bad was cached
+
+
+# -- a shared backend ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def on_redis(hub_config: Config, redis_server: RedisServer, crypt_key: str) -> None:
+    """Hub tokens and the provider's answers on Redis (the hub fixture scans it afterwards)."""
+    for section in (hub_config.TokenCache, hub_config.UpstreamCache):
+        section.backend, section.url, section.encryption_key = "redis", redis_server.url, crypt_key
+        section.namespace = f"exchange-{id(hub_config)}-{section is hub_config.TokenCache}"
+
+
+async def test_on_a_shared_backend_no_token_is_stored_in_the_clear(
+    on_redis: None, hub: Hub, provider: OIDCProvider
+) -> None:
+    upstream = alices(hub, provider)
+    first = await exchange(hub, upstream)
+    assert first.status_code == 200, first.text
+    second = await exchange(hub, upstream)
+    assert second.json()["cached"] is True
+    refused(await exchange(hub, upstream + "x"), "invalid_grant")
+    # the hub fixture then looks for every upstream and hub token in each Redis key and value

@@ -53,13 +53,16 @@ class OIDCProvider(Server):
         self.dir = Path(tempfile.mkdtemp(prefix="oidc-"))
         self.log = self.dir / "requests.log"
         self.log.touch()
-        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self.private_key = private
+        self.rotate_key()
+        self.short_ttl = short_ttl
+
+    def rotate_key(self) -> None:
+        """A new signing key (and key id), used from the next start."""
+        self.private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.kid = secrets.token_hex(8)
-        jwk = RSAAlgorithm.to_jwk(private, as_dict=True)
+        jwk = RSAAlgorithm.to_jwk(self.private_key, as_dict=True)
         (self.dir / "key.json").write_text(json.dumps({**jwk, "kid": self.kid, "alg": "RS256",
                                                        "use": "sig"}))  # fmt: skip
-        self.short_ttl = short_ttl
 
     @property
     def issuer(self) -> str:
