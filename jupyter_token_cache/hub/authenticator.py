@@ -13,6 +13,7 @@ from tornado.web import RequestHandler
 from traitlets.utils.importstring import import_item
 
 from .. import metrics
+from ..scopes import scope_error
 from ..tokens.events import REVOKED, USER_CHANGED, Event
 from ..tokens.minter import MintedRow
 from ..tokens.models import TokenRequestError
@@ -85,6 +86,9 @@ class TokenCacheMixin:
     def start_token_cache(self, app: Any) -> None:
         """Build the cache, policy, minter, observer and event broker; a bad setting stops the hub here."""
         self.token_cache = self.token_cache_class(parent=self)
+        cap = getattr(app, "token_expires_in_max_seconds", 0) or 0
+        for problem in self.token_cache.problems(scope_error, max_lifetime=cap):
+            self.log.warning("%s: %s; %s", *problem)  # type: ignore[attr-defined]
         create_tables(app.db.get_bind())
         self.token_ended_logins = EndedLogins()
         minter = self.token_minter = OrmMinter(
