@@ -6,16 +6,16 @@ import json
 import sys
 import time
 import urllib.parse
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from traitlets import Bool, CaselessStrEnum, Unicode
+from traitlets import Bool, CaselessStrEnum, Integer, Unicode
 
 from ..services.follower import read_events
 from .app import HubCommand
-from .errors import FAILED, OK, warn
-from .http import PAGINATION
+from .errors import FAILED, OK, REFUSED, CommandError, warn
+from .http import PAGINATION, Hub
 
 #: Most tokens one page of GET /token-cache/tokens holds (the hub's maximum).
 PAGE = 200
@@ -223,6 +223,14 @@ class EventsCommand(HubCommand):
     custom:token-cache:events."""
 
     follow = Bool(False, config=True, help="Keep printing new events until interrupted.")
+    since = Integer(
+        -1,
+        config=True,
+        help="""Print the events after this id (as a stream client's Last-Event-ID); by
+        default every event the hub still buffers (TokenCache.event_buffer_size).""",
+    )
+
+    aliases = {**HubCommand.aliases, "since": "EventsCommand.since"}
 
     flags = {
         **HubCommand.flags,
@@ -232,14 +240,39 @@ class EventsCommand(HubCommand):
 
     def run(self) -> int:
         idle = FOLLOW_IDLE if self.follow else self.timeout
-        with self.hub() as hub, hub.stream("token-cache/events", read_timeout=idle) as lines:
-            for event in read_events(lines):
-                if event is None:  # the retry block: the replay is over
-                    if not self.follow:
-                        break
-                    continue
-                self.out(json.dumps(event) if self.json_output else describe(event))
+        with self.hub() as hub:
+            after = {"Last-Event-ID": self._after(hub)}
+            with hub.stream("token-cache/events", read_timeout=idle, headers=after) as lines:
+                self._print(lines)
         return OK
+
+    def _print(self, lines: Iterator[str]) -> None:
+        for event in read_events(lines):
+            if event is None:  # the retry block: the replay is over
+                if not self.follow:
+                    break
+                continue
+            self.out(json.dumps(event) if self.json_output else describe(event))
+
+    def _after(self, hub: Hub) -> str:
+        """The Last-Event-ID that replays what was asked for.
+
+        Notes
+        -----
+        A stream without Last-Event-ID starts with the next event. The oldest event
+        still buffered is ``last_id - buffered + 1`` (the stats route says both); for a
+        token that may follow events but not read stats, "0" replays the buffer while it
+        still starts at event 1 (after that the hub answers "reset").
+        """
+        if self.since >= 0:
+            return str(self.since)
+        try:
+            events = hub.get("token-cache/stats").get("events") or {}
+        except CommandError as e:
+            if e.status != REFUSED:
+                raise
+            return "0"
+        return str(max(0, int(events.get("last_id", 0)) - int(events.get("buffered", 0))))
 
 
 def describe(event: dict[str, Any]) -> str:

@@ -73,12 +73,14 @@ class Hub:
         return self.request("DELETE", path, **kwargs)
 
     @contextlib.contextmanager
-    def stream(self, path: str, *, read_timeout: float | None) -> Iterator[Iterator[str]]:
+    def stream(
+        self, path: str, *, read_timeout: float | None, headers: dict[str, str] | None = None
+    ) -> Iterator[Iterator[str]]:
         """The lines of a streamed answer (Server-Sent Events), checked like any other."""
         timeout = httpx.Timeout(self._client.timeout.connect, read=read_timeout)
         with (
             self._calling("GET", path),
-            self._client.stream("GET", path, timeout=timeout) as response,
+            self._client.stream("GET", path, timeout=timeout, headers=headers) as response,
         ):
             if response.status_code != 200:
                 response.read()
