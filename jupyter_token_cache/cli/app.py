@@ -14,7 +14,7 @@ from traitlets.config import Application
 from traitlets.config.loader import ArgumentError, KVArgParseConfigLoader, _KVArgParser
 
 from .._version import __version__
-from .errors import OK, USAGE, CommandError, warn
+from .errors import FAILED, OK, USAGE, CommandError, warn
 from .http import Hub
 
 
@@ -158,8 +158,12 @@ class HubCommand(Command):
         """A client for the hub, or a usage error naming what is missing."""
         if not self.url:
             raise CommandError("no hub URL: set JUPYTERHUB_API_URL or pass --url", USAGE)
-        parsed = urllib.parse.urlparse(self.url)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        try:
+            parsed = urllib.parse.urlparse(self.url)
+            valid = parsed.scheme in ("http", "https") and bool(parsed.hostname)
+        except ValueError:
+            valid = False
+        if not valid:
             raise CommandError(
                 f"--url must be an http(s) URL such as http://127.0.0.1:8081/hub/api, "
                 f"not {self.url!r}",
@@ -243,6 +247,12 @@ def run(argv: list[str] | None = None) -> int:
         return USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `... | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return app.status
+    except Exception as e:  # noqa: BLE001 - a bug: still one line, never a traceback
+        warn(f"unexpected {type(e).__name__}: {' '.join(str(e).split())} (please report it)")
+        return FAILED
     return app.status
 
 
