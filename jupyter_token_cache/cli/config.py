@@ -16,6 +16,7 @@ from traitlets.config.loader import LazyConfigValue, PyFileConfigLoader
 from ..cache import TokenCacheConfigError, close_all
 from ..cache.codec import EncryptionKeyError, parse_keys
 from ..cache.shared import SharedStore
+from ..hub.authenticator import TokenCacheMixin, authenticator_class
 from ..scopes import scope_error
 from ..services.auth import CachedTokenChecks
 from ..services.checker import AnswerCache
@@ -99,12 +100,34 @@ def check_config(path: Path, *, ping_timeout: float) -> list[Problem]:
             define_custom_scopes(custom)
         except (ValueError, TypeError, AttributeError) as e:
             problems.append(Problem("JupyterHub.custom_scopes", _line(e), ""))
+    problems += _authenticator(hub.get("authenticator_class"))
     cache, found = _settings(config)
     problems += found
     cap = _value(hub.get("token_expires_in_max_seconds"), 0)
     problems += cache.problems(scope_error, max_lifetime=cap if isinstance(cap, int) else 0)
     problems += _storage(cache, config, ping_timeout)
     return problems
+
+
+def _authenticator(configured: Any) -> list[Problem]:
+    """The hub's authenticator must carry the token cache, or its settings do nothing."""
+    name = configured or "pam"  # JupyterHub's default
+    try:
+        cls = authenticator_class(name)
+    except Exception:  # noqa: BLE001 - not importable here: the hub's environment may differ
+        return []
+    if not isinstance(cls, type) or issubclass(cls, TokenCacheMixin):
+        return []
+    shown = repr(name) if isinstance(name, str) else cls.__name__
+    which = shown if configured else f"the default authenticator ({shown})"
+    return [
+        Problem(
+            "JupyterHub.authenticator_class",
+            f"{which} does not include the token cache: the TokenCache settings have no effect",
+            f"c.JupyterHub.authenticator_class = with_token_cache({shown}) "
+            "(from jupyter_token_cache import with_token_cache)",
+        )
+    ]
 
 
 def _settings(config: Config) -> tuple[TokenCache, list[Problem]]:

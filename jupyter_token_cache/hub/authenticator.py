@@ -216,16 +216,21 @@ def _server_active(app: Any) -> Any:
     return active
 
 
+def authenticator_class(authenticator: str | type[Authenticator]) -> Any:
+    """The class ``authenticator`` names, as JupyterHub resolves it: an entry-point name
+    ("github"), an import path, or the class itself."""
+    if isinstance(authenticator, str):
+        found = entry_points(group="jupyterhub.authenticators", name=authenticator)
+        return next(iter(found)).load() if found else import_item(authenticator)
+    return authenticator
+
+
 def with_token_cache(authenticator: str | type[Authenticator]) -> type[Authenticator]:
     """``authenticator`` (an entry-point name such as "github", an import path or a class) with the token cache.
 
     For ``c.JupyterHub.authenticator_class = with_token_cache("github")``.
     """
-    if isinstance(authenticator, str):
-        found = entry_points(group="jupyterhub.authenticators", name=authenticator)
-        base = next(iter(found)).load() if found else import_item(authenticator)
-    else:
-        base = authenticator
+    base = authenticator_class(authenticator)
     if not (isinstance(base, type) and issubclass(base, Authenticator)):
         raise TypeError(f"{authenticator!r} is not a JupyterHub Authenticator class")
     if issubclass(base, TokenCacheMixin):

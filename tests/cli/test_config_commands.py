@@ -12,6 +12,9 @@ from ..servers import RedisServer, free_port
 from .cli import cli, one_line_error
 
 GOOD = """
+from jupyter_token_cache import with_token_cache
+
+c.JupyterHub.authenticator_class = with_token_cache("dummy")
 c.JupyterHub.custom_scopes = {"custom:dask:use": {"description": "Use dask"}}
 c.TokenCache.notebook_scopes = ["access:servers!user", "read:users!user", "custom:dask:use"]
 c.TokenCache.services = {
@@ -21,6 +24,9 @@ c.TokenCache.minimum_lifetime = 600
 """
 
 SHARED = """
+from jupyter_token_cache import with_token_cache
+
+c.JupyterHub.authenticator_class = with_token_cache("dummy")
 c.TokenCache.backend = "redis"
 c.TokenCache.url = "{url}"
 """
@@ -121,7 +127,12 @@ def test_generate_config(tmp_path: Path) -> None:
     out = tmp_path / "jupyterhub_config.py"
     assert cli("generate-config", "-f", str(out)).returncode == 0
     assert out.read_text().strip() == printed.stdout.strip()
-    # every line commented: the defaults check clean
+    # every line commented: the defaults check clean, once the hub has the token cache
+    unused = cli("check-config", str(out))
+    assert unused.returncode == 1 and "JupyterHub.authenticator_class" in unused.stdout
+    with out.open("a") as f:
+        f.write("from jupyter_token_cache import with_token_cache\n")
+        f.write('c.JupyterHub.authenticator_class = with_token_cache("dummy")\n')
     assert cli("check-config", str(out)).returncode == 0
 
     out.write_text("# mine\n")
