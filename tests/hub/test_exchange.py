@@ -119,6 +119,10 @@ async def test_an_opaque_token_is_exchanged_after_one_introspection(
     assert again.json()["cached"] is True and again.json()["id"] == answer["id"]
     assert provider.introspections() == before + 1  # zero provider calls for the same token
 
+    admin = hub.token("admin", admin=True)
+    listed = (await hub.api("GET", "token-cache/tokens?user=alice", admin)).json()
+    assert [(t["id"], t["session_kind"]) for t in listed] == [(answer["id"], "upstream")]
+
 
 @jwt_mode()
 async def test_a_jwt_is_checked_against_the_providers_keys(
