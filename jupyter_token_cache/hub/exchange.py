@@ -125,7 +125,7 @@ class ExchangeHandler(TokenCacheAPIHandler):
             self.log.info("Token exchange: created user %s", name)
         if auth.manage_groups and groups is not None:
             user.sync_groups(groups)
-        self.db.commit()
+        self.db.commit()  # a new user, its roles, its groups (a no-op when none changed)
         return user
 
     async def _issue(self, user: User, identity: Identity, params: dict[str, Any]) -> IssuedToken:
