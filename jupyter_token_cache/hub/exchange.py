@@ -26,7 +26,6 @@ from ..tokens.models import (
     InvalidRequest,
     IssuedToken,
     LifetimeUnavailable,
-    ParentSession,
     TokenRequestError,
     UnknownService,
 )
@@ -134,13 +133,8 @@ class ExchangeHandler(TokenCacheAPIHandler):
         held = minter.user_scopes(user.name)
         scope = params["scope"]
         requested = scope.split() if scope else None
-        session = ParentSession(
-            user=user.name,
-            ref=identity.session,
-            kind="upstream",
-            expires_at=None if identity.expires_at is None else float(int(identity.expires_at)),
-            scopes=held,
-        )
+        sessions = self.extension.token_sessions
+        session = sessions.for_upstream(user.name, identity.session, identity.expires_at, held)
         if params["service"] is not None:
             return await service.internal_token(session, params["service"], requested)
         if requested is not None:
@@ -148,12 +142,9 @@ class ExchangeHandler(TokenCacheAPIHandler):
             allowed = minter.expand(service.settings.notebook_scopes, user.name)
             if minter.intersect(wanted, allowed) != wanted:
                 raise Forbidden("scope asks for more than a notebook token may hold")
-            session = ParentSession(
-                user=session.user,
-                ref=session.ref,
-                kind=session.kind,
-                expires_at=session.expires_at,
-                scopes=minter.intersect(wanted, held),
+            narrower = minter.intersect(wanted, held)
+            session = sessions.for_upstream(
+                user.name, identity.session, identity.expires_at, narrower
             )
         return await service.notebook_token(session)
 

@@ -146,6 +146,7 @@ async def test_a_jwt_is_checked_against_the_providers_keys(
     assert token_calls > 0 and provider.introspections() == introspections
 
 
+@pytest.mark.hub_config(TokenExchange__introspection_ttl=3600.0)  # outlasts a slow machine
 async def test_a_thousand_concurrent_exchanges_make_one_provider_call_and_one_token(
     hub: Hub, provider: OIDCProvider
 ) -> None:
@@ -335,3 +336,12 @@ async def test_on_a_shared_backend_no_token_is_stored_in_the_clear(
     assert second.json()["cached"] is True
     refused(await exchange(hub, upstream + "x"), "invalid_grant")
     # the hub fixture then looks for every upstream and hub token in each Redis key and value
+
+
+async def test_the_claim_goes_through_the_authenticators_normalize_username(
+    hub: Hub, provider: OIDCProvider
+) -> None:
+    hub.add_user("bob")
+    r = await exchange(hub, provider.token("BoB", "urn:hub:opaque"))  # preferred_username "BoB"
+    assert r.status_code == 200, r.text
+    assert (await whoami(hub, r.json()["access_token"])).json()["name"] == "bob"
