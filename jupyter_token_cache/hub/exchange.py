@@ -61,7 +61,7 @@ class ExchangeHandler(TokenCacheAPIHandler):
             identity = await exchange.identify(params["subject_token"])
         except ExchangeError as e:
             if e.ended_session is not None:
-                await self._revoke(e.ended_session)
+                await self._revoke(*e.ended_session)
             rfc_error(self, e.error, e.description, e.status)
         user = await self._admit(identity)
         try:
@@ -108,9 +108,12 @@ class ExchangeHandler(TokenCacheAPIHandler):
                          "auth_state": {"oauth_user": claims}, "user_info": None}  # fmt: skip
         if not auth.validate_username(name):
             rfc_error(self, "invalid_grant", "The subject token's user is not a valid hub username")
-        admitted = await maybe_future(auth.check_blocked_users(name, authenticated))
-        if admitted and not auth.allow_all:
-            admitted = await maybe_future(auth.check_allowed(name, authenticated))
+        try:
+            admitted = await maybe_future(auth.check_blocked_users(name, authenticated))
+            if admitted and not auth.allow_all:
+                admitted = await maybe_future(auth.check_allowed(name, authenticated))
+        except web.HTTPError:  # authenticators may refuse with a page of their own
+            admitted = False
         if not admitted:
             self.log.warning("Token exchange: user %s is not allowed by the authenticator", name)
             rfc_error(self, "invalid_grant", "The subject token's user may not use this hub")
@@ -148,10 +151,12 @@ class ExchangeHandler(TokenCacheAPIHandler):
             )
         return await service.notebook_token(session)
 
-    async def _revoke(self, session_ref: str) -> None:
+    async def _revoke(self, session_ref: str, claimed: str) -> None:
         """Delete the hub tokens minted for an upstream session the provider has ended."""
         service = self.extension.token_service
-        rows = [r for r in await service.minter.minted() if r.lineage.session_ref == session_ref]
+        user = self.authenticator.normalize_username(claimed)
+        minted = await service.minter.minted(user)
+        rows = [r for r in minted if r.lineage.session_ref == session_ref]
         if rows:
             count = await service.minter.revoke([r.ref for r in rows], reason="parent-revoked")
             self.log.info("Token exchange: revoked %i token(s) of an ended upstream session", count)

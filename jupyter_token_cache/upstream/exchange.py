@@ -41,8 +41,9 @@ class ExchangeError(Exception):
         self.error = error
         self.description = description
         self.status = status
-        #: The upstream session that ended, when the refusal shows one has.
-        self.ended_session: str | None = None
+        #: The upstream session that ended and the user it was seen with (the claim, not
+        #: yet normalised), when the refusal shows one has.
+        self.ended_session: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +91,8 @@ class UpstreamTokens:
             prefix="provider",
             unavailable=ProviderUnavailable,
         )
-        self._sessions: OrderedDict[str, str] = OrderedDict()
+        #: token HMAC -> (upstream session, username claim), of tokens seen active.
+        self._sessions: OrderedDict[str, tuple[str, str]] = OrderedDict()
 
     async def identify(self, token: str) -> Identity:
         """The identity ``token`` speaks for; :class:`ExchangeError` when it is not good."""
@@ -121,7 +123,7 @@ class UpstreamTokens:
             if isinstance(found, list) and all(isinstance(g, str) for g in found):
                 groups = tuple(found)
         session = self._session(answer, name)
-        self._sessions[name] = session
+        self._sessions[name] = (session, username)
         self._sessions.move_to_end(name)
         if len(self._sessions) > MEMO_SIZE:
             self._sessions.popitem(last=False)
