@@ -146,22 +146,41 @@ async def test_a_jwt_is_checked_against_the_providers_keys(
     assert token_calls > 0 and provider.introspections() == introspections
 
 
+async def thousand(hub: Hub, upstream: str) -> None:
+    """1,000 concurrent exchanges of ``upstream``: all answered, with one hub token."""
+    # a client of its own: the shared one's pool would time requests out waiting in line
+    await hub.http.aclose()
+    hub.http = httpx.AsyncClient(
+        base_url=hub.url, event_hooks=hub.hooks, timeout=httpx.Timeout(120, pool=None)
+    )
+    answers = await asyncio.gather(*(exchange(hub, upstream) for _ in range(1000)))
+    assert {r.status_code for r in answers} == {200}
+    assert len({r.json()["id"] for r in answers}) == 1
+    assert sum(not r.json()["cached"] for r in answers) == 1
+
+
 @pytest.mark.hub_config(TokenExchange__introspection_ttl=3600.0)  # outlasts a slow machine
 async def test_a_thousand_concurrent_exchanges_make_one_provider_call_and_one_token(
     hub: Hub, provider: OIDCProvider
 ) -> None:
     upstream = alices(hub, provider)
     before = provider.introspections()
-    # a client of its own: the shared one's pool would time requests out waiting in line
-    await hub.http.aclose()
-    hub.http = httpx.AsyncClient(base_url=hub.url, event_hooks=hub.hooks,
-                                 timeout=httpx.Timeout(120, pool=None))  # fmt: skip
-    answers = await asyncio.gather(*(exchange(hub, upstream) for _ in range(1000)))
-    assert {r.status_code for r in answers} == {200}
-    assert len({r.json()["id"] for r in answers}) == 1
-    assert sum(not r.json()["cached"] for r in answers) == 1
+    await thousand(hub, upstream)
     assert provider.introspections() == before + 1
     assert len(hub.minted_rows("alice")) == 1
+
+
+@jwt_mode()
+async def test_a_thousand_concurrent_exchanges_of_a_jwt_fetch_the_keys_once(
+    hub: Hub, provider: OIDCProvider
+) -> None:
+    hub.add_user("alice")
+    upstream = provider.token("alice", "urn:hub:jwt")
+    before = provider.requests()
+    await thousand(hub, upstream)
+    # a fresh hub: its discovery document and keys, once each, and nothing per token
+    assert provider.requests() - before == 2
+    assert provider.requests("GET /jwks") >= 1 and len(hub.minted_rows("alice")) == 1
 
 
 async def test_a_service_token_and_narrower_scopes(hub: Hub, provider: OIDCProvider) -> None:
