@@ -1,0 +1,259 @@
+"""The admin page (/hub/token-cache) in a real browser, against the real ``jupyterhub`` command.
+
+Debian's chromium, driven by Playwright (never ``playwright install``: that downloads a
+browser). One hub and one browser for the module; the tests run in order and share the
+admin's login. Set ``UPDATE_SCREENSHOTS=1`` to write docs/_static/admin-page.png.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from ..e2e.services import api_token
+from ..hubprocess import ROOT, HubProcess, running_hub
+from ..servers import MissingBinary, unavailable
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PASSWORD = "browser-test-password"
+CONFIG = f"""
+from jupyter_token_cache import with_token_cache
+
+c.JupyterHub.authenticator_class = with_token_cache("dummy")
+c.DummyAuthenticator.password = {PASSWORD!r}
+c.Authenticator.allow_all = True
+c.Authenticator.admin_users = {{"admin"}}
+"""
+SCREENSHOT = ROOT / "docs" / "_static" / "admin-page.png"
+#: How long the page may take to show a change (it refreshes every 3 s).
+SHOWN_WITHIN = 15_000
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
+    with running_hub(tmp_path_factory.mktemp("hub"), CONFIG) as hub:
+        yield hub
+    log = hub.log()
+    assert not [token for token in _tokens_seen if token in log], "a token in the hub's log"
+
+
+_tokens_seen: list[str] = []
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A browser context on a fresh profile; every URL it asks for is in ``.requested``."""
+    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        unavailable(MissingBinary(f"{CHROMIUM} not found (apt-get install chromium)"))
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")),
+            executable_path=CHROMIUM,
+            args=CHROMIUM_ARGS,
+            headless=True,
+            viewport={"width": 1280, "height": 900},
+        )
+        context.requested = []
+        context.on("request", lambda request: context.requested.append(request.url))
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+@pytest.fixture(scope="module")
+def page(hub: HubProcess, browser: Any) -> Any:
+    """The admin, logged in through the hub's login form, on the admin page."""
+    page = browser.pages[0] if browser.pages else browser.new_page()
+    log_in(page, hub, "admin", next_url="/hub/token-cache")
+    assert page.url == f"{hub.url}/hub/token-cache"
+    return page
+
+
+@pytest.fixture(scope="module")
+def alice(hub: HubProcess) -> dict[str, str]:
+    return api_token(hub, "alice")
+
+
+def log_in(page: Any, hub: HubProcess, user: str, next_url: str = "/hub/home") -> None:
+    page.goto(f"{hub.url}/hub/login?next={next_url}")
+    page.get_by_label("Username:", exact=True).fill(user)
+    page.get_by_label("Password:", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{hub.url}{next_url}")
+
+
+def notebook_token(hub: HubProcess, token: str) -> dict[str, Any]:
+    r = httpx.post(f"{hub.url}/hub/api/token-cache/notebook",
+                   headers={"Authorization": f"token {token}"}, timeout=30)  # fmt: skip
+    assert r.status_code == 200, r.text
+    _tokens_seen.append(r.json()["token"])
+    return r.json()  # type: ignore[no-any-return]
+
+
+def counter(page: Any, name: str) -> int:
+    from playwright.sync_api import expect
+
+    cell = page.locator(f"#tc-{name}")
+    expect(cell).to_have_text(re.compile(r"^\d+$"), timeout=SHOWN_WITHIN)
+    return int(cell.inner_text())
+
+
+def test_counters_move_and_tokens_are_listed(
+    page: Any, hub: HubProcess, alice: dict[str, str]
+) -> None:
+    from playwright.sync_api import expect
+
+    expect(page.get_by_role("heading", name="Token cache", level=1)).to_be_visible()
+    expect(page.get_by_role("link", name="Token cache")).to_be_visible()  # in the nav bar
+    expect(page.locator("#tc-backend")).to_have_text("memory")
+    expect(page.locator("#tc-health")).to_have_text("available")
+    mints, hits = counter(page, "mints"), counter(page, "hits")
+
+    issued = notebook_token(hub, alice["token"])  # a miss and a mint
+    assert notebook_token(hub, alice["token"])["token"] == issued["token"]  # a hit
+    expect(page.locator("#tc-mints")).to_have_text(str(mints + 1), timeout=SHOWN_WITHIN)
+    expect(page.locator("#tc-hits")).to_have_text(str(hits + 1), timeout=SHOWN_WITHIN)
+    expect(page.locator("#tc-hit-rate")).to_have_text(re.compile(r"^\d+\.\d %$"))
+    expect(page.locator("#tc-chart polyline.tc-mints")).to_have_count(1, timeout=SHOWN_WITHIN)
+
+    rows = page.locator("#tc-tokens tbody tr[data-user=alice]")
+    expect(rows).to_have_count(1, timeout=SHOWN_WITHIN)
+    expect(rows.first).to_contain_text("notebook")
+    assert issued["token"] not in page.content(), "the page shows a token"
+
+    # the filter: by kind (none internal), then by user
+    page.get_by_label("Kind").select_option("internal")
+    page.get_by_role("button", name="Apply filter").click()
+    expect(rows).to_have_count(0)
+    expect(page.locator("#tc-tokens caption")).to_have_text("No minted tokens match the filter")
+    page.get_by_label("Kind").select_option("")
+    page.get_by_label("Filter by user").fill("alice")
+    page.get_by_role("button", name="Apply filter").click()
+    expect(rows).to_have_count(1)
+
+    shot = hub.workdir / "admin-page.png"
+    page.screenshot(path=str(shot), full_page=True)
+    if os.environ.get("UPDATE_SCREENSHOTS"):
+        shutil.copyfile(shot, SCREENSHOT)
+
+
+def test_reset_one_user_with_revoke_from_the_keyboard(
+    page: Any, hub: HubProcess, alice: dict[str, str]
+) -> None:
+    from playwright.sync_api import expect
+
+    issued = notebook_token(hub, alice["token"])
+    rows = page.locator("#tc-tokens tbody tr[data-user=alice]")
+    expect(rows).to_have_count(1, timeout=SHOWN_WITHIN)
+
+    # labelled controls, reached and worked with the keyboard alone
+    page.get_by_label("User to reset").focus()
+    page.keyboard.type("alice")
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("Also revoke their tokens in the hub")).to_be_focused()
+    page.keyboard.press("Space")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Reset user…")).to_be_focused()
+    page.keyboard.press("Enter")
+    dialog = page.get_by_role("dialog", name="Confirm reset")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("revoke")
+    expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(dialog.get_by_role("button", name="Confirm reset")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(dialog).to_be_hidden()
+
+    expect(page.get_by_role("status")).to_have_text("Reset user alice: 1 token(s) revoked.")
+    expect(rows).to_have_count(0, timeout=SHOWN_WITHIN)
+    refused = httpx.get(
+        f"{hub.url}/hub/api/user", headers={"Authorization": f"token {issued['token']}"}
+    )
+    assert refused.status_code == 403
+    # alice's own API token (not minted by the cache) still works
+    kept = httpx.get(
+        f"{hub.url}/hub/api/user", headers={"Authorization": f"token {alice['token']}"}
+    )
+    assert kept.status_code == 200
+
+
+def test_cancel_resets_nothing(page: Any, hub: HubProcess, alice: dict[str, str]) -> None:
+    from playwright.sync_api import expect
+
+    issued = notebook_token(hub, alice["token"])
+    page.get_by_role("button", name="Reset all users…").click()
+    dialog = page.get_by_role("dialog", name="Confirm reset")
+    expect(dialog).to_contain_text("every user")
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    ok = httpx.get(f"{hub.url}/hub/api/user", headers={"Authorization": f"token {issued['token']}"})
+    assert ok.status_code == 200
+
+
+def test_static_files_types_and_caching(page: Any, hub: HubProcess) -> None:
+    script = page.locator("script[src*='token-cache/static/token-cache.js']").get_attribute("src")
+    css = page.locator("link[href*='token-cache/static/token-cache.css']").get_attribute("href")
+    assert "?v=" in script and "?v=" in css
+    r = httpx.get(f"{hub.url}{script}")
+    assert r.status_code == 200 and r.headers["content-type"].startswith(
+        ("text/javascript", "application/javascript")
+    )
+    assert "max-age=31536000" in r.headers["cache-control"]
+    assert r.headers["x-content-type-options"] == "nosniff"
+    r = httpx.get(f"{hub.url}{css}")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/css")
+    unversioned = httpx.get(f"{hub.url}{css.split('?')[0]}")
+    assert unversioned.status_code == 200 and "cache-control" not in unversioned.headers
+    assert httpx.get(f"{hub.url}/hub/token-cache/static/../page.py").status_code in (403, 404)
+
+
+def test_visitors_log_in_first(hub: HubProcess) -> None:
+    r = httpx.get(f"{hub.url}/hub/token-cache")
+    assert r.status_code == 302 and "/hub/login" in r.headers["location"]
+
+
+def test_no_request_leaves_the_hub(page: Any, hub: HubProcess, browser: Any) -> None:
+    assert browser.requested, "the browser asked for nothing"
+    elsewhere = [url for url in browser.requested if not url.startswith(f"{hub.url}/")]
+    assert not elsewhere, f"requests to another origin: {elsewhere}"
+
+
+def test_users_without_the_scopes_get_the_hub_403_page(
+    page: Any, hub: HubProcess, browser: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    expect(page.get_by_role("link", name="Token cache")).to_be_visible()
+    page.goto(f"{hub.url}/hub/home")  # the link is on every hub page
+    expect(page.get_by_role("link", name="Token cache")).to_be_visible()
+
+    browser.clear_cookies()
+    log_in(page, hub, "bob")
+    expect(page.get_by_role("link", name="Home")).to_be_visible()
+    expect(page.get_by_role("link", name="Token cache")).to_have_count(0)
+    response = page.goto(f"{hub.url}/hub/token-cache")
+    assert response.status == 403
+    expect(page.get_by_role("heading", name=re.compile(r"^403 : Forbidden"))).to_be_visible()
+    expect(page.get_by_text("Requires admin:users or custom:token-cache:admin")).to_be_visible()
+    expect(page.get_by_role("link", name="Home")).to_be_visible()  # the hub's own page
