@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -25,10 +26,27 @@ class Token:
 
     token: str
     id: str
-    expires_at: float
+    #: When it stops working (an aware UTC datetime).
+    expires_at: datetime
+    #: Whole seconds it had left when the hub answered.
+    expires_in: int
     scopes: list[str]
     cached: bool
     service: str | None = None
+
+    @classmethod
+    def from_model(cls, body: dict[str, Any]) -> Token:
+        """Read a token answer; fields a newer hub adds are ignored."""
+        return cls(
+            token=body["token"],
+            id=body["id"],
+            # "…Z": Python 3.10's fromisoformat does not read the Z
+            expires_at=datetime.fromisoformat(body["expires_at"].replace("Z", "+00:00")),
+            expires_in=body["expires_in"],
+            scopes=body["scopes"],
+            cached=body["cached"],
+            service=body.get("service"),
+        )
 
     def __repr__(self) -> str:  # never print the secret
         return f"Token(id={self.id!r}, expires_at={self.expires_at}, cached={self.cached})"
@@ -79,16 +97,22 @@ class _Calls:
         except ValueError:
             body = {}
         if response.status_code != 200:
-            raise TokenCacheError(response.status_code, str(body.get("message") or response.reason_phrase))
-        return Token(**body)
+            raise TokenCacheError(
+                response.status_code, str(body.get("message") or response.reason_phrase)
+            )
+        return Token.from_model(body)
 
 
 class TokenCacheClient:
     """Synchronous client: ``TokenCacheClient().get_notebook_token()``."""
 
-    def __init__(self, api_url: str | None = None, token: str | None = None, *, timeout: float = 30) -> None:
+    def __init__(
+        self, api_url: str | None = None, token: str | None = None, *, timeout: float = 30
+    ) -> None:
         self._calls = _Calls(api_url, token)
-        self._http = httpx.Client(base_url=self._calls.base_url, headers=self._calls.headers, timeout=timeout)
+        self._http = httpx.Client(
+            base_url=self._calls.base_url, headers=self._calls.headers, timeout=timeout
+        )
 
     def _post(self, path: str, body: dict[str, Any]) -> Token:
         return self._calls.read(self._http.post(path, json=body))
@@ -116,9 +140,13 @@ class TokenCacheClient:
 class AsyncTokenCacheClient:
     """Asynchronous client: ``await AsyncTokenCacheClient().get_notebook_token()``."""
 
-    def __init__(self, api_url: str | None = None, token: str | None = None, *, timeout: float = 30) -> None:
+    def __init__(
+        self, api_url: str | None = None, token: str | None = None, *, timeout: float = 30
+    ) -> None:
         self._calls = _Calls(api_url, token)
-        self._http = httpx.AsyncClient(base_url=self._calls.base_url, headers=self._calls.headers, timeout=timeout)
+        self._http = httpx.AsyncClient(
+            base_url=self._calls.base_url, headers=self._calls.headers, timeout=timeout
+        )
 
     async def _post(self, path: str, body: dict[str, Any]) -> Token:
         return self._calls.read(await self._http.post(path, json=body))

@@ -413,6 +413,7 @@ class CacheEngine(LoggingConfigurable):
             "backend": store.name,
             "enabled": self.enabled,
             "available": store.available,
+            "health": store.health(),
             **store.stats.totals(),
             "entries": store.entries(),
             "by_kind": store.stats.by_kind(),

@@ -138,15 +138,18 @@ class SharedStore(Store):
         if self._outage:
             self._outage = False
             self._skip_until = 0.0
+            self.since = time.time()
             self.log.warning("Token cache backend %s is reachable again", self.name)
         return result
 
     def _failed(self, exc: Exception) -> None:
         self.stats.add("errors")
         self._skip_until = time.monotonic() + self.retry_interval
+        reason = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+        self.last_error, self.last_error_at = reason[:200], time.time()
         if not self._outage:
             self._outage = True
-            reason = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+            self.since = self.last_error_at
             self.log.warning(
                 "Token cache backend %s unavailable (%s); serving misses until it is back",
                 self.name,

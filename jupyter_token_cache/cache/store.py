@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from typing import Any, NamedTuple
 
@@ -46,6 +47,11 @@ class Store(ABC):
         self.users = 0
         #: The settings that built it (its key among the shared stores).
         self.settings: tuple[Any, ...] = ()
+        #: Epoch seconds of the last change of ``available`` (or of the store's start).
+        self.since = time.time()
+        #: Why the backend last failed ("timed out", "ConnectionError: ...") and when.
+        self.last_error: str | None = None
+        self.last_error_at: float | None = None
 
     @abstractmethod
     async def get(self, key: CacheKey) -> tuple[Any, Stamp]:
@@ -91,6 +97,15 @@ class Store(ABC):
     def available(self) -> bool:
         """False while the backend is considered down."""
         return True
+
+    def health(self) -> dict[str, Any]:
+        """What an operator asks first: is it up, since when, and what failed last (epoch times)."""
+        return {
+            "available": self.available,
+            "since": self.since,
+            "last_error": self.last_error,
+            "last_error_at": self.last_error_at,
+        }
 
     async def try_lock(self, key: CacheKey, token: str) -> bool | None:
         """Take the cross-process lease for ``key``: True, False (held), None (error)."""

@@ -25,6 +25,7 @@ from .handlers import (
     NotebookTokenHandler,
     ResetHandler,
     StatsHandler,
+    TokensHandler,
 )
 from .introspect import IntrospectHandler
 from .lineage import create_tables
@@ -57,6 +58,7 @@ class TokenCacheMixin:
     notebook_handler: type[RequestHandler] = NotebookTokenHandler
     internal_handler: type[RequestHandler] = InternalTokenHandler
     stats_handler: type[RequestHandler] = StatsHandler
+    tokens_handler: type[RequestHandler] = TokensHandler
     reset_handler: type[RequestHandler] = ResetHandler
     events_handler: type[RequestHandler] = EventsHandler
     introspect_handler: type[RequestHandler] = IntrospectHandler
@@ -78,6 +80,7 @@ class TokenCacheMixin:
             (f"{API_PREFIX}/notebook", self.notebook_handler),
             (f"{API_PREFIX}/internal", self.internal_handler),
             (f"{API_PREFIX}/stats", self.stats_handler),
+            (f"{API_PREFIX}/tokens", self.tokens_handler),
             (f"{API_PREFIX}/events", self.events_handler),
             (f"{API_PREFIX}/introspect", self.introspect_handler),
             (f"{API_PREFIX}/users/([^/]+)", self.reset_handler),

@@ -86,7 +86,7 @@ class TokenCacheAPIHandler(APIHandler):  # type: ignore[misc]  # jupyterhub ship
     def refuse(self, error: TokenRequestError) -> web.HTTPError:
         return web.HTTPError(error.status, error.message)
 
-    def write_json(self, model: dict[str, Any]) -> None:
+    def write_json(self, model: dict[str, Any] | list[Any]) -> None:
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.set_header("Cache-Control", "no-store")
         self.finish(json.dumps(model))
@@ -144,6 +144,33 @@ class StatsHandler(TokenCacheAPIHandler):
         stats["events"] = self.extension.token_events.stats()
         stats["introspections"] = dict(self.extension.token_introspections)
         self.write_json(stats)
+
+
+class TokensHandler(TokenCacheAPIHandler):
+    """GET /hub/api/token-cache/tokens (admin): the live tokens the cache minted, paginated.
+
+    Filters ``user``, ``kind`` and ``service``; JupyterHub's ``offset`` / ``limit`` and,
+    for clients that send ``Accept: application/jupyterhub-pagination+json``, its
+    ``{"items": [...], "_pagination": {...}}`` envelope. Items never hold a token or a
+    hash.
+    """
+
+    async def get(self) -> None:
+        self.require_admin()
+        offset, limit = self.get_api_pagination()
+        try:
+            rows = await self.extension.token_service.listing(
+                self.get_argument("user", None) or None,
+                kind=self.get_argument("kind", None) or None,
+                service=self.get_argument("service", None) or None,
+            )
+        except TokenRequestError as e:
+            raise self.refuse(e) from None
+        items = [row.model() for row in rows[offset : offset + limit]]
+        if self.accepts_pagination:
+            self.write_json(self.paginated_model(items, offset, limit, len(rows)))
+        else:
+            self.write_json(items)
 
 
 class ResetHandler(TokenCacheAPIHandler):

@@ -202,7 +202,15 @@ class OrmMinter:
         self, user: str | None = None, *, server: str | None = None
     ) -> list[MintedRow]:
         query = (
-            select(LINEAGE, orm.APIToken.hashed, orm.APIToken.scopes, orm.User.name)
+            select(
+                LINEAGE,
+                orm.APIToken.hashed,
+                orm.APIToken.scopes,
+                orm.APIToken.created,
+                orm.APIToken.expires_at,
+                orm.APIToken.last_activity,
+                orm.User.name,
+            )
             .join(orm.APIToken, orm.APIToken.id == LINEAGE.c.token_id)
             .join(orm.User, orm.User.id == orm.APIToken.user_id)
             .where(LINEAGE.c.kind.in_(("notebook", "internal")))
@@ -217,8 +225,11 @@ class OrmMinter:
                 user=row.name,
                 scopes=tuple(row.scopes),
                 lineage=from_row(row),
+                created=epoch_seconds(row.created),
+                expires_at=epoch_seconds(row.expires_at),
+                last_activity=epoch_seconds(row.last_activity),
             )
-            for row in self.db.execute(query)
+            for row in self.db.execute(query.order_by(LINEAGE.c.token_id))
             if is_row(row.hashed, row.token_fp)
         ]
 

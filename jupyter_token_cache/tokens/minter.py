@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .lineage import Lineage
-from .models import ParentSession, TokenRef
+from .models import ParentSession, TokenRef, iso8601
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +18,25 @@ class MintedRow:
     user: str
     scopes: tuple[str, ...]
     lineage: Lineage
+    #: Epoch seconds: when the row was created, when it expires (None: never), last used.
+    created: float | None = None
+    expires_at: float | None = None
+    last_activity: float | None = None
+
+    def model(self) -> dict[str, Any]:
+        """The admin listing's item: what the token is for, never the token or its hash."""
+        return {
+            "id": self.ref.id,
+            "user": self.user,
+            "kind": self.lineage.kind,
+            "service": self.lineage.service,
+            "session_kind": self.lineage.session_kind,
+            "server": self.lineage.server,
+            "scopes": list(self.scopes),
+            "created": iso8601(self.created),
+            "expires_at": iso8601(self.expires_at),
+            "last_activity": iso8601(self.last_activity),
+        }
 
 
 class Minter(Protocol):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 #: A run this long of letters and digits may be a secret (JupyterHub tokens are 32 hex).
@@ -20,6 +22,18 @@ def shown(value: str) -> str:
     if len(value) > 100 or _SECRET_LIKE.search(value):
         return "(a value not shown)"
     return repr(value)
+
+
+def iso8601(epoch: float | None) -> str | None:
+    """``epoch`` seconds as JupyterHub's REST API writes a time: ISO 8601 UTC with a ``Z``.
+
+    The same text as ``jupyterhub.utils.isoformat`` (a test compares them), so that a
+    client reads our times with the code it reads the hub's with; written here because
+    the policy layer imports nothing of the hub.
+    """
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, timezone.utc).replace(tzinfo=None).isoformat() + "Z"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,11 +105,16 @@ class IssuedToken:
     service: str | None = None
 
     def model(self) -> dict[str, Any]:
-        """The JSON body of a REST answer."""
+        """The JSON body of a REST answer.
+
+        ``expires_at`` is written as JupyterHub writes its token model's times (ISO 8601
+        UTC), and ``expires_in`` counts whole seconds left, as OAuth answers do.
+        """
         body: dict[str, Any] = {
             "token": self.token,
             "id": self.id,
-            "expires_at": self.expires_at,
+            "expires_at": iso8601(self.expires_at),
+            "expires_in": max(0, int(self.expires_at - time.time())),
             "scopes": list(self.scopes),
             "cached": self.cached,
         }

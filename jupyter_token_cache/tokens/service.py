@@ -21,6 +21,7 @@ from .models import (
     SessionEnded,
     TokenRef,
     UnknownService,
+    iso8601,
     shown,
 )
 from .policy import TokenCache
@@ -364,10 +365,28 @@ class TokenService:
 
     # -- reporting ----------------------------------------------------------------------
 
+    async def listing(
+        self, user: str | None = None, *, kind: str | None = None, service: str | None = None
+    ) -> list[MintedRow]:
+        """The live tokens this extension minted, oldest first, for the admin listing."""
+        if kind not in (None, "notebook", "internal"):
+            raise InvalidRequest("kind must be notebook or internal")
+        now = time.time()
+        return [
+            row
+            for row in await self.minter.minted(user)
+            if (kind is None or row.lineage.kind == kind)
+            and (service is None or row.lineage.service == service)
+            and (row.expires_at is None or row.expires_at > now)
+        ]
+
     def stats(self) -> dict[str, Any]:
         """What the admin stats route shows."""
         stats = self.settings.stats()
         stats["mints"] = stats.pop("creations")
+        health = stats["health"]
+        for name in ("since", "last_error_at"):
+            health[name] = iso8601(health[name])
         for counts in stats["by_kind"].values():
             counts["mints"] = counts.pop("creations")
         return stats

@@ -102,7 +102,14 @@ bodies = st.one_of(
 )
 ROUTES = [("POST", "token-cache/notebook"), ("POST", "token-cache/internal"), ("GET", "token-cache/stats"),
           ("DELETE", "token-cache"), ("DELETE", "token-cache/users/{name}"), ("POST", "token-cache/introspect"),
-          ("POST", "token-cache/introspect")]  # fmt: skip
+          ("POST", "token-cache/introspect"), ("GET", "token-cache/tokens")]  # fmt: skip
+#: Query strings of the listing (filters and JupyterHub's pagination).
+listing_queries = st.dictionaries(
+    st.sampled_from(["user", "kind", "service", "offset", "limit"]) | st.text(max_size=6),
+    st.sampled_from(["alice", "notebook", "internal", "dask", "0", "1", "-3", "10000", ""])
+    | st.text(max_size=12),
+    max_size=4,
+)
 # weighted towards valid credentials, so that most requests reach the policy
 CREDENTIALS = [
     "none",
@@ -161,15 +168,17 @@ def fuzz_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
 @given(route=st.sampled_from(ROUTES), credential=st.sampled_from(CREDENTIALS), body=bodies,
        name=st.sampled_from(["alice", "bob", "nobody"]) | st.text(min_size=1, max_size=20),
        revoke=st.none() | st.sampled_from(["true", "false", "1", "0"]) | st.text(max_size=8),
-       form=st.booleans())  # fmt: skip
+       form=st.booleans(), query=listing_queries)  # fmt: skip
 def test_fuzz_rest_api(fuzz_hub: dict[str, Any], route: tuple[str, str], credential: str, body: Any,
-                       name: str, revoke: str | None, form: bool) -> None:  # fmt: skip
+                       name: str, revoke: str | None, form: bool, query: dict[str, str]) -> None:  # fmt: skip
     method, path = route
     path = path.format(name=quote(name, safe=""))
     credentials = fuzz_hub["credentials"]
     token = credentials[credential]
     headers = {"Authorization": f"token {token}"} if token else {}
     params = {} if revoke is None or method != "DELETE" else {"revoke": revoke}
+    if path.endswith("/tokens"):
+        params = query
     if isinstance(body, str):
         for placeholder in PLACEHOLDERS:
             body = body.replace(placeholder, credentials.get(placeholder[1:-1]) or "")

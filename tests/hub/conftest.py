@@ -45,7 +45,8 @@ class Hub:
     async def _remember(self, response: httpx.Response) -> None:
         await response.aread()
         if response.status_code == 200 and "/token-cache/" in response.request.url.path:
-            token = response.json().get("token")
+            body = response.json()
+            token = body.get("token") if isinstance(body, dict) else None
             if token:
                 self.secrets.add(token)
 

@@ -37,6 +37,9 @@ async def test_redis_stopped_mid_run(hub: Hub, own_redis: RedisServer) -> None:
     assert {r.json()["cached"] for r in during} == {False}
     stats = hub.app.authenticator.token_service.stats()
     assert stats["errors"] >= 1 and stats["available"] is False
+    health = stats["health"]
+    assert health["available"] is False and health["last_error"]
+    assert health["since"] <= health["last_error_at"]  # ISO 8601 text sorts as time
 
     own_redis.restart()
     for _ in range(50):  # the store retries after retry_interval
@@ -47,3 +50,6 @@ async def test_redis_stopped_mid_run(hub: Hub, own_redis: RedisServer) -> None:
     assert r["cached"] is True, "caching did not resume"
     assert r["token"] != first["token"]  # the restarted server is empty: a fresh mint was cached
     assert (await hub.post("notebook", parent, {})).json()["token"] == r["token"]
+    health = hub.app.authenticator.token_service.stats()["health"]
+    assert health["available"] is True and health["since"] > stats["health"]["since"]
+    assert health["last_error"] is not None  # the last failure stays visible after recovery

@@ -7,6 +7,7 @@ import urllib.parse
 
 import pytest
 
+from ..times import epoch
 from .conftest import Hub
 from .test_servers import spawn, stop
 
@@ -67,7 +68,7 @@ async def test_minted_and_server_tokens_say_what_they_are(hub: Hub) -> None:
     for kind, answer in answers.items():
         assert answer["kind"] == kind and answer["username"] == "alice"
     assert answers["internal"]["service"] == "dask" and "service" not in answers["notebook"]
-    assert answers["notebook"]["exp"] == int(notebook["expires_at"])
+    assert answers["notebook"]["exp"] == int(epoch(notebook["expires_at"]))
     await stop(hub, admin, "alice")
     assert await introspect(hub, spawner.api_token) == {"active": False}
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import time
+from datetime import datetime, timezone
+
 import pytest
+from jupyterhub.utils import isoformat
 
 from jupyter_token_cache.client import AsyncTokenCacheClient, TokenCacheError
+from jupyter_token_cache.tokens.models import iso8601
 
 from .conftest import Hub
 
@@ -31,6 +36,9 @@ async def test_async_client(hub: Hub) -> None:
     async with AsyncTokenCacheClient(api_url, parent) as client:
         notebook = await client.get_notebook_token()
         assert notebook.cached is False and notebook.token not in repr(notebook)
+        assert notebook.expires_at.tzinfo is not None
+        left = notebook.expires_at.timestamp() - time.time()
+        assert abs(notebook.expires_in - left) <= 2
         assert (await client.get_notebook_token(minimum_lifetime=60)).token == notebook.token
         internal = await client.get_internal_token("dask", ["read:users!user"])
         assert internal.service == "dask" and internal.scopes
@@ -44,3 +52,9 @@ def test_client_needs_a_hub(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("JUPYTERHUB_API_TOKEN", raising=False)
     with pytest.raises(TokenCacheError, match="JUPYTERHUB_API_URL"):
         AsyncTokenCacheClient()
+
+
+@pytest.mark.parametrize("epoch", [0.0, 1764064200.0, 1764064200.123456, 4102444800.5])
+def test_times_are_written_as_jupyterhub_writes_them(epoch: float) -> None:
+    assert iso8601(epoch) == isoformat(datetime.fromtimestamp(epoch, timezone.utc))
+    assert iso8601(None) is None

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from ..times import epoch
 from .conftest import Hub
 from .conftest import any_backend_config as hub_config  # noqa: F401 - every test on every backend
 
@@ -42,8 +43,8 @@ async def test_expiry_never_beyond_the_parent(hub: Hub) -> None:
     (parent_row,) = [r for r in hub.token_rows("alice") if r.note == "test token"]
     parent_expiry = parent_row.expires_at.timestamp() if parent_row.expires_at.tzinfo else \
         parent_row.expires_at.replace(tzinfo=__import__("datetime").timezone.utc).timestamp()  # fmt: skip
-    assert body["expires_at"] <= parent_expiry + 1e-6
-    assert body["expires_at"] > time.time() + 900
+    assert epoch(body["expires_at"]) <= parent_expiry + 1e-6
+    assert epoch(body["expires_at"]) > time.time() + 900
 
 
 async def test_parent_too_short_lived_is_422(hub: Hub) -> None:
@@ -61,7 +62,7 @@ async def test_below_requested_minimum_mints_anew(hub: Hub) -> None:
     reused = (await hub.post("notebook", parent, {"minimum_lifetime": 3600})).json()
     assert reused["token"] == first["token"] and reused["cached"]
     await asyncio.sleep(2.1)  # a fresh token now outlives the first by 2 s
-    remaining = first["expires_at"] - time.time()
+    remaining = epoch(first["expires_at"]) - time.time()
     fresh = (await hub.post("notebook", parent, {"minimum_lifetime": int(remaining) + 1})).json()
     assert fresh["cached"] is False and fresh["token"] != first["token"]
 
@@ -71,7 +72,7 @@ async def test_past_half_life_mints_anew(hub: Hub) -> None:
     parent = hub.token("alice")
     first = (await hub.post("notebook", parent, {})).json()
     assert (await hub.post("notebook", parent, {})).json()["token"] == first["token"]
-    await asyncio.sleep(first["expires_at"] - time.time() - 1.5)  # under half of ~4 s left
+    await asyncio.sleep(epoch(first["expires_at"]) - time.time() - 1.5)  # under half of ~4 s left
     later = (await hub.post("notebook", parent, {})).json()
     assert later["cached"] is False and later["token"] != first["token"]
 
@@ -138,5 +139,5 @@ async def test_cookie_session_expiry_caps_children(hub: Hub) -> None:
     browser = await hub.login("alice")
     body = (await browser.post("api/token-cache/notebook", json={})).json()
     max_age = hub.app.tornado_settings["cookie_max_age_days"] * 86400
-    assert body["expires_at"] <= time.time() + max_age
+    assert epoch(body["expires_at"]) <= time.time() + max_age
     await browser.aclose()
