@@ -41,6 +41,7 @@ c.JupyterHub.authenticator_class = with_token_cache("dummy")
 c.DummyAuthenticator.password = {PASSWORD!r}
 c.Authenticator.allow_all = True
 c.Authenticator.admin_users = {{"admin"}}
+c.TokenCache.services = {{"dask": {{"scopes": ["read:users!user"], "lifetime": 3600}}}}
 """
 SCREENSHOT = ROOT / "docs" / "_static" / "admin-page.png"
 #: How long the page may take to show a change (it refreshes every 3 s).
@@ -103,8 +104,11 @@ def log_in(page: Any, hub: HubProcess, user: str, next_url: str = "/hub/home") -
     page.wait_for_url(f"{hub.url}{next_url}")
 
 
-def notebook_token(hub: HubProcess, token: str) -> dict[str, Any]:
-    r = httpx.post(f"{hub.url}/hub/api/token-cache/notebook",
+def notebook_token(
+    hub: HubProcess, token: str, route: str = "notebook", **body: Any
+) -> dict[str, Any]:
+    """A token from the cache's REST API (``route`` "notebook" or "internal")."""
+    r = httpx.post(f"{hub.url}/hub/api/token-cache/{route}", json=body,
                    headers={"Authorization": f"token {token}"}, timeout=30)  # fmt: skip
     assert r.status_code == 200, r.text
     _tokens_seen.append(r.json()["token"])
@@ -137,25 +141,37 @@ def test_counters_move_and_tokens_are_listed(
     expect(page.locator("#tc-hit-rate")).to_have_text(re.compile(r"^\d+\.\d %$"))
     expect(page.locator("#tc-chart polyline.tc-mints")).to_have_count(1, timeout=SHOWN_WITHIN)
 
-    rows = page.locator("#tc-tokens tbody tr[data-user=alice]")
-    expect(rows).to_have_count(1, timeout=SHOWN_WITHIN)
-    expect(rows.first).to_contain_text("notebook")
+    notebook_token(hub, alice["token"], "internal", service="dask")
+    notebook_token(hub, api_token(hub, "bob")["token"])
+    rows = page.locator("#tc-tokens tbody tr")
+    alices = page.locator("#tc-tokens tbody tr[data-user=alice]")
+    expect(rows).to_have_count(3, timeout=SHOWN_WITHIN)
+    expect(alices).to_have_count(2)
+    expect(page.locator("#tc-tokens caption")).to_have_text("Tokens 1–3 of 3")
     assert issued["token"] not in page.content(), "the page shows a token"
-
-    # the filter: by kind (none internal), then by user
-    page.get_by_label("Kind").select_option("internal")
-    page.get_by_role("button", name="Apply filter").click()
-    expect(rows).to_have_count(0)
-    expect(page.locator("#tc-tokens caption")).to_have_text("No minted tokens match the filter")
-    page.get_by_label("Kind").select_option("")
-    page.get_by_label("Filter by user").fill("alice")
-    page.get_by_role("button", name="Apply filter").click()
-    expect(rows).to_have_count(1)
-
     shot = hub.workdir / "admin-page.png"
     page.screenshot(path=str(shot), full_page=True)
     if os.environ.get("UPDATE_SCREENSHOTS"):
         shutil.copyfile(shot, SCREENSHOT)
+
+    # the filters: by kind, by service, by user
+    page.get_by_label("Kind").select_option("internal")
+    page.get_by_role("button", name="Apply filter").click()
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("dask")
+    page.get_by_label("Kind").select_option("")
+    page.get_by_label("Service").fill("nothing-by-this-name")
+    page.get_by_role("button", name="Apply filter").click()
+    expect(rows).to_have_count(0)
+    expect(page.locator("#tc-tokens caption")).to_have_text("No minted tokens match the filter")
+    page.get_by_label("Service").fill("")
+    page.get_by_label("Filter by user").fill("bob")
+    page.get_by_label("Filter by user").press("Enter")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("notebook")
+    page.get_by_label("Filter by user").fill("")
+    page.get_by_role("button", name="Apply filter").click()
+    expect(rows).to_have_count(3)
 
 
 def test_reset_one_user_with_revoke_from_the_keyboard(
@@ -165,7 +181,7 @@ def test_reset_one_user_with_revoke_from_the_keyboard(
 
     issued = notebook_token(hub, alice["token"])
     rows = page.locator("#tc-tokens tbody tr[data-user=alice]")
-    expect(rows).to_have_count(1, timeout=SHOWN_WITHIN)
+    expect(rows).to_have_count(2, timeout=SHOWN_WITHIN)
 
     # labelled controls, reached and worked with the keyboard alone
     page.get_by_label("User to reset").focus()
@@ -185,8 +201,9 @@ def test_reset_one_user_with_revoke_from_the_keyboard(
     page.keyboard.press("Enter")
     expect(dialog).to_be_hidden()
 
-    expect(page.get_by_role("status")).to_have_text("Reset user alice: 1 token(s) revoked.")
+    expect(page.get_by_role("status")).to_have_text("Reset user alice: 2 token(s) revoked.")
     expect(rows).to_have_count(0, timeout=SHOWN_WITHIN)
+    expect(page.locator("#tc-tokens tbody tr[data-user=bob]")).to_have_count(1)
     refused = httpx.get(
         f"{hub.url}/hub/api/user", headers={"Authorization": f"token {issued['token']}"}
     )

@@ -105,7 +105,8 @@
   function drawChart() {
     var chart = $("tc-chart");
     while (chart.firstChild) chart.removeChild(chart.firstChild);
-    var W = 600,
+    // drawn in the element's own pixels, so that text keeps its shape at any width
+    var W = Math.max(300, Math.round(chart.getBoundingClientRect().width) || 600),
       H = 160,
       left = 30,
       bottom = H - 14,
@@ -130,6 +131,7 @@
       svg("text", { x: left + 4, y: H - 2 }, Math.round((SAMPLES * refreshMs) / 60000) + " min ago"),
     );
     chart.appendChild(svg("text", { x: W - 30, y: H - 2 }, "now"));
+    chart.setAttribute("viewBox", "0 0 " + W + " " + H);
     var step = (W - left) / SAMPLES;
     Object.keys(series).forEach(function (k) {
       var points = series[k].map(function (v, j) {
@@ -295,6 +297,7 @@
       });
   });
 
+  window.addEventListener("resize", drawChart);
   drawChart();
   refresh();
   window.setInterval(refresh, refreshMs);
