@@ -2,7 +2,9 @@
 
 Debian's chromium, driven by Playwright (never ``playwright install``: that downloads a
 browser). One hub and one browser for the module; the tests run in order and share the
-admin's login. Set ``UPDATE_SCREENSHOTS=1`` to write docs/_static/admin-page.png.
+admin's login. Set ``UPDATE_SCREENSHOTS=1`` to write docs/_static/admin-page.png, and
+``CHROMIUM`` to use another Chromium or Chrome binary than /usr/bin/chromium. A missing
+browser fails the tests under CI=true and skips them elsewhere, like any missing server.
 """
 
 from __future__ import annotations

@@ -224,9 +224,10 @@
       showTokens,
       tokensUnavailable,
     );
-    return Promise.all([stats, tokens]).then(function () {
+    var done = function () {
       busy = false;
-    });
+    };
+    return Promise.all([stats, tokens]).then(done, done);
   }
 
   $("tc-filter").addEventListener("submit", function (e) {
