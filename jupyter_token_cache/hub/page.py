@@ -40,15 +40,16 @@ class AdminPageHandler(BaseHandler):  # type: ignore[misc]  # jupyterhub ships n
     is on ``expanded_scopes``; a refusal is an ``HTTPError(403)``, which the hub
     renders with its own error page (navigation bar included): "403 : Forbidden" and
     the scopes it requires, on JupyterHub 5 and 6 alike (5 shows a reason in place of
-    the message, so the message also goes in ``jupyterhub_message``, which both show). ``@web.authenticated``
-    sends a visitor who is not logged in to the hub's login page and back.
+    the message, so the message also goes in ``jupyterhub_message``, which both show).
+    ``@web.authenticated`` sends a visitor who is not logged in to the hub's login page
+    and back.
     """
 
     @web.authenticated
     async def get(self) -> None:
         if not PAGE_SCOPES & set(self.expanded_scopes):
             refusal = web.HTTPError(403, REFUSAL, reason="Forbidden")
-            refusal.jupyterhub_message = REFUSAL  # type: ignore[attr-defined]  # 5.x shows only this
+            refusal.jupyterhub_message = REFUSAL  # type: ignore[attr-defined]  # read by both
             raise refusal
         html = await self.render_template(
             "token-cache.html",
