@@ -19,110 +19,29 @@ import httpx
 import pytest
 
 from ..e2e.services import api_token
-from ..hubprocess import ROOT, HubProcess, running_hub
-from ..servers import MissingBinary, unavailable
+from ..hubprocess import ROOT, HubProcess
+from .admin import SHOWN_WITHIN, admin_hub, admin_page, ask, counter, log_in
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-PASSWORD = "browser-test-password"
-CONFIG = f"""
-from jupyter_token_cache import with_token_cache
-
-c.JupyterHub.authenticator_class = with_token_cache("dummy")
-c.DummyAuthenticator.password = {PASSWORD!r}
-c.Authenticator.allow_all = True
-c.Authenticator.admin_users = {{"admin"}}
-c.TokenCache.services = {{"dask": {{"scopes": ["read:users!user"], "lifetime": 3600}}}}
-"""
 SCREENSHOT = ROOT / "docs" / "_static" / "admin-page.png"
-#: How long the page may take to show a change (it refreshes every 3 s).
-SHOWN_WITHIN = 15_000
+SERVICES = 'c.TokenCache.services = {"dask": {"scopes": ["read:users!user"], "lifetime": 3600}}\n'
 
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
-    with running_hub(tmp_path_factory.mktemp("hub"), CONFIG) as hub:
+    with admin_hub(tmp_path_factory.mktemp("hub"), SERVICES) as hub:
         yield hub
-    log = hub.log()
-    assert not [token for token in _tokens_seen if token in log], "a token in the hub's log"
-
-
-_tokens_seen: list[str] = []
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A browser context on a fresh profile; every URL it asks for is in ``.requested``."""
-    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-        unavailable(MissingBinary(f"{CHROMIUM} not found (apt-get install chromium)"))
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")),
-            executable_path=CHROMIUM,
-            args=CHROMIUM_ARGS,
-            headless=True,
-            viewport={"width": 1280, "height": 900},
-        )
-        context.requested = []
-        context.on("request", lambda request: context.requested.append(request.url))
-        try:
-            yield context
-        finally:
-            context.close()
 
 
 @pytest.fixture(scope="module")
 def page(hub: HubProcess, browser: Any) -> Any:
-    """The admin, logged in through the hub's login form, on the admin page."""
-    page = browser.pages[0] if browser.pages else browser.new_page()
-    log_in(page, hub, "admin", next_url="/hub/token-cache")
-    assert page.url == f"{hub.url}/hub/token-cache"
-    return page
+    return admin_page(browser, hub)
 
 
 @pytest.fixture(scope="module")
 def alice(hub: HubProcess) -> dict[str, str]:
     return api_token(hub, "alice")
-
-
-def log_in(page: Any, hub: HubProcess, user: str, next_url: str = "/hub/home") -> None:
-    page.goto(f"{hub.url}/hub/login?next={next_url}")
-    page.get_by_label("Username:", exact=True).fill(user)
-    page.get_by_label("Password:", exact=True).fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{hub.url}{next_url}")
-
-
-def notebook_token(
-    hub: HubProcess, token: str, route: str = "notebook", **body: Any
-) -> dict[str, Any]:
-    """A token from the cache's REST API (``route`` "notebook" or "internal")."""
-    r = httpx.post(f"{hub.url}/hub/api/token-cache/{route}", json=body,
-                   headers={"Authorization": f"token {token}"}, timeout=30)  # fmt: skip
-    assert r.status_code == 200, r.text
-    _tokens_seen.append(r.json()["token"])
-    return r.json()  # type: ignore[no-any-return]
-
-
-def counter(page: Any, name: str) -> int:
-    from playwright.sync_api import expect
-
-    cell = page.locator(f"#tc-{name}")
-    expect(cell).to_have_text(re.compile(r"^\d+$"), timeout=SHOWN_WITHIN)
-    return int(cell.inner_text())
 
 
 def test_counters_move_and_tokens_are_listed(
@@ -136,15 +55,15 @@ def test_counters_move_and_tokens_are_listed(
     expect(page.locator("#tc-health")).to_have_text("available")
     mints, hits = counter(page, "mints"), counter(page, "hits")
 
-    issued = notebook_token(hub, alice["token"])  # a miss and a mint
-    assert notebook_token(hub, alice["token"])["token"] == issued["token"]  # a hit
+    issued = ask(hub, alice["token"])  # a miss and a mint
+    assert ask(hub, alice["token"])["token"] == issued["token"]  # a hit
     expect(page.locator("#tc-mints")).to_have_text(str(mints + 1), timeout=SHOWN_WITHIN)
     expect(page.locator("#tc-hits")).to_have_text(str(hits + 1), timeout=SHOWN_WITHIN)
     expect(page.locator("#tc-hit-rate")).to_have_text(re.compile(r"^\d+\.\d %$"))
     expect(page.locator("#tc-chart polyline.tc-mints")).to_have_count(1, timeout=SHOWN_WITHIN)
 
-    notebook_token(hub, alice["token"], "internal", service="dask")
-    notebook_token(hub, api_token(hub, "bob")["token"])
+    ask(hub, alice["token"], "internal", service="dask")
+    ask(hub, api_token(hub, "bob")["token"])
     rows = page.locator("#tc-tokens tbody tr")
     alices = page.locator("#tc-tokens tbody tr[data-user=alice]")
     expect(rows).to_have_count(3, timeout=SHOWN_WITHIN)
@@ -181,7 +100,7 @@ def test_reset_one_user_with_revoke_from_the_keyboard(
 ) -> None:
     from playwright.sync_api import expect
 
-    issued = notebook_token(hub, alice["token"])
+    issued = ask(hub, alice["token"])
     rows = page.locator("#tc-tokens tbody tr[data-user=alice]")
     expect(rows).to_have_count(2, timeout=SHOWN_WITHIN)
 
@@ -220,7 +139,7 @@ def test_reset_one_user_with_revoke_from_the_keyboard(
 def test_cancel_resets_nothing(page: Any, hub: HubProcess, alice: dict[str, str]) -> None:
     from playwright.sync_api import expect
 
-    issued = notebook_token(hub, alice["token"])
+    issued = ask(hub, alice["token"])
     page.get_by_role("button", name="Reset all users…").click()
     dialog = page.get_by_role("dialog", name="Confirm reset")
     expect(dialog).to_contain_text("every user")
