@@ -13,6 +13,7 @@ from tornado.web import RequestHandler
 from traitlets.utils.importstring import import_item
 
 from .. import metrics
+from ..scopes import scope_error
 from ..tokens.events import REVOKED, USER_CHANGED, Event
 from ..tokens.minter import MintedRow
 from ..tokens.models import TokenRequestError
@@ -91,6 +92,9 @@ class TokenCacheMixin:
     def start_token_cache(self, app: Any) -> None:
         """Build the cache, policy, minter, observer and event broker; a bad setting stops the hub here."""
         self.token_cache = self.token_cache_class(parent=self)
+        cap = getattr(app, "token_expires_in_max_seconds", 0) or 0
+        for problem in self.token_cache.problems(scope_error, max_lifetime=cap):
+            self.log.warning("%s: %s; %s", *problem)  # type: ignore[attr-defined]
         create_tables(app.db.get_bind())
         self.token_ended_logins = EndedLogins()
         minter = self.token_minter = OrmMinter(
@@ -215,16 +219,21 @@ def _server_active(app: Any) -> Any:
     return active
 
 
+def authenticator_class(authenticator: str | type[Authenticator]) -> Any:
+    """The class ``authenticator`` names, as JupyterHub resolves it: an entry-point name
+    ("github"), an import path, or the class itself."""
+    if isinstance(authenticator, str):
+        found = entry_points(group="jupyterhub.authenticators", name=authenticator)
+        return next(iter(found)).load() if found else import_item(authenticator)
+    return authenticator
+
+
 def with_token_cache(authenticator: str | type[Authenticator]) -> type[Authenticator]:
     """``authenticator`` (an entry-point name such as "github", an import path or a class) with the token cache.
 
     For ``c.JupyterHub.authenticator_class = with_token_cache("github")``.
     """
-    if isinstance(authenticator, str):
-        found = entry_points(group="jupyterhub.authenticators", name=authenticator)
-        base = next(iter(found)).load() if found else import_item(authenticator)
-    else:
-        base = authenticator
+    base = authenticator_class(authenticator)
     if not (isinstance(base, type) and issubclass(base, Authenticator)):
         raise TypeError(f"{authenticator!r} is not a JupyterHub Authenticator class")
     if issubclass(base, TokenCacheMixin):

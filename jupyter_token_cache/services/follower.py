@@ -109,7 +109,7 @@ class EventFollower:
                     return False
                 self.error, self.refused = None, False
                 self.connects += 1
-                for event in _events(response.iter_lines()):
+                for event in read_events(response.iter_lines()):
                     if self._stop.is_set():
                         break
                     if event is None:  # the stream's opening block, after any replay
@@ -140,7 +140,7 @@ def _refusal(response: httpx.Response) -> str:
     return f"{response.status_code} from {response.request.url.path}"
 
 
-def _events(lines: Iterator[str]) -> Iterator[dict[str, Any] | None]:
+def read_events(lines: Iterator[str]) -> Iterator[dict[str, Any] | None]:
     """Parse text/event-stream: each event's data as a dict; None for the ``retry`` block."""
     data: list[str] = []
     retry = False

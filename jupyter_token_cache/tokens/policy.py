@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from traitlets import Dict, Enum, Float, Integer, List, TraitError, Unicode, validate
 
@@ -10,6 +11,14 @@ from ..cache import CacheEngine
 
 #: Lifetime (seconds) of internal tokens for a service whose policy names none.
 DEFAULT_SERVICE_LIFETIME = 3600
+
+
+class Problem(NamedTuple):
+    """A setting that cannot work as written: where it is, what is wrong, how to fix it."""
+
+    setting: str
+    message: str
+    fix: str
 
 
 class TokenCache(CacheEngine):
@@ -140,3 +149,69 @@ class TokenCache(CacheEngine):
                 f"TokenCache.{proposal.trait.name} must be a positive number of seconds"
             )
         return int(proposal.value)
+
+    def problems(
+        self,
+        scope_error: Callable[[str], str | None] | None = None,
+        *,
+        max_lifetime: int = 0,
+    ) -> list[Problem]:
+        """What in these settings is valid for each trait alone but wrong as a whole.
+
+        ``scope_error(scope)`` says why JupyterHub would not know a scope (None when it
+        does); without it, scopes are not checked. ``max_lifetime`` is the hub's
+        ``token_expires_in_max_seconds`` (0: no cap).
+
+        Notes
+        -----
+        The hub logs these when it starts and ``jupyter-token-cache check-config``
+        reports them, from this one list. They are not trait validators because each
+        spans several settings (a service's lifetime against ``minimum_lifetime``) or
+        needs the hub's scope definitions, which a validator cannot see. A policy
+        lifetime shorter than ``minimum_lifetime`` does work (reuse then needs half the
+        lifetime left), but the floor an operator set is silently not what happens.
+        """
+        found: list[Problem] = []
+        cap = f" (capped by JupyterHub.token_expires_in_max_seconds = {max_lifetime})"
+
+        def lifetime(setting: str, seconds: int, fix: str) -> None:
+            capped = min(seconds, max_lifetime) if max_lifetime else seconds
+            if capped < self.minimum_lifetime:
+                found.append(
+                    Problem(
+                        setting,
+                        f"tokens live {capped} s{cap if capped < seconds else ''}, less than "
+                        f"TokenCache.minimum_lifetime = {self.minimum_lifetime} s: a cached "
+                        f"token is reused only while half its lifetime ({capped // 2} s) remains",
+                        fix,
+                    )
+                )
+
+        lifetime(
+            "TokenCache.notebook_lifetime",
+            self.notebook_lifetime,
+            "raise notebook_lifetime or lower TokenCache.minimum_lifetime",
+        )
+        for name, policy in self.services.items():
+            lifetime(
+                f"TokenCache.services[{name!r}]['lifetime']",
+                policy["lifetime"],
+                "raise the service's lifetime or lower TokenCache.minimum_lifetime",
+            )
+        if scope_error is None:
+            return found
+        named = [("TokenCache.notebook_scopes", s) for s in self.notebook_scopes]
+        for name, policy in self.services.items():
+            named += [(f"TokenCache.services[{name!r}]['scopes']", s) for s in policy["scopes"]]
+        for setting, scope in named:
+            why = scope_error(scope)
+            if why is not None:
+                found.append(
+                    Problem(
+                        setting,
+                        why,
+                        "use a JupyterHub scope (https://jupyterhub.readthedocs.io/en/stable/"
+                        "rbac/scopes.html) or define custom: scopes in c.JupyterHub.custom_scopes",
+                    )
+                )
+        return found

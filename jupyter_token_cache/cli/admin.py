@@ -1,0 +1,293 @@
+"""The subcommands that call the hub: stats, tokens, reset, events."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import urllib.parse
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from traitlets import Bool, CaselessStrEnum, Integer, Unicode
+
+from ..services.follower import read_events
+from .app import HubCommand
+from .errors import FAILED, OK, REFUSED, CommandError, warn
+from .http import PAGINATION, Hub
+
+#: Most tokens one page of GET /token-cache/tokens holds (the hub's maximum).
+PAGE = 200
+#: With --follow, seconds of silence after which the stream counts as cut (the hub
+#: sends a heartbeat every TokenCache.event_heartbeat seconds, 5 by default).
+FOLLOW_IDLE = 60.0
+
+
+def table(headers: Sequence[str] | None, rows: Iterable[Sequence[Any]]) -> str:
+    """Columns aligned with two spaces (a header row unless None); None shows as "-"."""
+    cells = [[str(h) for h in headers]] if headers else []
+    cells += [["-" if v is None else str(v) for v in row] for row in rows]
+    if not cells:
+        return ""
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    return "\n".join(
+        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    )
+
+
+def when(value: Any) -> str | None:
+    """An ISO 8601 time to the second, for a table."""
+    if not isinstance(value, str):
+        return None
+    return value.split(".")[0].rstrip("Z") + "Z" if "T" in value else value
+
+
+class StatsCommand(HubCommand):
+    """GET /hub/api/token-cache/stats."""
+
+    name = "jupyter-token-cache stats"
+    description = """Counters of the hub's token cache since the hub started: hits,
+    misses, mints, evictions, backend errors and health, per token kind, events and
+    introspections. Needs admin:users or custom:token-cache:admin."""
+
+    def run(self) -> int:
+        with self.hub() as hub:
+            stats = hub.get("token-cache/stats")
+        if self.json_output:
+            self.out(json.dumps(stats, indent=2, sort_keys=True))
+            return OK
+        scalars = [(k, v) for k, v in stats.items() if not isinstance(v, dict)]
+        self.out(table(None, scalars))
+        health = stats.get("health")
+        if isinstance(health, dict):
+            state = "available" if health.get("available") else "UNAVAILABLE"
+            line = f"health: {state} since {when(health.get('since'))}"
+            if health.get("last_error"):
+                line += (
+                    f"; last error at {when(health.get('last_error_at'))}: {health['last_error']}"
+                )
+            self.out(line)
+        by_kind = stats.get("by_kind") or {}
+        if by_kind:
+            columns = sorted({c for counts in by_kind.values() for c in counts})
+            rows = [
+                [kind, *(counts.get(c, 0) for c in columns)] for kind, counts in by_kind.items()
+            ]
+            self.out()
+            self.out(table(("kind", *columns), rows))
+        for name, value in stats.items():
+            if isinstance(value, dict) and name not in ("health", "by_kind"):
+                self.out(f"{name}: " + ", ".join(f"{k} {v}" for k, v in value.items()))
+        return OK
+
+
+class TokensCommand(HubCommand):
+    """GET /hub/api/token-cache/tokens, every page."""
+
+    name = "jupyter-token-cache tokens"
+    description = """The live tokens the cache minted, oldest first: id, owner, kind,
+    service, the session they came from, expiry and last activity. Never the tokens
+    themselves. Needs admin:users or custom:token-cache:admin."""
+
+    user = Unicode("", config=True, help="Only this user's tokens.")
+    kind = CaselessStrEnum(
+        ["", "notebook", "internal"], "", config=True, help="Only notebook or internal tokens."
+    )
+    service = Unicode("", config=True, help="Only internal tokens for this service.")
+
+    aliases = {
+        **HubCommand.aliases,
+        "user": "TokensCommand.user",
+        "kind": "TokensCommand.kind",
+        "service": "TokensCommand.service",
+    }
+
+    def run(self) -> int:
+        filters = {"user": self.user, "kind": self.kind.lower(), "service": self.service}
+        params = {k: v for k, v in filters.items() if v}
+        items: list[dict[str, Any]] = []
+        with self.hub() as hub:
+            offset = 0
+            while True:
+                page = hub.get(
+                    "token-cache/tokens",
+                    params={**params, "offset": str(offset), "limit": str(PAGE)},
+                    headers={"Accept": PAGINATION},
+                )
+                if isinstance(page, list):  # a hub that ignores the pagination header
+                    items += page
+                    break
+                items += page["items"]
+                following = (page.get("_pagination") or {}).get("next")
+                if not following or following["offset"] <= offset:
+                    break
+                offset = following["offset"]
+        if self.json_output:
+            self.out(json.dumps(items, indent=2))
+            return OK
+        if not items:
+            self.out("No tokens.")
+            return OK
+        headers = (
+            "id",
+            "user",
+            "kind",
+            "service",
+            "session",
+            "created",
+            "expires",
+            "last activity",
+        )
+        rows = [
+            (
+                t.get("id"),
+                t.get("user"),
+                t.get("kind"),
+                t.get("service"),
+                t.get("session_kind"),
+                when(t.get("created")),
+                when(t.get("expires_at")),
+                when(t.get("last_activity")),
+            )
+            for t in items
+        ]
+        self.out(table(headers, rows))
+        return OK
+
+
+class ResetCommand(HubCommand):
+    """DELETE /hub/api/token-cache[/users/{name}][?revoke=true]."""
+
+    name = "jupyter-token-cache reset"
+    description = """Forget the cached tokens of every user (or of --user NAME), so the
+    next requests mint new ones. With --revoke, also delete the tokens the cache minted
+    from the hub: whoever holds one loses access at once. Asks before revoking unless
+    -y. Needs admin:users or custom:token-cache:admin."""
+
+    user = Unicode("", config=True, help="Only this user's tokens.")
+    revoke = Bool(False, config=True, help="Also delete the minted tokens from the hub.")
+    yes = Bool(False, config=True, help="Revoke without asking.")
+
+    aliases = {**HubCommand.aliases, "user": "ResetCommand.user"}
+    flags = {
+        **HubCommand.flags,
+        "revoke": (
+            {"ResetCommand": {"revoke": True}},
+            "Also delete the minted tokens from the hub.",
+        ),
+        "y": ({"ResetCommand": {"yes": True}}, "Revoke without asking."),
+        "yes": ({"ResetCommand": {"yes": True}}, "Revoke without asking."),
+    }
+
+    def run(self) -> int:
+        who = f"user {self.user}" if self.user else "every user"
+        with self.hub() as hub:
+            if self.revoke and not self.yes and not self._confirmed(who):
+                warn("nothing done")
+                return FAILED
+            path = "token-cache"
+            if self.user:
+                path += "/users/" + urllib.parse.quote(self.user, safe="")
+            result = hub.delete(path, params={"revoke": "true"} if self.revoke else None)
+        if self.json_output:
+            self.out(json.dumps(result, indent=2))
+        else:
+            line = f"Forgot the cached tokens of {who}"
+            if self.revoke:
+                line += f"; revoked {result.get('revoked', 0)} token(s) in the hub"
+            self.out(line + ".")
+        if result.get("cleared") is False:
+            warn("the cache backend could not be reached: entries cached there may remain")
+            return FAILED
+        return OK
+
+    def _confirmed(self, who: str) -> bool:
+        """Ask on stderr, read the answer from stdin (EOF is no)."""
+        print(
+            f"Revoke every token the cache minted for {who}? Their holders lose access. [y/N] ",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+        return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+class EventsCommand(HubCommand):
+    """GET /hub/api/token-cache/events (Server-Sent Events)."""
+
+    name = "jupyter-token-cache events"
+    description = """The token lifecycle events the hub has buffered (mints,
+    revocations, expiries, resets, user changes), then stop; with --follow, keep
+    printing new ones until interrupted. Needs admin:users, custom:token-cache:admin or
+    custom:token-cache:events."""
+
+    follow = Bool(False, config=True, help="Keep printing new events until interrupted.")
+    since = Integer(
+        -1,
+        config=True,
+        help="""Print the events after this id (as a stream client's Last-Event-ID); by
+        default every event the hub still buffers (TokenCache.event_buffer_size).""",
+    )
+
+    aliases = {**HubCommand.aliases, "since": "EventsCommand.since"}
+
+    flags = {
+        **HubCommand.flags,
+        "follow": ({"EventsCommand": {"follow": True}}, "Keep printing new events."),
+        "f": ({"EventsCommand": {"follow": True}}, "Keep printing new events."),
+    }
+
+    def run(self) -> int:
+        idle = FOLLOW_IDLE if self.follow else self.timeout
+        with self.hub() as hub:
+            after = {"Last-Event-ID": self._after(hub)}
+            with hub.stream("token-cache/events", read_timeout=idle, headers=after) as lines:
+                self._print(lines)
+        return OK
+
+    def _print(self, lines: Iterator[str]) -> None:
+        for event in read_events(lines):
+            if event is None:  # the retry block: the replay is over
+                if not self.follow:
+                    break
+                continue
+            self.out(json.dumps(event) if self.json_output else describe(event))
+
+    def _after(self, hub: Hub) -> str:
+        """The Last-Event-ID that replays what was asked for.
+
+        Notes
+        -----
+        A stream without Last-Event-ID starts with the next event. The oldest event
+        still buffered is ``last_id - buffered + 1`` (the stats route says both); for a
+        token that may follow events but not read stats, "0" replays the buffer while it
+        still starts at event 1 (after that the hub answers "reset").
+        """
+        if self.since >= 0:
+            return str(self.since)
+        try:
+            events = hub.get("token-cache/stats").get("events") or {}
+        except CommandError as e:
+            if e.status != REFUSED:
+                raise
+            return "0"
+        return str(max(0, int(events.get("last_id", 0)) - int(events.get("buffered", 0))))
+
+
+def describe(event: dict[str, Any]) -> str:
+    """One line for people: time, id, type, then what the event names."""
+    stamp = event.get("time")
+    shown = (
+        datetime.fromtimestamp(stamp, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if isinstance(stamp, int | float)
+        else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    )
+    parts = [shown, f"#{event.get('id')}", str(event.get("type"))]
+    for name, value in event.items():
+        if name in ("id", "time", "type"):
+            continue
+        if isinstance(value, list):
+            value = ",".join(map(str, value)) or "-"
+        parts.append(f"{name}={value}")
+    return " ".join(parts)

@@ -1,0 +1,30 @@
+"""Exit statuses and the one error type every subcommand ends with."""
+
+from __future__ import annotations
+
+import sys
+
+#: Exit statuses (docs/cli.md lists them): scripts may tell these apart.
+OK = 0
+#: An error, problems found by check-config, or a reset declined at the prompt.
+FAILED = 1
+#: Bad usage: an unknown subcommand or option, a bad value, a missing token or file.
+USAGE = 2
+#: The hub could not be reached (connection refused, timeout, TLS).
+UNREACHABLE = 3
+#: The hub refused the token (401/403): invalid, or without the scope the route needs.
+REFUSED = 4
+
+
+class CommandError(Exception):
+    """Ends the command: ``message`` as one line on stderr, ``status`` as the exit status."""
+
+    def __init__(self, message: str, status: int = FAILED) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def warn(message: str) -> None:
+    """One line on stderr, prefixed with the command's name."""
+    print(f"jupyter-token-cache: {message}", file=sys.stderr, flush=True)

@@ -1,0 +1,146 @@
+"""check-config and generate-config: offline, on files as an operator writes them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ..servers import RedisServer, free_port
+from .cli import cli, one_line_error
+
+GOOD = """
+from jupyter_token_cache import with_token_cache
+
+c.JupyterHub.authenticator_class = with_token_cache("dummy")
+c.JupyterHub.custom_scopes = {"custom:dask:use": {"description": "Use dask"}}
+c.TokenCache.notebook_scopes = ["access:servers!user", "read:users!user", "custom:dask:use"]
+c.TokenCache.services = {
+    "dask": {"scopes": ["access:services!service=dask", "custom:dask:use"], "lifetime": 3600},
+}
+c.TokenCache.minimum_lifetime = 600
+"""
+
+SHARED = """
+from jupyter_token_cache import with_token_cache
+
+c.JupyterHub.authenticator_class = with_token_cache("dummy")
+c.TokenCache.backend = "redis"
+c.TokenCache.url = "{url}"
+"""
+
+
+def check(tmp_path: Path, text: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "jupyterhub_config.py"
+    path.write_text(text)
+    return cli("check-config", str(path), *args, env=env)
+
+
+def test_a_good_file(tmp_path: Path) -> None:
+    result = check(tmp_path, GOOD)
+    assert result.returncode == 0, result.stdout
+    assert "no problems found" in result.stdout
+    report = json.loads(check(tmp_path, GOOD, "--json").stdout)
+    assert report["ok"] is True and report["problems"] == []
+
+
+def test_an_unknown_scope(tmp_path: Path) -> None:
+    text = GOOD + 'c.TokenCache.services["dask"]["scopes"].append("read:dask-clusters")\n'
+    result = check(tmp_path, text)
+    assert result.returncode == 1
+    assert "TokenCache.services['dask']['scopes']" in result.stdout
+    assert "read:dask-clusters" in result.stdout
+    # a custom scope the file does not define is unknown too
+    result = check(tmp_path, GOOD.replace("c.JupyterHub.custom_scopes", "ignored"))
+    assert result.returncode == 1
+    assert "custom:dask:use" in result.stdout
+
+
+def test_a_lifetime_shorter_than_minimum_lifetime(tmp_path: Path) -> None:
+    result = check(tmp_path, GOOD + "c.TokenCache.notebook_lifetime = 300\n", "--json")
+    assert result.returncode == 1
+    (problem,) = json.loads(result.stdout)["problems"]
+    assert problem["setting"] == "TokenCache.notebook_lifetime"
+    assert "minimum_lifetime" in problem["message"] and problem["fix"]
+
+
+def test_redis_without_an_encryption_key(tmp_path: Path) -> None:
+    result = check(tmp_path, SHARED.format(url=f"redis://127.0.0.1:{free_port()}/0"))
+    assert result.returncode == 1
+    assert "TokenCache.backend" in result.stdout and "encryption_key" in result.stdout
+
+
+def test_a_malformed_crypt_key(tmp_path: Path) -> None:
+    text = SHARED.format(url=f"redis://127.0.0.1:{free_port()}/0")
+    result = check(tmp_path, text, JUPYTERHUB_CRYPT_KEY="not-a-key")
+    assert result.returncode == 1
+    assert "JUPYTERHUB_CRYPT_KEY: is malformed" in result.stdout
+    assert "not-a-key" not in result.stdout
+
+
+def test_a_backend_nobody_listens_on(tmp_path: Path, crypt_key: str) -> None:
+    port = free_port()
+    result = check(
+        tmp_path, SHARED.format(url=f"redis://127.0.0.1:{port}/0"), JUPYTERHUB_CRYPT_KEY=crypt_key
+    )
+    assert result.returncode == 1
+    assert f"redis server at 127.0.0.1:{port} does not answer" in result.stdout
+
+
+@pytest.mark.redis
+def test_a_reachable_redis(tmp_path: Path, redis_server: RedisServer, crypt_key: str) -> None:
+    text = SHARED.format(url=redis_server.url) + f"c.TokenCache.encryption_key = {crypt_key!r}\n"
+    result = check(tmp_path, text)
+    assert result.returncode == 0, result.stdout
+    assert crypt_key not in result.stdout
+
+
+def test_invalid_values_and_unknown_settings_are_each_named(tmp_path: Path) -> None:
+    text = GOOD + 'c.TokenCache.max_size = "lots"\nc.TokenCache.notebok_lifetime = 60\n'
+    result = check(tmp_path, text)
+    assert result.returncode == 1
+    assert "TokenCache.max_size" in result.stdout and "TokenCache.notebok_lifetime" in result.stdout
+    assert "2 problems found" in result.stdout
+
+
+def test_a_file_that_does_not_load(tmp_path: Path) -> None:
+    result = check(tmp_path, "import no_such_module_here\n")
+    assert result.returncode == 1
+    assert "does not load" in result.stdout and "Traceback" not in result.stdout + result.stderr
+    missing = cli("check-config", str(tmp_path / "nope.py"))
+    assert missing.returncode == 2
+    one_line_error(missing)
+
+
+def test_generate_config(tmp_path: Path) -> None:
+    printed = cli("generate-config")
+    assert printed.returncode == 0
+    for setting in (
+        "c.TokenCache.minimum_lifetime = 300",
+        "c.CachedTokenChecks.cache_ttl",
+        "c.AnswerCache.namespace = 'jupyter-token-cache-answers'",
+    ):
+        assert f"# {setting}" in printed.stdout
+
+    out = tmp_path / "jupyterhub_config.py"
+    assert cli("generate-config", "-f", str(out)).returncode == 0
+    assert out.read_text().strip() == printed.stdout.strip()
+    # every line commented: the defaults check clean, once the hub has the token cache
+    unused = cli("check-config", str(out))
+    assert unused.returncode == 1 and "JupyterHub.authenticator_class" in unused.stdout
+    with out.open("a") as f:
+        f.write("from jupyter_token_cache import with_token_cache\n")
+        f.write('c.JupyterHub.authenticator_class = with_token_cache("dummy")\n')
+    assert cli("check-config", str(out)).returncode == 0
+
+    out.write_text("# mine\n")
+    refused = cli("generate-config", "--output", str(out))
+    assert refused.returncode == 1 and "--force" in one_line_error(refused)
+    assert out.read_text() == "# mine\n"
+    assert cli("generate-config", "-f", str(out), "--force").returncode == 0
+    assert "c.TokenCache.ttl" in out.read_text()
+
+    settings = json.loads(cli("generate-config", "--json").stdout)
+    assert settings["TokenCache"]["minimum_lifetime"]["default"] == "300"
