@@ -136,6 +136,25 @@ def test_reset_one_user_with_revoke_from_the_keyboard(
     assert kept.status_code == 200
 
 
+def test_tokens_come_fifty_to_a_page(page: Any, hub: HubProcess) -> None:
+    from playwright.sync_api import expect
+
+    with hub.admin(direct=True) as api:
+        api.post("users/carol")
+        for _ in range(51):  # each API token is a session of its own: a notebook token each
+            ask(hub, api.post("users/carol/tokens", json={}).json()["token"])
+    page.get_by_label("Filter by user").fill("carol")
+    page.get_by_role("button", name="Apply filter").click()
+    caption = page.locator("#tc-tokens caption")
+    expect(caption).to_have_text("Tokens 1–50 of 51")
+    expect(page.get_by_role("button", name="Previous page")).to_be_disabled()
+    page.get_by_role("button", name="Next page").click()
+    expect(caption).to_have_text("Tokens 51–51 of 51")
+    expect(page.get_by_role("button", name="Next page")).to_be_disabled()
+    page.get_by_role("button", name="Previous page").click()
+    expect(caption).to_have_text("Tokens 1–50 of 51")
+
+
 def test_cancel_resets_nothing(page: Any, hub: HubProcess, alice: dict[str, str]) -> None:
     from playwright.sync_api import expect
 
