@@ -32,6 +32,7 @@ from .introspect import IntrospectHandler
 from .lineage import create_tables
 from .minter import OrmMinter
 from .observer import DatabaseObserver, EndedToken, UserChange
+from .page import AdminPageHandler, page_routes
 from .sessions import SessionResolver
 
 #: Where the REST API lives, under the hub prefix (/hub).
@@ -62,6 +63,7 @@ class TokenCacheMixin:
     reset_handler: type[RequestHandler] = ResetHandler
     events_handler: type[RequestHandler] = EventsHandler
     introspect_handler: type[RequestHandler] = IntrospectHandler
+    page_handler: type[RequestHandler] = AdminPageHandler
 
     token_cache: TokenCache
     token_service: TokenService
@@ -84,6 +86,7 @@ class TokenCacheMixin:
             (f"{API_PREFIX}/introspect", self.introspect_handler),
             (f"{API_PREFIX}/users/([^/]+)", self.reset_handler),
             (API_PREFIX, self.reset_handler),
+            *page_routes(app, self.page_handler),
         ]
 
     def start_token_cache(self, app: Any) -> None:
