@@ -34,6 +34,7 @@ from .introspect import IntrospectHandler
 from .lineage import create_tables
 from .minter import OrmMinter
 from .observer import DatabaseObserver, EndedToken, UserChange
+from .page import AdminPageHandler, page_routes
 from .sessions import SessionResolver
 
 #: Where the REST API lives, under the hub prefix (/hub).
@@ -65,6 +66,7 @@ class TokenCacheMixin:
     events_handler: type[RequestHandler] = EventsHandler
     introspect_handler: type[RequestHandler] = IntrospectHandler
     exchange_handler: type[RequestHandler] = ExchangeHandler
+    page_handler: type[RequestHandler] = AdminPageHandler
 
     token_cache: TokenCache
     token_service: TokenService
@@ -91,6 +93,7 @@ class TokenCacheMixin:
             (f"{API_PREFIX}/exchange", self.exchange_handler),
             (f"{API_PREFIX}/users/([^/]+)", self.reset_handler),
             (API_PREFIX, self.reset_handler),
+            *page_routes(app, self.page_handler),
         ]
 
     def start_token_cache(self, app: Any) -> None:

@@ -10,8 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ..hubprocess import ROOT, HubProcess
-from ..servers import MissingBinary, unavailable
+from ..hubprocess import ROOT, HubProcess, running_hub
 
 CONFIG = """
 from jupyter_token_cache import with_token_cache
@@ -32,18 +31,11 @@ c.TokenCache.services = {{"dask": {{"scopes": ["read:users!user", "access:server
 @pytest.fixture
 def jupyterhub(tmp_path: Path) -> Iterator[HubProcess]:
     """The jupyterhub command with the token cache; afterwards, no token in its log."""
-    try:
-        hub = HubProcess(tmp_path, CONFIG.format(root=ROOT, workdir=tmp_path))
-    except MissingBinary as e:
-        unavailable(e)
-    hub.start()
-    try:
+    with running_hub(tmp_path, CONFIG.format(root=ROOT, workdir=tmp_path)) as hub:
         yield hub
-    finally:
-        hub.stop()
-        text = hub.log()
-        for secret in _secrets_seen:
-            assert secret not in text, "a token appeared in the hub's log"
+    text = hub.log()
+    for secret in _secrets_seen:
+        assert secret not in text, "a token appeared in the hub's log"
 
 
 _secrets_seen: list[str] = []

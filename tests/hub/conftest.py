@@ -44,7 +44,7 @@ class Hub:
 
     async def _remember(self, response: httpx.Response) -> None:
         await response.aread()
-        if response.status_code == 200 and "/token-cache/" in response.request.url.path:
+        if response.status_code == 200 and "/api/token-cache/" in response.request.url.path:
             body = response.json()
             token = body.get("token") if isinstance(body, dict) else None
             if token:

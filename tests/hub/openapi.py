@@ -16,6 +16,7 @@ _ROUTES = [
     (re.compile(r"/token-cache/notebook$"), "/token-cache/notebook"),
     (re.compile(r"/token-cache/internal$"), "/token-cache/internal"),
     (re.compile(r"/token-cache/stats$"), "/token-cache/stats"),
+    (re.compile(r"/token-cache/tokens$"), "/token-cache/tokens"),
     (re.compile(r"/token-cache/introspect$"), "/token-cache/introspect"),
     (re.compile(r"/token-cache/exchange$"), "/token-cache/exchange"),
     (re.compile(r"/token-cache/users/[^/]+$"), "/token-cache/users/{name}"),
@@ -40,8 +41,8 @@ def _resolve(node: dict[str, Any]) -> dict[str, Any]:
 def check(method: str, path: str, status: int, body: Any) -> None:
     """Raise AssertionError unless (path, method, status, body) is what the document says."""
     template = next((t for pattern, t in _ROUTES if pattern.search(path)), None)
-    if template is None:
-        return  # not ours
+    if template is None or "/api/token-cache" not in path:
+        return  # not ours (the admin page, /hub/token-cache, is HTML)
     operation = spec()["paths"][template].get(method.lower())
     assert operation is not None, f"{method} {template} is not documented"
     response = operation["responses"].get(str(status))
@@ -55,6 +56,6 @@ def check(method: str, path: str, status: int, body: Any) -> None:
 async def check_response(response: httpx.Response) -> None:
     """httpx response hook: validate REST API answers as they arrive."""
     await response.aread()
-    if "/token-cache" not in response.request.url.path:
+    if "/api/token-cache" not in response.request.url.path:
         return
     check(response.request.method, response.request.url.path, response.status_code, response.json())
