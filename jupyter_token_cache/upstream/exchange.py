@@ -141,6 +141,12 @@ class UpstreamTokens:
             cached=not asked,
         )
 
+    def stats(self) -> dict[str, int]:
+        """Exchanges verified from the cache (hits) or by asking the provider (misses), and
+        the provider calls, refusals for a full bound (busy) and failures (errors)."""
+        names = ("hits", "misses", "provider_calls", "provider_busy", "provider_errors")
+        return {name: self.counts[name] for name in names}
+
     async def _ended_session(self, name: str) -> tuple[str, str] | None:
         """The (session, username claim) the token ``name`` was last seen active with, forgotten."""
         key = CacheKey("", SESSION_KIND, (name,))

@@ -124,6 +124,9 @@ async def test_an_opaque_token_is_exchanged_after_one_introspection(
     admin = hub.token("admin", admin=True)
     listed = (await hub.api("GET", "token-cache/tokens?user=alice", admin)).json()
     assert [(t["id"], t["session_kind"]) for t in listed] == [(answer["id"], "upstream")]
+    stats = (await hub.api("GET", "token-cache/stats", admin)).json()
+    assert stats["exchange"] == {"hits": 1, "misses": 1, "provider_calls": 1,
+                                 "provider_busy": 0, "provider_errors": 0}  # fmt: skip
 
 
 @jwt_mode()
