@@ -34,6 +34,7 @@ SHARED_BACKENDS = ["redis", "memcached"]
 #: backend is "redis" there, the URL picks the topology.
 REPLICATED_REDIS = ["redis-sentinel", "redis-cluster"]
 CACHE_BACKENDS = BACKENDS + REPLICATED_REDIS
+SHARED_CACHE_BACKENDS = SHARED_BACKENDS + REPLICATED_REDIS
 _namespaces = itertools.count()
 
 

@@ -433,7 +433,14 @@ class ReplicatedRedisServer(RedisServer):
         os.makedirs(directory, exist_ok=True)
 
     def command(self) -> list[str]:
-        return [*super().command(), "--dir", self.dir, *self.extra]
+        log = os.path.join(self.dir, "redis.log")
+        return [
+            *super().command(),
+            "--dir", self.dir,
+            "--logfile", log,
+            "--repl-diskless-sync-delay", "0",  # a replica syncs at once, not after 5 s
+            *self.extra,
+        ]  # fmt: skip
 
     def info(self, section: str) -> dict[str, str]:
         text = self.call("INFO", section)
@@ -616,8 +623,9 @@ class RedisClusterSet:
         self.wait_ok()
         return self
 
-    def wait_ok(self, timeout: float = 30) -> float:
-        """Wait until every live node says cluster_state:ok with 3 masters; when (monotonic)."""
+    def wait_ok(self, timeout: float = 60) -> float:
+        """Wait until every live node says cluster_state:ok, 3 masters serve the slots and
+        every live replica is in sync; when (monotonic)."""
 
         def ok() -> bool:
             for server in self.live():
@@ -625,10 +633,22 @@ class RedisClusterSet:
                 text = info.decode() if isinstance(info, bytes) else str(info)
                 if "cluster_state:ok" not in text:
                     return False
+                replication = server.info("replication")
+                if replication["role"] == "slave" and replication["master_link_status"] != "up":
+                    return False
             return len(self.masters()) == 3
 
         _wait(ok, "the cluster to be ok", timeout)
         return time.monotonic()
+
+    def election_log(self) -> list[str]:
+        """The live nodes' log lines about failure detection and elections (diagnostics)."""
+        lines = []
+        for server in self.live():
+            with open(os.path.join(server.dir, "redis.log"), errors="replace") as f:
+                lines += [f"{server.port} {line.strip()}" for line in f
+                          if any(w in line for w in ("ailover", "lection", "FAIL"))]  # fmt: skip
+        return lines
 
     def live(self) -> list[ReplicatedRedisServer]:
         return [s for s in self.servers if s.process is not None and s.process.poll() is None]

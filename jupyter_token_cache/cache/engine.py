@@ -253,22 +253,24 @@ class CacheEngine(LoggingConfigurable):
             )
         kind = _store_class(backend)
         extra = {"local_cache": self.local_cache} if issubclass(kind, RedisStore) else {}
-        try:
-            return kind(
-                backend,
-                **extra,
-                codec=Codec(keys),
-                namespace=self.namespace,
-                ttl=self.ttl,
-                operation_timeout=self.operation_timeout,
-                retry_interval=self.retry_interval,
-                lease_ttl=self.lock_timeout,
-                opened_size=self.max_size,
-                connections=_pool_size(backend),
-                log=self.log,
+        if kind is ClusterStore and {"{", "}"} & set(self.namespace):
+            raise TokenCacheConfigError(
+                f"{type(self).__name__}.namespace: a Redis Cluster namespace cannot hold "
+                "'{' or '}' (they would be read as hash tags)"
             )
-        except ValueError as e:
-            raise TokenCacheConfigError(f"{type(self).__name__}: {e}") from None
+        return kind(
+            backend,
+            **extra,
+            codec=Codec(keys),
+            namespace=self.namespace,
+            ttl=self.ttl,
+            operation_timeout=self.operation_timeout,
+            retry_interval=self.retry_interval,
+            lease_ttl=self.lock_timeout,
+            opened_size=self.max_size,
+            connections=_pool_size(backend),
+            log=self.log,
+        )
 
     def _aiocache_backend(self) -> BaseCache:
         if self.backend in DEFAULT_URLS:

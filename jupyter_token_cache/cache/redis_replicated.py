@@ -141,9 +141,6 @@ return g
 """
 
     def __init__(self, backend: BaseCache, **kwargs: Any) -> None:
-        namespace = kwargs.get("namespace", "")
-        if "{" in namespace or "}" in namespace:
-            raise ValueError("a Redis Cluster namespace cannot hold '{' or '}' (hash tags)")
         super().__init__(backend, **kwargs)
         for script in (self.FETCH_USER, self.GENERATION):
             self._sha[script] = _sha1(script)

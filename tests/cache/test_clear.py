@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from ..conftest import SHARED_CACHE_BACKENDS
 from .helpers import Creator, key
 
 
@@ -105,7 +106,7 @@ async def test_clear_is_one_write_whatever_the_size(make_cache, backend, request
     assert await cache.get(key("user7")) is None
 
 
-@pytest.mark.parametrize("backend", ["redis", "memcached", "redis-sentinel", "redis-cluster"], indirect=True)
+@pytest.mark.parametrize("backend", SHARED_CACHE_BACKENDS, indirect=True)
 async def test_lost_generation_key_hides_old_entries(make_cache, backend, request):
     """If the server evicts a generation key, old entries must not come back."""
     cache = make_cache()

@@ -11,6 +11,7 @@ import pytest
 
 from jupyter_token_cache.cache import shared
 
+from ..conftest import SHARED_CACHE_BACKENDS
 from .helpers import Creator, key
 
 
@@ -41,7 +42,7 @@ async def test_ttl_bounds_entries_with_longer_tokens(make_cache):
     assert await cache.get(key()) is None
 
 
-@pytest.mark.parametrize("backend", ["redis", "memcached", "redis-sentinel", "redis-cluster"], indirect=True)
+@pytest.mark.parametrize("backend", SHARED_CACHE_BACKENDS, indirect=True)
 async def test_expired_entry_still_on_server_is_a_miss(cache, monkeypatch):
     """The envelope's expiry is checked on read, whatever the server's TTL says."""
     now = time.time()

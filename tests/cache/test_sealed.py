@@ -13,12 +13,10 @@ from cryptography.fernet import Fernet
 
 from jupyter_token_cache.cache import CacheKey, TokenCacheConfigError
 
-from ..conftest import settings_for
+from ..conftest import SHARED_CACHE_BACKENDS, settings_for
 from .helpers import Creator
 
-pytestmark = pytest.mark.parametrize(
-    "backend", ["redis", "memcached", "redis-sentinel", "redis-cluster"], indirect=True
-)
+pytestmark = pytest.mark.parametrize("backend", SHARED_CACHE_BACKENDS, indirect=True)
 
 SECRETS = ["very-secret-token-0123456789", "parent-token-abcdef", "alice@example.org",
            "notebook-kind", "session-xyz", "access:servers!user=alice"]  # fmt: skip
