@@ -641,6 +641,26 @@ class RedisClusterSet:
         _wait(ok, "the cluster to be ok", timeout)
         return time.monotonic()
 
+    def replica_of(self, master: ReplicatedRedisServer) -> ReplicatedRedisServer:
+        """The replica of ``master`` (each master has one)."""
+        replica = master.call("INFO", "replication")["slave0"]  # redis-py parses it: a dict
+        port = int(replica["port"])
+        return next(s for s in self.servers if s.port == port)
+
+    def wait_for_promotion(self, replica: ReplicatedRedisServer, timeout: float = 60) -> float:
+        """Wait until ``replica`` is a master serving slots; when (monotonic)."""
+
+        def promoted() -> bool:
+            if replica.info("replication")["role"] != "master":
+                return False
+            nodes = replica.call("CLUSTER", "NODES")
+            text = nodes.decode() if isinstance(nodes, bytes) else str(nodes)
+            return any("myself,master" in line and len(line.split()) > 8
+                       for line in text.splitlines())  # fmt: skip
+
+        _wait(promoted, "the replica to take over", timeout)
+        return time.monotonic()
+
     def election_log(self) -> list[str]:
         """The live nodes' log lines about failure detection and elections (diagnostics)."""
         lines = []

@@ -194,6 +194,12 @@ return g
         connection = node.acquire_connection()
         try:
             return await self._replicated(connection, node.parse_response, script, name, *args)
+        except BaseException:
+            # This call went to the node itself, past redis-py's own error handling, which
+            # would reload the slot map: a dead master or a MOVED reply must do so too, or
+            # the next clear or delete of that slot goes to the same node again.
+            self._client._initialize = True
+            raise
         finally:
             node.release(connection)
 

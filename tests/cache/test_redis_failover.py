@@ -118,13 +118,14 @@ async def test_cluster_master_killed_under_load(own_redis_cluster, crypt_key):
         store = cache.store
         node = store._client.get_node_from_key(store._user_name(USERS[0]))
         victim = next(s for s in cluster.servers if s.port == int(node.port))
+        heir = cluster.replica_of(victim)
         victims = [u for u in USERS if store._client.get_node_from_key(store._user_name(u)) == node]
         victims += [u for u in USERS if u not in victims]
         await check_failover(
             "Cluster",
             cache,
             victim.kill,
-            lambda: cluster.wait_ok(),
+            lambda: cluster.wait_for_promotion(heir),
             victims[:4],
             seconds=15.0,  # a cluster failover takes longer under load: keep it under load
         )
