@@ -150,3 +150,35 @@ async def test_unreplicated_delete_is_not_acknowledged(cache, redis_sentinel):
         replica.resume()
     await asyncio.sleep(cache.retry_interval)
     assert await cache.clear("alice") is True
+
+
+@pytest.mark.timeout(120)
+async def test_cluster_subscription_moves_when_its_node_dies(own_redis_cluster, crypt_key):
+    """The node holding the notices' subscription is killed: the listener forgets what it
+    knew, subscribes again elsewhere, and a clear made by another process still evicts
+    this process's local copy."""
+    cluster = own_redis_cluster
+    here = engine(cluster.url, crypt_key)
+    elsewhere = engine(cluster.url, crypt_key)
+    elsewhere.max_size += 1  # other settings: a store of its own, as in another process
+    try:
+        await warm(here)
+        store = here.store
+        node = store._client.get_node_from_key(store._channel)
+        listening = next(s for s in cluster.servers if s.port == int(node.port))
+        heir = cluster.replica_of(listening)
+        listening.kill()
+        await asyncio.to_thread(cluster.wait_for_promotion, heir)
+        assert await _notified_soon(here), "the listener did not subscribe again"
+        user = USERS[0]
+        await here.set(key_of(user), {"token": "kept"}, expires_at=time.time() + 60)
+        assert await here.get(key_of(user)) == {"token": "kept"}  # now a local copy
+        assert await elsewhere.clear(user) is True
+        for _ in range(50):  # the notice crosses the cluster bus
+            if await here.get(key_of(user)) is None:
+                break
+            await asyncio.sleep(0.02)
+        assert await here.get(key_of(user)) is None
+    finally:
+        await here.close()
+        await elsewhere.close()
