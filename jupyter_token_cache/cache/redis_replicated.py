@@ -10,6 +10,7 @@ from aiocache.base import BaseCache
 
 from .redis_store import RedisStore
 from .shared import FAILED
+from .store import CacheKey
 
 
 class NotReplicated(RuntimeError):
@@ -44,11 +45,54 @@ class ReplicatedRedisStore(RedisStore):
     see the change before its first read from the new master. Waiting costs one more
     round trip on clears and deletes only, which are rare; the hit path is unchanged.
 
+    A clear or delete that fails (the master is gone, or no replica acknowledged it) is
+    not forgotten: until it has been applied, with its replicas' acknowledgement, this
+    process treats every entry it covers as a miss, and it is retried every
+    ``retry_interval`` — so a revocation made during the failover window, which would
+    otherwise reach neither the dead master nor the promoted replica, is applied on the
+    new master as soon as there is one. Past ``max_size`` pending changes they collapse
+    into one pending global clear.
+
     Writes of new entries are not waited for: an entry lost in a failover is only a
     miss. What ``WAIT`` cannot cover is a replica cut off from its master (a network
     partition) and promoted anyway; Redis' ``min-replicas-to-write`` is the server-side
     answer to that.
     """
+
+    def __init__(self, backend: BaseCache, **kwargs: Any) -> None:
+        super().__init__(backend, **kwargs)
+        #: clears and deletes not yet confirmed: key name -> (script, its arguments)
+        self._pending: dict[str, tuple[str, tuple[str, ...]]] = {}
+        self._reapplying: asyncio.Task[None] | None = None
+
+    async def get(self, key: CacheKey) -> tuple[Any, Any]:
+        if self._pending and (
+            self._global_name in self._pending
+            or self._user_name(key.user) in self._pending
+            or self._entry_name(key) in self._pending
+        ):
+            return None, None  # a clear or delete covering it is not applied yet
+        return await super().get(key)
+
+    def _unconfirmed(self, script: str, name: str, *args: str) -> None:
+        if len(self._pending) >= self._opened_size:  # bounded: one global clear instead
+            self._pending.clear()
+            script, name, args = self.CLEAR, self._global_name, (next(self._nonces), self._channel)
+        self._pending[name] = (script, args)
+        if self._reapplying is None or self._reapplying.done():
+            self._reapplying = asyncio.get_running_loop().create_task(self._reapply())
+
+    async def _reapply(self) -> None:
+        """Apply the pending clears and deletes, each ``retry_interval``, until all are done."""
+        while self._pending and not self._closed:
+            await asyncio.sleep(self.retry_interval)
+            for name, (script, args) in list(self._pending.items()):
+                if await self._call(self._change, script, name, *args) is FAILED:
+                    break
+                if self._pending.get(name) == (script, args):
+                    del self._pending[name]
+                self._forget()  # generations and copies are read afresh from the server
+        self._reapplying = None
 
     async def _change(self, script: str, name: str, *args: str) -> Any:
         pool = self._client.connection_pool
@@ -86,6 +130,8 @@ class ReplicatedRedisStore(RedisStore):
         return result
 
     async def close(self) -> None:
+        if self._reapplying is not None:
+            self._reapplying.cancel()
         await super().close()
         sentinel = getattr(self.backend, "sentinel", None)
         for server in getattr(sentinel, "sentinels", ()):

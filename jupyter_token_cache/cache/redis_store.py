@@ -251,6 +251,7 @@ return n
         nonce = next(self._nonces)
         done = await self._call(self._change, self.CLEAR, name, nonce, self._channel)
         if done is FAILED:
+            self._unconfirmed(self.CLEAR, name, nonce, self._channel)
             return False
         self._learn(name, nonce)  # our own notice may arrive after our next lookup
         self._notices += 1
@@ -259,6 +260,9 @@ return n
     async def _change(self, script: str, name: str, *args: str) -> Any:
         """Run a clear or a delete (one key); replicated topologies wait for a replica."""
         return await self._script(script, [name], *args)
+
+    def _unconfirmed(self, script: str, name: str, *args: str) -> None:
+        """A clear or delete that failed; on one server it is simply not done."""
 
     def _ttl(self, seconds: float) -> Any:
         # Redis takes milliseconds (aiocache uses PSETEX / PX for a float TTL).
@@ -280,7 +284,10 @@ return n
         name = self._entry_name(key)
         self.forget(key)
         deleted = await self._call(self._change, self.DELETE, name, self._channel, self._origin)
-        return deleted not in (FAILED, 0, None, False)
+        if deleted is FAILED:
+            self._unconfirmed(self.DELETE, name, self._channel, self._origin)
+            return False
+        return deleted not in (0, None, False)
 
     def channel(self, topic: str) -> str:
         """The Redis channel of ``topic`` in this namespace."""

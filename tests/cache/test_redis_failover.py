@@ -182,3 +182,39 @@ async def test_cluster_subscription_moves_when_its_node_dies(own_redis_cluster, 
     finally:
         await here.close()
         await elsewhere.close()
+
+
+@pytest.mark.timeout(120)
+async def test_sentinel_delete_during_the_window_is_applied_after_promotion(
+    own_redis_sentinel, crypt_key
+):
+    """A delete that finds no master (and that nobody retries) still ends the entry: it
+    is a miss here at once, and it is applied on the promoted replica, which still held
+    the entry."""
+    sentinels = own_redis_sentinel
+    cache = engine(sentinels.url, crypt_key)
+    try:
+        await cache.set(key_of("alice"), {"token": "revoked"}, expires_at=time.time() + 600)
+        await cache.set(key_of("bob"), {"token": "kept"}, expires_at=time.time() + 600)
+        name = cache.store._entry_name(key_of("alice"))
+        old = sentinels.current_master()
+        heir = next(s for s in sentinels.servers if s is not old)
+        await asyncio.sleep(0.2)  # replicated (writes are not waited for)
+        assert heir.call("EXISTS", name) == 1
+        old_port = old.port
+        sentinels.kill_master()
+        assert await cache.delete(key_of("alice")) is False  # no master to delete it on
+        assert await cache.get(key_of("alice")) is None
+        await asyncio.to_thread(sentinels.wait_for_promotion, old_port)
+        deadline = time.monotonic() + 15
+        while heir.call("EXISTS", name) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert heir.call("EXISTS", name) == 0, "the delete was not applied on the new master"
+        assert await cache.get(key_of("alice")) is None
+        for _ in range(50):  # the other entries are served again from the new master
+            if await cache.get(key_of("bob")) == {"token": "kept"}:
+                break
+            await asyncio.sleep(0.1)
+        assert await cache.get(key_of("bob")) == {"token": "kept"}
+    finally:
+        await cache.close()
