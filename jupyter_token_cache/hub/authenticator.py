@@ -26,6 +26,7 @@ from .handlers import (
     EventsHandler,
     InternalTokenHandler,
     NotebookTokenHandler,
+    NotFoundHandler,
     ResetHandler,
     StatsHandler,
     TokensHandler,
@@ -93,6 +94,7 @@ class TokenCacheMixin:
             (f"{API_PREFIX}/exchange", self.exchange_handler),
             (f"{API_PREFIX}/users/([^/]+)", self.reset_handler),
             (API_PREFIX, self.reset_handler),
+            (f"{API_PREFIX}/.*", NotFoundHandler),
             *page_routes(app, self.page_handler),
         ]
 

@@ -83,6 +83,33 @@ class TokenCacheAPIHandler(APIHandler):  # type: ignore[misc]  # jupyterhub ship
             raise web.HTTPError(400, f"{name} must be {_TYPES[name]}")
         return value
 
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """JupyterHub's JSON error, with a message even where Tornado raised none.
+
+        A wrong method (405) or an unknown route under ``/api/token-cache`` (404) would
+        otherwise answer ``"message": null``; a 405 also names the methods allowed, in
+        the ``Allow`` header as RFC 9110 asks and in the message.
+        """
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(error, web.HTTPError) and not error.log_message:
+            message = None
+            if status_code == 405:
+                allowed = ", ".join(self.allowed_methods())
+                self.set_header("Allow", allowed)
+                message = f"{self.request.method} is not allowed here; use {allowed}"
+            elif status_code == 404:
+                message = f"No token-cache route at {shown(self.request.path)}"
+            if message is not None:
+                replaced = web.HTTPError(status_code, message.replace("%", "%%"))
+                kwargs["exc_info"] = (type(replaced), replaced, kwargs["exc_info"][2])
+        super().write_error(status_code, **kwargs)
+
+    @classmethod
+    def allowed_methods(cls) -> list[str]:
+        """The HTTP methods this handler implements."""
+        return [m for m in ("GET", "POST", "DELETE")
+                if getattr(cls, m.lower()) is not getattr(APIHandler, m.lower())]  # fmt: skip
+
     def refuse(self, error: TokenRequestError) -> web.HTTPError:
         return web.HTTPError(error.status, error.message)
 
@@ -98,6 +125,17 @@ class TokenCacheAPIHandler(APIHandler):  # type: ignore[misc]  # jupyterhub ship
         allowed = {"admin:users", ADMIN_SCOPE, *also}
         if not allowed & set(self.expanded_scopes):
             raise web.HTTPError(403, f"Requires {' or '.join(sorted(allowed))}")
+
+
+class NotFoundHandler(TokenCacheAPIHandler):
+    """Any other path under /hub/api/token-cache: a 404 that says so (not ``"message": null``)."""
+
+    def check_xsrf_cookie(self) -> None:
+        """Nothing is done here, so a cookie without the XSRF header may hear the 404."""
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        raise web.HTTPError(404)
 
 
 class NotebookTokenHandler(TokenCacheAPIHandler):
@@ -143,6 +181,9 @@ class StatsHandler(TokenCacheAPIHandler):
         stats = self.extension.token_service.stats()
         stats["events"] = self.extension.token_events.stats()
         stats["introspections"] = dict(self.extension.token_introspections)
+        exchange = getattr(self.extension, "token_exchange", None)
+        if exchange is not None:  # only when c.TokenExchange.issuer is set
+            stats["exchange"] = exchange.stats()
         self.write_json(stats)
 
 

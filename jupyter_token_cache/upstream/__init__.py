@@ -40,5 +40,7 @@ def upstream_tokens(
         problem = "introspection needs client_id and client_secret"
     if problem:
         raise ValueError(f"c.TokenExchange: {problem}")
-    cache = UpstreamCache(parent=settings, ttl=settings.introspection_ttl)
+    # answers are kept introspection_ttl at most by CachedAnswers; the engine's own ttl
+    # bounds the upstream-session entries, which must last as long as the upstream token
+    cache = UpstreamCache(parent=settings)
     return UpstreamTokens(settings=settings, cache=cache, log=log, **kwargs)

@@ -10,7 +10,10 @@ is the project's one (:class:`~jupyter_token_cache.cache.answers.CachedAnswers`)
 The upstream *session* is the parent of every hub token minted for it: the token's
 ``sid`` (its login session at the provider), else its ``jti``, else an HMAC of the
 token. When the provider later calls a token inactive, the session it was seen with
-is reported as ended, so the hub revokes what was minted for it.
+is reported as ended, so the hub revokes what was minted for it. Which session a token
+was seen with is kept on the cache engine (``upstream-session`` entries, until the
+upstream token expires), not in this process: on a shared backend a restarted hub, or
+another hub process, still knows it.
 """
 
 from __future__ import annotations
@@ -18,19 +21,20 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections import Counter, OrderedDict
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from ..cache import CacheKey
 from ..cache.answers import CachedAnswers
 from .settings import TokenExchange, UpstreamCache
 from .verify import VERIFIERS, Provider, ProviderUnavailable
 
 KIND = "upstream"
-#: Upstream sessions remembered by token, to revoke when a token turns inactive.
-MEMO_SIZE = 100_000
+#: Cache entries naming the upstream session a token was seen with (to revoke its children).
+SESSION_KIND = "upstream-session"
 
 
 class ExchangeError(Exception):
@@ -91,8 +95,6 @@ class UpstreamTokens:
             prefix="provider",
             unavailable=ProviderUnavailable,
         )
-        #: token HMAC -> (upstream session, username claim), of tokens seen active.
-        self._sessions: OrderedDict[str, tuple[str, str]] = OrderedDict()
 
     async def identify(self, token: str) -> Identity:
         """The identity ``token`` speaks for; :class:`ExchangeError` when it is not good."""
@@ -107,7 +109,8 @@ class UpstreamTokens:
             error = ExchangeError(
                 "invalid_grant", answer.get("reason") or "The subject token is not active"
             )
-            error.ended_session = self._sessions.pop(name, None) if asked else None
+            if asked:  # the provider says so now: what was minted for its session ends
+                error.ended_session = await self._ended_session(name)
             raise error
         if self.settings.verification != "userinfo" and not self._for_us(answer.get("aud")):
             raise ExchangeError("invalid_grant", "The subject token is meant for another audience")
@@ -123,11 +126,13 @@ class UpstreamTokens:
             if isinstance(found, list) and all(isinstance(g, str) for g in found):
                 groups = tuple(found)
         session = self._session(answer, name)
-        self._sessions[name] = (session, username)
-        self._sessions.move_to_end(name)
-        if len(self._sessions) > MEMO_SIZE:
-            self._sessions.popitem(last=False)
         exp = answer.get("exp")
+        if asked:  # once per provider answer, not per exchange: hits write nothing
+            await self.answers.cache.set(
+                CacheKey("", SESSION_KIND, (name,)),
+                [session, username],
+                expires_at=float(exp) if isinstance(exp, (int, float)) else None,
+            )
         return Identity(
             username=username,
             groups=groups,
@@ -135,6 +140,21 @@ class UpstreamTokens:
             expires_at=float(exp) if isinstance(exp, (int, float)) else None,
             cached=not asked,
         )
+
+    def stats(self) -> dict[str, int]:
+        """Exchanges verified from the cache (hits) or by asking the provider (misses), and
+        the provider calls, refusals for a full bound (busy) and failures (errors)."""
+        names = ("hits", "misses", "provider_calls", "provider_busy", "provider_errors")
+        return {name: self.counts[name] for name in names}
+
+    async def _ended_session(self, name: str) -> tuple[str, str] | None:
+        """The (session, username claim) the token ``name`` was last seen active with, forgotten."""
+        key = CacheKey("", SESSION_KIND, (name,))
+        seen = await self.answers.cache.get(key)
+        if not (isinstance(seen, list) and len(seen) == 2):
+            return None
+        await self.answers.cache.delete(key)
+        return seen[0], seen[1]
 
     def _for_us(self, audience: Any) -> bool:
         """Whether the token names one of ``allowed_audiences`` (RFC 7519 ``aud``: one or a list)."""

@@ -148,3 +148,27 @@ async def test_no_token_in_any_log_line(hub: Hub, caplog: pytest.LogCaptureFixtu
     assert "Minted notebook token" in text  # the log is there...
     for secret in secrets:
         assert secret not in text  # ...but no secret in it
+
+
+@pytest.mark.parametrize(
+    ("method", "route", "status", "message"),
+    [
+        ("GET", "notebook", 405, "GET is not allowed here; use POST"),
+        ("POST", "stats", 405, "POST is not allowed here; use GET"),
+        ("POST", "users/alice", 405, "POST is not allowed here; use DELETE"),
+        ("GET", "nope", 404, "No token-cache route at "),
+        ("DELETE", "users/", 404, "No token-cache route at "),
+        ("DELETE", "users/a/b", 404, "No token-cache route at "),
+    ],
+)
+async def test_wrong_methods_and_unknown_routes_say_so(
+    hub: Hub, method: str, route: str, status: int, message: str
+) -> None:
+    admin = hub.token("admin", admin=True)
+    r = await hub.http.request(
+        method, f"api/token-cache/{route}", headers={"Authorization": f"token {admin}"}
+    )
+    assert r.status_code == status
+    assert r.json()["status"] == status and r.json()["message"].startswith(message)
+    if status == 405:
+        assert r.headers["Allow"] == message.rsplit(" ", 1)[-1]

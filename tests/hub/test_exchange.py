@@ -23,6 +23,8 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from traitlets.config import Config
 
+from jupyter_token_cache.upstream import upstream_tokens
+
 from ..oidc.server import HUB_CLIENT, OIDCProvider
 from ..servers import RedisServer
 from .conftest import Hub
@@ -122,6 +124,9 @@ async def test_an_opaque_token_is_exchanged_after_one_introspection(
     admin = hub.token("admin", admin=True)
     listed = (await hub.api("GET", "token-cache/tokens?user=alice", admin)).json()
     assert [(t["id"], t["session_kind"]) for t in listed] == [(answer["id"], "upstream")]
+    stats = (await hub.api("GET", "token-cache/stats", admin)).json()
+    assert stats["exchange"] == {"hits": 1, "misses": 1, "provider_calls": 1,
+                                 "provider_busy": 0, "provider_errors": 0}  # fmt: skip
 
 
 @jwt_mode()
@@ -357,6 +362,29 @@ async def test_on_a_shared_backend_no_token_is_stored_in_the_clear(
     assert second.json()["cached"] is True
     refused(await exchange(hub, upstream + "x"), "invalid_grant")
     # the hub fixture then looks for every upstream and hub token in each Redis key and value
+
+
+async def test_a_restarted_hub_still_revokes_what_an_upstream_session_was_given(
+    on_redis: None, hub: Hub, provider: OIDCProvider
+) -> None:
+    """Which session a token was seen with lives on the backend, not in the hub process."""
+    extension = hub.app.authenticator
+    before = extension.token_exchange
+    before.answers.ttl = 0.5  # introspection_ttl, short
+    upstream = alices(hub, provider)
+    minted = (await exchange(hub, upstream)).json()["access_token"]
+    # a new process: its own verifier and cache engine, on the same Redis
+    extension.token_exchange = upstream_tokens(extension.token_exchange_settings, before.log)
+    extension.token_exchange.answers.ttl = 0.5
+    try:
+        provider.revoke(upstream)
+        await asyncio.sleep(0.6)  # the answer cached before the revocation runs out
+        refused(await exchange(hub, upstream), "invalid_grant")
+        assert (await whoami(hub, minted)).status_code == 403
+        assert hub.minted_rows("alice") == []
+    finally:
+        await extension.token_exchange.close()
+        extension.token_exchange = before
 
 
 async def test_the_claim_goes_through_the_authenticators_normalize_username(
