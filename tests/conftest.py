@@ -22,13 +22,20 @@ from .servers import (
     MemcachedServer,
     MissingBinary,
     PostgresServer,
+    RedisClusterSet,
     RedisServer,
+    SentinelSet,
     Server,
     unavailable,
 )
 
 BACKENDS = ["memory", "redis", "memcached"]
 SHARED_BACKENDS = ["redis", "memcached"]
+#: The cache engine's behaviour tests also run on Redis Sentinel and Redis Cluster: the
+#: backend is "redis" there, the URL picks the topology.
+REPLICATED_REDIS = ["redis-sentinel", "redis-cluster"]
+CACHE_BACKENDS = BACKENDS + REPLICATED_REDIS
+SHARED_CACHE_BACKENDS = SHARED_BACKENDS + REPLICATED_REDIS
 _namespaces = itertools.count()
 
 
@@ -37,7 +44,7 @@ def crypt_key() -> str:
     return Fernet.generate_key().decode()
 
 
-def running(kind: type[Server]) -> Iterator[Server]:
+def running(kind: type[Server] | type[SentinelSet] | type[RedisClusterSet]) -> Iterator[Any]:
     try:
         server = kind().start()
     except MissingBinary as e:
@@ -60,6 +67,29 @@ def memcached_server() -> Iterator[MemcachedServer]:
 def postgres_server() -> Iterator[PostgresServer]:
     """One throwaway PostgreSQL cluster for the session; tests take databases from it."""
     yield from running(PostgresServer)
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel() -> Iterator[SentinelSet]:
+    """1 master, 1 replica and 3 sentinels for the session (tests that kill a master take
+    their own ``own_redis_sentinel``)."""
+    yield from running(SentinelSet)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterSet]:
+    """3 masters and 3 replicas for the session."""
+    yield from running(RedisClusterSet)
+
+
+@pytest.fixture
+def own_redis_sentinel() -> Iterator[SentinelSet]:
+    yield from running(SentinelSet)
+
+
+@pytest.fixture
+def own_redis_cluster() -> Iterator[RedisClusterSet]:
+    yield from running(RedisClusterSet)
 
 
 @pytest.fixture(scope="session")
@@ -92,10 +122,13 @@ def settings_for(backend: str, request: pytest.FixtureRequest, key: str) -> dict
         settings.update(url=request.getfixturevalue("redis_server").url, encryption_key=key)
     elif backend == "memcached":
         settings.update(url=request.getfixturevalue("memcached_server").url, encryption_key=key)
+    elif backend in REPLICATED_REDIS:
+        server = request.getfixturevalue(backend.replace("-", "_"))
+        settings.update(backend="redis", url=server.url, encryption_key=key)
     return settings
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=CACHE_BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return request.param
 

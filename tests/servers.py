@@ -421,3 +421,268 @@ class PostgresServer(Server):
             except subprocess.TimeoutExpired:
                 self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class ReplicatedRedisServer(RedisServer):
+    """A redis-server of a Sentinel set or a Cluster: its own directory, extra options."""
+
+    def __init__(self, directory: str, *extra: str) -> None:
+        super().__init__()
+        self.dir = directory
+        self.extra = list(extra)
+        os.makedirs(directory, exist_ok=True)
+
+    def command(self) -> list[str]:
+        log = os.path.join(self.dir, "redis.log")
+        return [
+            *super().command(),
+            "--dir", self.dir,
+            "--logfile", log,
+            "--repl-diskless-sync-delay", "0",  # a replica syncs at once, not after 5 s
+            *self.extra,
+        ]  # fmt: skip
+
+    def info(self, section: str) -> dict[str, str]:
+        text = self.call("INFO", section)
+        if isinstance(text, dict):  # redis-py parses INFO into a dict
+            return {k: str(v) for k, v in text.items()}
+        return dict(line.split(":", 1) for line in text.decode().splitlines() if ":" in line)
+
+
+def _wait(condition: Any, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except Exception:  # noqa: BLE001, S110 - not up yet
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+class SentinelServer(Server):
+    """One sentinel, from Debian's ``redis-sentinel`` (or the multi-call ``redis-server
+    --sentinel``, the same program), with a config file of its own (sentinels rewrite it)."""
+
+    binary = "redis-sentinel"
+    package = "redis-sentinel"
+    scheme = "redis"
+
+    def __init__(self, directory: str, service: str, master_port: int) -> None:
+        try:
+            self.path = require_binary("redis-sentinel", "redis-sentinel")
+            self.args: list[str] = []
+        except MissingBinary:
+            self.path = require_binary("redis-server", "redis-server")
+            self.args = ["--sentinel"]
+        self.port = free_port()
+        self.process = None
+        os.makedirs(directory, exist_ok=True)
+        self.config = os.path.join(directory, "sentinel.conf")
+        with open(self.config, "w") as f:
+            f.write(
+                f"port {self.port}\nbind {LOOPBACK}\ndir {directory}\nprotected-mode no\n"
+                f"sentinel announce-ip {LOOPBACK}\n"
+                f"sentinel monitor {service} {LOOPBACK} {master_port} 2\n"
+                f"sentinel down-after-milliseconds {service} 1000\n"
+                f"sentinel failover-timeout {service} 3000\n"
+                f"sentinel parallel-syncs {service} 1\n"
+            )
+
+    def command(self) -> list[str]:
+        return [self.path, self.config, *self.args]
+
+    def call(self, *args: Any) -> Any:
+        return RedisServer.call(self, *args)  # type: ignore[arg-type]
+
+
+class SentinelSet:
+    """1 master, 1 replica and 3 sentinels on loopback ports, each in its own temp dir.
+
+    Short ``down-after-milliseconds`` (1 s) and ``failover-timeout`` (3 s): a killed
+    master is replaced within about 1-3 s.
+    """
+
+    service = "tokencache"
+
+    def __init__(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="pytest-sentinel-")
+        self.master = ReplicatedRedisServer(os.path.join(self.dir, "r0"))
+        replica_dir = os.path.join(self.dir, "r1")
+        self.replica = ReplicatedRedisServer(replica_dir)
+        self.replica.extra = [
+            "--replicaof", LOOPBACK, str(self.master.port),
+            "--replica-announce-ip", LOOPBACK,
+        ]  # fmt: skip
+        self.master.extra = ["--replica-announce-ip", LOOPBACK]
+        self.servers = [self.master, self.replica]
+        self.sentinels = [
+            SentinelServer(os.path.join(self.dir, f"s{i}"), self.service, self.master.port)
+            for i in range(3)
+        ]
+        atexit.register(self.stop)
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"{LOOPBACK}:{s.port}" for s in self.sentinels)
+        return f"redis+sentinel://{hosts}/{self.service}/0"
+
+    def start(self) -> SentinelSet:
+        for server in self.servers:
+            server.start()
+        _wait(lambda: self.replica.info("replication")["master_link_status"] == "up",
+              "the replica to sync")  # fmt: skip
+        for sentinel in self.sentinels:
+            sentinel.start()
+        for sentinel in self.sentinels:
+            _wait(lambda s=sentinel: len(s.call("SENTINEL", "SENTINELS", self.service)) == 2
+                  and len(s.call("SENTINEL", "REPLICAS", self.service)) == 1,
+                  "the sentinels to find each other and the replica")  # fmt: skip
+        return self
+
+    def master_port(self) -> int:
+        """The port of the master the sentinels name now."""
+        _, port = self.sentinels[0].call("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)
+        return int(port)
+
+    def current_master(self) -> ReplicatedRedisServer:
+        port = self.master_port()
+        return next(s for s in self.servers if s.port == port)
+
+    def kill_master(self) -> ReplicatedRedisServer:
+        """SIGKILL the current master; return it (dead)."""
+        master = self.current_master()
+        master.kill()
+        return master
+
+    def wait_for_promotion(self, old_port: int, timeout: float = 30) -> float:
+        """Wait until every sentinel names a new master that answers as one; when (monotonic)."""
+
+        def promoted() -> bool:
+            ports = {
+                int(s.call("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)[1])
+                for s in self.sentinels
+            }
+            if len(ports) != 1 or old_port in ports:
+                return False
+            server = next(s for s in self.servers if s.port in ports)
+            return server.info("replication")["role"] == "master"
+
+        _wait(promoted, "a new master", timeout)
+        return time.monotonic()
+
+    def dump(self) -> dict[str, bytes]:
+        return self.current_master().dump()
+
+    def stop(self) -> None:
+        for process in [*self.sentinels, *self.servers]:
+            process.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class RedisClusterSet:
+    """A Redis Cluster of 3 masters and 3 replicas on loopback ports, each in its own temp
+    dir, created with ``redis-cli --cluster create ... --cluster-replicas 1``.
+
+    ``cluster-node-timeout`` is 1 s, so a killed master's replica takes over in ~1-3 s;
+    ``cluster-require-full-coverage no`` keeps the other shards answering meanwhile.
+    """
+
+    def __init__(self) -> None:
+        self.cli = require_binary("redis-cli", "redis-tools")
+        self.dir = tempfile.mkdtemp(prefix="pytest-cluster-")
+        self.servers: list[ReplicatedRedisServer] = []
+        for i in range(6):
+            node_dir = os.path.join(self.dir, f"n{i}")
+            self.servers.append(ReplicatedRedisServer(node_dir))
+        for server in self.servers:
+            server.extra = [
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", os.path.join(server.dir, "nodes.conf"),
+                "--cluster-node-timeout", "1000",
+                "--cluster-port", str(free_port()),  # port+10000 may be out of range
+                "--cluster-announce-ip", LOOPBACK,
+                "--cluster-require-full-coverage", "no",
+            ]  # fmt: skip
+        atexit.register(self.stop)
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"{LOOPBACK}:{s.port}" for s in self.servers[:3])
+
+    def start(self) -> RedisClusterSet:
+        for server in self.servers:
+            server.start()
+        nodes = [f"{LOOPBACK}:{s.port}" for s in self.servers]
+        subprocess.run(
+            [self.cli, "--cluster", "create", *nodes, "--cluster-replicas", "1",
+             "--cluster-yes"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60,
+        )  # fmt: skip
+        self.wait_ok()
+        return self
+
+    def wait_ok(self, timeout: float = 60) -> float:
+        """Wait until every live node says cluster_state:ok, 3 masters serve the slots and
+        every live replica is in sync; when (monotonic)."""
+
+        def ok() -> bool:
+            for server in self.live():
+                info = server.call("CLUSTER", "INFO")
+                text = info.decode() if isinstance(info, bytes) else str(info)
+                if "cluster_state:ok" not in text:
+                    return False
+                replication = server.info("replication")
+                if replication["role"] == "slave" and replication["master_link_status"] != "up":
+                    return False
+            return len(self.masters()) == 3
+
+        _wait(ok, "the cluster to be ok", timeout)
+        return time.monotonic()
+
+    def replica_of(self, master: ReplicatedRedisServer) -> ReplicatedRedisServer:
+        """The replica of ``master`` (each master has one)."""
+        replica = master.call("INFO", "replication")["slave0"]  # redis-py parses it: a dict
+        port = int(replica["port"])
+        return next(s for s in self.servers if s.port == port)
+
+    def wait_for_promotion(self, replica: ReplicatedRedisServer, timeout: float = 60) -> float:
+        """Wait until ``replica`` is a master serving slots; when (monotonic)."""
+
+        def promoted() -> bool:
+            if replica.info("replication")["role"] != "master":
+                return False
+            nodes = replica.call("CLUSTER", "NODES")
+            text = nodes.decode() if isinstance(nodes, bytes) else str(nodes)
+            return any("myself,master" in line and len(line.split()) > 8
+                       for line in text.splitlines())  # fmt: skip
+
+        _wait(promoted, "the replica to take over", timeout)
+        return time.monotonic()
+
+    def election_log(self) -> list[str]:
+        """The live nodes' log lines about failure detection and elections (diagnostics)."""
+        lines = []
+        for server in self.live():
+            with open(os.path.join(server.dir, "redis.log"), errors="replace") as f:
+                lines += [f"{server.port} {line.strip()}" for line in f
+                          if any(w in line for w in ("ailover", "lection", "FAIL"))]  # fmt: skip
+        return lines
+
+    def live(self) -> list[ReplicatedRedisServer]:
+        return [s for s in self.servers if s.process is not None and s.process.poll() is None]
+
+    def masters(self) -> list[ReplicatedRedisServer]:
+        return [s for s in self.live() if s.info("replication")["role"] == "master"]
+
+    def dump(self) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        for server in self.masters():
+            found.update(server.dump())
+        return found
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -22,7 +22,9 @@ from .codec import Codec, EncryptionKeyError, parse_keys
 from .locks import acquire_lease
 from .memcached_store import MemcachedStore
 from .memory import MemoryStore
+from .redis_replicated import ClusterStore, ReplicatedRedisStore
 from .redis_store import RedisStore
+from .redis_topology import RedisURLError, TopologyRedisCache, is_topology_url, topology_backend
 from .shared import SharedStore
 from .store import CacheKey, Store
 
@@ -96,7 +98,11 @@ class CacheEngine(LoggingConfigurable):
         config=True,
         help="""Address of the Redis or memcached server, e.g.
         "redis://127.0.0.1:6379/0" or "memcached://127.0.0.1:11211". Query parameters
-        are passed to the aiocache backend. Empty means the backend's local default.""",
+        are passed to the aiocache backend. Empty means the backend's local default.
+        With backend "redis", a Sentinel-managed master is
+        "redis+sentinel://[:password@]host:port[,host:port...]/<service>[/<db>]" and a
+        Redis Cluster "redis+cluster://[:password@]host:port[,host:port...]"
+        ("rediss+..." for TLS); see the backends page of the docs.""",
     )
     backend_options = Dict(
         config=True,
@@ -246,7 +252,12 @@ class CacheEngine(LoggingConfigurable):
                 "JUPYTERHUB_CRYPT_KEY (e.g. `openssl rand -hex 32`)."
             )
         kind = _store_class(backend)
-        extra = {"local_cache": self.local_cache} if kind is RedisStore else {}
+        extra = {"local_cache": self.local_cache} if issubclass(kind, RedisStore) else {}
+        if kind is ClusterStore and {"{", "}"} & set(self.namespace):
+            raise TokenCacheConfigError(
+                f"{type(self).__name__}.namespace: a Redis Cluster namespace cannot hold "
+                "'{' or '}' (they would be read as hash tags)"
+            )
         return kind(
             backend,
             **extra,
@@ -281,6 +292,11 @@ class CacheEngine(LoggingConfigurable):
                 raise TokenCacheConfigError(
                     f"TokenCache.backend {self.backend!r} is not an aiocache backend class"
                 )
+        if self.backend == "redis" and is_topology_url(self.url):
+            try:
+                return topology_backend(self.url, self.backend_options)
+            except RedisURLError as e:
+                raise TokenCacheConfigError(f"{type(self).__name__}.url: {e}") from None
         url = urllib.parse.urlparse(self.url or DEFAULT_URLS.get(self.backend, ""))
         options: dict[str, Any] = dict(urllib.parse.parse_qsl(url.query))
         if url.path and hasattr(cls, "parse_uri_path"):
@@ -428,6 +444,8 @@ class CacheEngine(LoggingConfigurable):
 
 def _pool_size(backend: BaseCache) -> int:
     """How many calls the backend's client can have in flight at once."""
+    if isinstance(backend, TopologyRedisCache):
+        return backend.max_connections
     client = getattr(backend, "client", None)
     pool = getattr(client, "connection_pool", None)  # redis-py
     if pool is not None:
@@ -440,6 +458,8 @@ def _pool_size(backend: BaseCache) -> int:
 
 def _store_class(backend: BaseCache) -> type[SharedStore]:
     """The store that knows ``backend``'s protocol best; the generic one otherwise."""
+    if isinstance(backend, TopologyRedisCache):
+        return ClusterStore if backend.topology.kind == "cluster" else ReplicatedRedisStore
     for name, store in (("redis", RedisStore), ("memcached", MemcachedStore)):
         cls = AIOCACHE_CACHES.get(name)
         if cls is not None and isinstance(backend, cls):

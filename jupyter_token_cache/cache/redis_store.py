@@ -81,8 +81,10 @@ redis.call('PUBLISH', ARGV[1], KEYS[1] .. ' ~' .. ARGV[2])
 return n
 """
 
-    def __init__(self, backend: BaseCache, *, local_cache: bool = False, **kwargs: Any) -> None:
-        super().__init__(backend, **kwargs)
+    def __init__(
+        self, backend: BaseCache, *, local_cache: bool = False, connections: int, **kwargs: Any
+    ) -> None:
+        super().__init__(backend, connections=connections, **kwargs)
         self._client = backend.client
         self._sha = {script: hashlib.sha1(script.encode()).hexdigest()  # noqa: S324 - Redis' id
                      for script in (self.FETCH, self.CLEAR, self.RELEASE, self.WRITE, self.DELETE)}  # fmt: skip
@@ -91,7 +93,7 @@ return n
         # entry name -> (stamp, value, deadline): copies evicted by change notices
         self._copies: OrderedDict[str, tuple[str, Any, float]] = OrderedDict()
         # The subscription holds one pooled connection; calls get the rest.
-        self._slots = asyncio.Semaphore(max(1, self._client.connection_pool.max_connections - 1))
+        self._slots = asyncio.Semaphore(max(1, connections - 1))
         self._channel = f"{self._ns}:generations"
         self._live = False
         self._known: OrderedDict[str, str] = OrderedDict()  # generation key -> nonce
@@ -115,8 +117,9 @@ return n
     async def _listen(self) -> None:
         """Stay subscribed to the generations channel, re-subscribing after failures."""
         while not self._closed:
-            pubsub = self._client.pubsub()
+            pubsub = None
             try:
+                pubsub = await self._pubsub()
                 await pubsub.subscribe(self._channel)
                 async for message in pubsub.listen():
                     if message["type"] == "subscribe":
@@ -139,11 +142,16 @@ return n
                 self._live = False
                 self._forget()
                 try:
-                    await pubsub.aclose()
+                    if pubsub is not None:
+                        await pubsub.aclose()
                 except Exception:  # noqa: BLE001, S110 - the connection is gone anyway
                     pass
             if not self._closed:
                 await asyncio.sleep(self.retry_interval)
+
+    async def _pubsub(self) -> Any:
+        """A new pub/sub client of the server (or node) the notices are heard on."""
+        return self._client.pubsub()
 
     def _forget(self) -> None:
         self._known.clear()
@@ -207,17 +215,20 @@ return n
         else:
             self._listen_soon()
         notices = self._notices
-        reply = await self._script(self.FETCH, [entry, self._global_name, user], next(self._nonces))
-        if isinstance(reply, bytes):
-            raw = reply.decode()
-            stamp = raw.partition("|")[0]
-        else:
-            raw, stamp = None, ":".join(part.decode() for part in reply)
+        raw, stamp = await self._fetch_stamped(entry, user)
         if self._live and self._notices == notices:
             generation, _, user_generation = stamp.partition(":")
             self._learn(self._global_name, generation)
             self._learn(user, user_generation)
         return raw, stamp
+
+    async def _fetch_stamped(self, entry: str, user: str) -> tuple[str | None, str]:
+        """The entry if current, and the current stamp, asked of Redis in one script."""
+        reply = await self._script(self.FETCH, [entry, self._global_name, user], next(self._nonces))
+        if isinstance(reply, bytes):
+            raw = reply.decode()
+            return raw, raw.partition("|")[0]
+        return None, ":".join(part.decode() for part in reply)
 
     async def _script(self, script: str, keys: list[str], *args: str) -> Any:
         """EVALSHA, loading the script once if the server does not know it.
@@ -238,12 +249,20 @@ return n
     async def clear(self, user: str | None = None) -> bool:
         name = self._global_name if user is None else self._user_name(user)
         nonce = next(self._nonces)
-        done = await self._call(self._script, self.CLEAR, [name], nonce, self._channel)
+        done = await self._call(self._change, self.CLEAR, name, nonce, self._channel)
         if done is FAILED:
+            self._unconfirmed(self.CLEAR, name, nonce, self._channel)
             return False
         self._learn(name, nonce)  # our own notice may arrive after our next lookup
         self._notices += 1
         return True
+
+    async def _change(self, script: str, name: str, *args: str) -> Any:
+        """Run a clear or a delete (one key); replicated topologies wait for a replica."""
+        return await self._script(script, [name], *args)
+
+    def _unconfirmed(self, script: str, name: str, *args: str) -> None:
+        """A clear or delete that failed; on one server it is simply not done."""
 
     def _ttl(self, seconds: float) -> Any:
         # Redis takes milliseconds (aiocache uses PSETEX / PX for a float TTL).
@@ -264,8 +283,11 @@ return n
     async def delete(self, key: CacheKey) -> bool:
         name = self._entry_name(key)
         self.forget(key)
-        deleted = await self._call(self._script, self.DELETE, [name], self._channel, self._origin)
-        return deleted not in (FAILED, 0, None, False)
+        deleted = await self._call(self._change, self.DELETE, name, self._channel, self._origin)
+        if deleted is FAILED:
+            self._unconfirmed(self.DELETE, name, self._channel, self._origin)
+            return False
+        return deleted not in (0, None, False)
 
     def channel(self, topic: str) -> str:
         """The Redis channel of ``topic`` in this namespace."""

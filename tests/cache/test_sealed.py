@@ -13,10 +13,10 @@ from cryptography.fernet import Fernet
 
 from jupyter_token_cache.cache import CacheKey, TokenCacheConfigError
 
-from ..conftest import settings_for
+from ..conftest import SHARED_CACHE_BACKENDS, settings_for
 from .helpers import Creator
 
-pytestmark = pytest.mark.parametrize("backend", ["redis", "memcached"], indirect=True)
+pytestmark = pytest.mark.parametrize("backend", SHARED_CACHE_BACKENDS, indirect=True)
 
 SECRETS = ["very-secret-token-0123456789", "parent-token-abcdef", "alice@example.org",
            "notebook-kind", "session-xyz", "access:servers!user=alice"]  # fmt: skip
@@ -24,7 +24,8 @@ SECRETS = ["very-secret-token-0123456789", "parent-token-abcdef", "alice@example
 
 def dump(backend, request) -> dict[str, bytes]:
     """Every key and value on the server."""
-    return request.getfixturevalue(f"{backend}_server").dump()
+    fixture = {"redis-sentinel": "redis_sentinel", "redis-cluster": "redis_cluster"}
+    return request.getfixturevalue(fixture.get(backend, f"{backend}_server")).dump()
 
 
 async def test_no_plaintext_in_any_key_or_value(cache, backend, request):

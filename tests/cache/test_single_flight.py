@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from ..conftest import SHARED_CACHE_BACKENDS
 from .helpers import Creator, key
 
 HERE = Path(__file__).parent
@@ -100,7 +101,7 @@ def run_workers(settings: dict, n_processes: int, callers: int) -> list[dict]:
     return [json.loads(p.communicate(timeout=60)[0]) for p in procs]
 
 
-@pytest.mark.parametrize("backend", ["redis", "memcached"], indirect=True)
+@pytest.mark.parametrize("backend", SHARED_CACHE_BACKENDS, indirect=True)
 async def test_two_processes_two_hundred_callers_each_one_creation(make_cache, backend):
     cache = make_cache()
     settings = {name: getattr(cache, name) for name in ("backend", "url", "namespace",
@@ -111,7 +112,7 @@ async def test_two_processes_two_hundred_callers_each_one_creation(make_cache, b
     assert all(r["errors"] == 0 for r in reports)
 
 
-@pytest.mark.parametrize("backend", ["redis", "memcached"], indirect=True)
+@pytest.mark.parametrize("backend", SHARED_CACHE_BACKENDS, indirect=True)
 async def test_lease_held_by_a_dead_process_does_not_block_forever(make_cache):
     cache = make_cache(lock_timeout=1.0)
     store = cache.store
@@ -121,7 +122,7 @@ async def test_lease_held_by_a_dead_process_does_not_block_forever(make_cache):
     assert created and time.monotonic() - started < 3
 
 
-@pytest.mark.parametrize("backend", ["redis", "memcached"], indirect=True)
+@pytest.mark.parametrize("backend", SHARED_CACHE_BACKENDS, indirect=True)
 async def test_waiter_takes_the_value_another_process_created(make_cache):
     cache = make_cache()
     store = cache.store
