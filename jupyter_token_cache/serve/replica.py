@@ -114,17 +114,25 @@ class TokenCacheReplica(LoggingConfigurable):
         return self.application()
 
     async def _wait_for_hub(self) -> None:
-        """``CachedHubAuth.start``, retried while the hub is not up yet (started together)."""
+        """``CachedHubAuth.start``, retried while the hub is not up yet (started together),
+        then the event stream's first connection."""
         deadline = time.monotonic() + self.start_timeout
         while True:
             try:
                 await self.auth.start()
-                return
+                break
             except HubUnavailable as e:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{e} (waited {self.start_timeout:g} s)") from None
                 self.log.info("Waiting for the hub: %s", e)
                 await asyncio.sleep(0.5)
+        # the first stream attempt may have failed while the hub was starting: wait for the
+        # stream, so that no request is judged (or refused) without it
+        while not self.auth.revocations.connected:
+            if time.monotonic() > deadline:
+                self.log.warning("The hub's event stream is not connected yet; starting anyway")
+                return
+            await asyncio.sleep(0.05)
 
     def application(self) -> web.Application:
         prefix = "/" + self.prefix.strip("/") + "/"
