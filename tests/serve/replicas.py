@@ -13,6 +13,7 @@ import re
 import secrets
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -79,8 +80,20 @@ class Replica(ExternalService):
 
 
 def hub_requests(hub: HubProcess) -> list[tuple[str, str]]:
-    """(method, path) of every request the hub has logged so far (its access log)."""
-    return [(m.group(2), m.group(3).split("?")[0]) for m in REQUEST.finditer(hub.log())]
+    """(method, path) of every request the hub has logged so far (its access log).
+
+    The hub logs a request once its answer is sent, so a request just answered may not
+    be in the log yet: a marker request is made, and the log read once it shows; the
+    markers are not in the list.
+    """
+    marker = secrets.token_hex(8)
+    httpx.get(f"{hub.hub_url}/hub/api/?marker={marker}", timeout=10)
+    deadline = time.monotonic() + 5
+    while marker not in (log := hub.log()):
+        assert time.monotonic() < deadline, "the hub did not log the marker request"
+        time.sleep(0.01)
+    found = [(m.group(2), m.group(3)) for m in REQUEST.finditer(log)]
+    return [(method, uri.split("?")[0]) for method, uri in found if "?marker=" not in uri]
 
 
 @contextlib.contextmanager

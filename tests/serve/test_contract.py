@@ -173,3 +173,24 @@ def test_a_token_deleted_in_the_hub_is_not_served_again(setup: Setup, mode: str)
         assert mode == "replicated" and time.monotonic() < deadline, "a deleted token is served"
         time.sleep(0.01)
     assert len(served) == 1
+
+
+def test_a_revoked_credential_gets_nothing_and_its_children_end(setup: Setup, mode: str) -> None:
+    hub = setup[0]
+    name, credential = new_user(setup, mode)
+    made = user_token(hub, name)
+    child = post(base(setup, mode), "notebook", made["token"]).json()
+    assert post(other(setup, mode), "notebook", made["token"]).json()["token"] == child["token"]
+    with hub.admin(direct=True) as admin:
+        assert admin.delete(f"users/{name}/tokens/{made['id']}").status_code == 204
+    deadline = time.monotonic() + 1  # the replicated mode hears of it from the event stream
+    for url in (base(setup, mode), other(setup, mode)):
+        while (r := post(url, "notebook", made["token"])).status_code == 200:
+            assert mode == "replicated" and time.monotonic() < deadline, "a revoked credential"
+            time.sleep(0.01)
+        assert r.json() == {"status": 403, "message": "Missing or invalid credentials"}
+    # the cascade: the child died with its parent, in the hub
+    who = httpx.get(f"{hub.url}/hub/api/user", headers={"Authorization": f"token {child['token']}"})
+    assert who.status_code == 403
+    # the user's other credential is another session, untouched
+    assert post(base(setup, mode), "notebook", credential).status_code == 200

@@ -27,8 +27,11 @@ def test_the_same_session_gets_the_same_token_from_either_replica(setup: Setup) 
     credential = user_token(hub, "ann")["token"]
     first = post(a.url, "notebook", credential)
     assert first.status_code == 200, first.text
+    seen = len(hub_requests(hub))
     again = post(b.url, "notebook", credential)
     assert again.status_code == 200, again.text
+    # a's introspection of the caller and a's entry are both on Redis: b asks the hub nothing
+    assert hub_requests(hub)[seen:] == []
     assert again.json()["id"] == first.json()["id"]
     assert again.json()["token"] == first.json()["token"]
     assert again.json()["cached"] is True
@@ -102,6 +105,7 @@ def test_10000_hits_make_no_hub_request(setup: Setup) -> None:
     credential = user_token(hub, "dee")["token"]
     for replica in replicas:  # the one mint, and each replica's first look
         assert post(replica.url, "notebook", credential).status_code == 200
+    before = hub_stats(hub)
     seen = len(hub_requests(hub))
 
     async def hits(n: int, concurrency: int = 20) -> Counter[int]:
@@ -125,3 +129,7 @@ def test_10000_hits_make_no_hub_request(setup: Setup) -> None:
           f"hub requests: {len(asked)}")  # fmt: skip
     assert statuses == {200: 10_000}
     assert asked == []
+    # the hub's own counters agree: no introspection, no token request
+    after = hub_stats(hub)
+    assert after["introspections"] == before["introspections"]
+    assert (after["hits"], after["misses"]) == (before["hits"], before["misses"])
