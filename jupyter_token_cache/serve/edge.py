@@ -3,7 +3,7 @@
 Notes
 -----
 An entry is what the hub answered one credential for one request shape (kind, service,
-requested scopes), with the hub's event-stream position from *before* the request was
+requested scopes, requested minimum lifetime), with the hub's event-stream position from *before* the request was
 sent. A later request is served from it when both hold:
 
 - the policy's own reuse rule says so (:func:`~jupyter_token_cache.tokens.service.may_reuse`,
@@ -125,7 +125,10 @@ class EdgeTokens:
         scopes = body.get("scopes")
         shape = " ".join(sorted(set(scopes))) if scopes is not None else "*"
         user = str(caller["username"])
-        key = CacheKey(user, kind, (self._name(credential), service or "", shape))
+        # the minimum is in the key because the hub's refusal of one (422) must not reach
+        # a concurrent request without it through the single flight
+        parts = (self._name(credential), service or "", shape, minimum or 0)
+        key = CacheKey(user, kind, parts)
         hub_cached = False
 
         def accept(value: Any) -> bool:

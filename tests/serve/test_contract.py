@@ -9,6 +9,7 @@ tests/hub (which runs the in-hub mode alone, in-process, in far more detail).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from datetime import datetime
@@ -118,6 +119,23 @@ def test_a_child_never_outlives_its_parent(setup: Setup, mode: str) -> None:
     r = post(other(setup, mode), "notebook", credential, {"minimum_lifetime": 1800})
     assert r.status_code == 422, r.text
     assert "its parent session or lifetime policy ends sooner" in r.json()["message"]
+
+
+def test_a_refused_minimum_does_not_refuse_concurrent_requests(setup: Setup, mode: str) -> None:
+    _, credential = new_user(setup, mode)
+
+    async def both() -> list[httpx.Response]:
+        headers = {"Authorization": f"token {credential}"}
+        async with httpx.AsyncClient(timeout=30, headers=headers) as client:
+            calls = [
+                client.post(f"{base(setup, mode)}/notebook", json=body)
+                for body in [{"minimum_lifetime": 99_999}, {}] * 10
+            ]
+            return await asyncio.gather(*calls)
+
+    answers = asyncio.run(both())
+    assert [r.status_code for r in answers] == [422, 200] * 10
+    assert len({r.json()["token"] for r in answers[1::2]}) == 1
 
 
 def test_credentials_that_may_not_ask(setup: Setup, mode: str) -> None:
