@@ -9,6 +9,7 @@ import signal
 from tornado.log import enable_pretty_logging
 from traitlets import Unicode, default
 
+from ..cache.engine import TokenCacheConfigError
 from ..cli.app import Command
 from ..cli.errors import FAILED, OK, CommandError
 from ..services.auth import CachedHubAuth, CachedTokenChecks
@@ -61,7 +62,7 @@ class ServeCommand(Command):
         logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per hub request
         try:
             asyncio.run(self.serve())
-        except RuntimeError as e:
+        except (RuntimeError, TokenCacheConfigError) as e:
             raise CommandError(str(e), FAILED) from None
         return OK
 

@@ -92,8 +92,12 @@ class TokenCacheReplica(LoggingConfigurable):
     async def start(self) -> web.Application:
         """Check the service's scopes, follow the hub's events, and build the application.
 
-        Raises RuntimeError naming what is missing (a scope, the hub's URL or token).
+        Raises RuntimeError naming what is missing (a scope, the hub's URL or token), and
+        :class:`~jupyter_token_cache.cache.engine.TokenCacheConfigError` for cache
+        settings that cannot work.
         """
+        cache = EdgeCache(parent=self)
+        cache.store  # noqa: B018 - bad cache settings stop the replica now, not on a request
         self.auth = CachedHubAuth(parent=self)
         if not self.auth.api_url or not self.auth.api_token:
             raise RuntimeError(
@@ -105,7 +109,7 @@ class TokenCacheReplica(LoggingConfigurable):
             self.auth.api_url, timeout=self.hub_timeout, log=self.log, verify=_verify(self.auth)
         )
         self.edge = EdgeTokens(
-            cache=EdgeCache(parent=self),
+            cache=cache,
             state=self.auth.revocations,
             hub=self.hub,
             on_stream_cut=self.on_stream_cut,
