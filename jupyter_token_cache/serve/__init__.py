@@ -36,7 +36,8 @@ a second copy of a security rule, which drifts and can race the hub's. So:
 The rules are therefore identical by construction, and the hub tests' contract runs
 against both modes (``tests/serve/test_contract.py``). The cost: a new credential costs
 one introspection besides its first token request, and an entry is re-asked of the hub
-after ``CachedHubAuth.cache_ttl`` (the revocation records' memory).
+after ``CachedHubAuth.cache_ttl`` (or ``disconnected_ttl``, if longer: how long a
+revocation is remembered).
 
 The client finds the API the same way in both modes: ``$JUPYTER_TOKEN_CACHE_URL``
 when the hub sets it (``c.TokenCache.api_url``, the replicated mode), else
