@@ -5,7 +5,7 @@
 Starts what it needs (five jupyterhub processes, redis-server, memcached, event-stream
 subscribers, the example service, all on loopback) and stops it; writes JSON, a markdown
 table and a PNG plot to ``--out``. ``--only`` runs some sections (hub, storage, memory,
-events, services) and names the files after them (``latest-events.json``), so the full
+events, services, exchange) and names the files after them (``latest-events.json``), so the full
 results are not overwritten.
 """
 
@@ -16,15 +16,20 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from . import events, hub, memory, progress, report, services, storage
+from . import events, exchange, hub, memory, progress, report, services, storage
 from .timing import Figures
 
-SECTIONS = ("hub", "storage", "memory", "events", "services")
+SECTIONS = ("hub", "storage", "memory", "events", "services", "exchange")
 
 
 Groups = dict[str, dict[str, Figures]]
 Measured = tuple[
-    Groups, dict[str, Any], dict[str, Any], dict[str, Any] | None, dict[str, Any] | None
+    Groups,
+    dict[str, Any],
+    dict[str, Any],
+    dict[str, Any] | None,
+    dict[str, Any] | None,
+    dict[str, Any] | None,
 ]
 
 
@@ -33,7 +38,7 @@ async def measure(quick: bool, sections: tuple[str, ...]) -> Measured:
     groups: Groups = {}
     counts: dict[str, Any] = {}
     mem: dict[str, Any] = {}
-    found = checks = None
+    found = checks = exchanges = None
     for index, name in enumerate(sections, 1):
         progress.section(name, index, len(sections))
         if name == "hub":
@@ -46,8 +51,10 @@ async def measure(quick: bool, sections: tuple[str, ...]) -> Measured:
             found = await events.run(quick)
         elif name == "services":
             checks = await services.run(quick)
+        elif name == "exchange":
+            exchanges = await exchange.run(quick)
     progress.step("writing the report")
-    return groups, counts, mem, found, checks
+    return groups, counts, mem, found, checks, exchanges
 
 
 def main() -> None:
@@ -65,10 +72,14 @@ def main() -> None:
     args = parser.parse_args()
     progress.configure(quiet=args.quiet)
     sections = tuple(s for s in SECTIONS if s in args.only) if args.only else SECTIONS
-    groups, counts, mem, found, checks = asyncio.run(measure(args.quick, sections))
+    groups, counts, mem, found, checks, exchanges = asyncio.run(measure(args.quick, sections))
     rows = report.ratio_rows(groups, hub.RATIOS + storage.RATIOS)
     named = () if sections == SECTIONS else sections
-    print(report.write(args.out, groups, rows, args.quick, counts, mem, found, named, checks))
+    print(
+        report.write(
+            args.out, groups, rows, args.quick, counts, mem, found, named, checks, exchanges
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -170,6 +170,37 @@ def event_lines(events: dict[str, Any]) -> list[str]:
     return lines
 
 
+def exchange_lines(exchange: dict[str, Any]) -> list[str]:
+    """The Token exchange section (suite 11): hit against miss, provider calls."""
+    lat, calls = exchange["latency"], exchange["provider_calls"]
+    lines = [
+        "",
+        "### Token exchange",
+        "",
+        "`POST /hub/api/token-cache/exchange` at a `jupyterhub` process, verifying by "
+        "introspection at a real oidc-provider (both on loopback).",
+        "",
+        f"| exchange ({lat['rounds']} rounds: 1 miss, {lat['hits_per_round']} hits) "
+        "| n | p50 µs | p95 µs | p99 µs |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, s in lat["figures"].items():
+        lines.append(
+            f"| {name} | {s['n']} | {s['p50_us']:,.1f} | {s['p95_us']:,.1f} | {s['p99_us']:,.1f} |"
+        )
+    lines += [
+        "",
+        f"Miss p50 / hit p50: {lat['miss_over_hit_p50']:.1f}x.",
+        "",
+        f"{calls['exchanges']:,} exchanges from {calls['users']} users (one upstream token "
+        f"each, concurrency 10): {calls['provider_calls']:,} provider calls "
+        f"({calls['introspections']:,} introspections), "
+        f"{calls['per_10000']:,.1f} per 10,000 exchanges; "
+        f"{calls['exchanges_per_second']:,.0f} exchanges/s.",
+    ]
+    return lines
+
+
 def service_lines(services: dict[str, Any]) -> list[str]:
     """The Services section (suite 10): latency, hub calls, revocation delay, memory per answer."""
     lat, calls, rev, mem = (services[k] for k in ("latency", "hub_calls", "revocation", "memory"))
@@ -294,6 +325,7 @@ def write(
     events: dict[str, Any] | None = None,
     sections: tuple[str, ...] = (),
     services: dict[str, Any] | None = None,
+    exchange: dict[str, Any] | None = None,
 ) -> str:
     """Write ``{quick,latest}.{json,md,png}``; a run of some ``sections`` is named after them."""
     info = machine()
@@ -307,6 +339,8 @@ def write(
         table += "\n".join(event_lines(events)) + "\n"
     if services:
         table += "\n".join(service_lines(services)) + "\n"
+    if exchange:
+        table += "\n".join(exchange_lines(exchange)) + "\n"
     data = {
         "machine": info,
         "quick": quick,
@@ -317,6 +351,7 @@ def write(
         "memory": memory,
         "events": events,
         "services": services,
+        "exchange": exchange,
     }
     (out / f"{stem}.json").write_text(json.dumps(data, indent=2) + "\n")
     (out / f"{stem}.md").write_text(table)

@@ -17,6 +17,7 @@ from cryptography.fernet import Fernet
 from jupyter_token_cache import TokenCache
 from jupyter_token_cache.cache import close_all
 
+from .oidc.server import OIDCProvider
 from .servers import (
     MemcachedServer,
     MissingBinary,
@@ -59,6 +60,18 @@ def memcached_server() -> Iterator[MemcachedServer]:
 def postgres_server() -> Iterator[PostgresServer]:
     """One throwaway PostgreSQL cluster for the session; tests take databases from it."""
     yield from running(PostgresServer)
+
+
+@pytest.fixture(scope="session")
+def oidc_provider() -> Iterator[OIDCProvider]:
+    """A real OpenID Connect provider (oidc-provider on node) for the token exchange."""
+    yield from running(OIDCProvider)
+
+
+@pytest.fixture
+def own_oidc_provider() -> Iterator[OIDCProvider]:
+    """A provider of this test's own, for tests that kill, pause or restart it."""
+    yield from running(OIDCProvider)
 
 
 @pytest.fixture

@@ -20,7 +20,9 @@ from ..tokens.minter import MintedRow
 from ..tokens.models import TokenRequestError
 from ..tokens.policy import TokenCache
 from ..tokens.service import TokenService
+from ..upstream import TokenExchange, UpstreamTokens, upstream_tokens
 from .events import EventBroker
+from .exchange import ExchangeHandler
 from .handlers import (
     EventsHandler,
     InternalTokenHandler,
@@ -64,6 +66,7 @@ class TokenCacheMixin:
     reset_handler: type[RequestHandler] = ResetHandler
     events_handler: type[RequestHandler] = EventsHandler
     introspect_handler: type[RequestHandler] = IntrospectHandler
+    exchange_handler: type[RequestHandler] = ExchangeHandler
     page_handler: type[RequestHandler] = AdminPageHandler
 
     token_cache: TokenCache
@@ -72,6 +75,9 @@ class TokenCacheMixin:
     token_events: EventBroker
     token_observer: DatabaseObserver
     token_minter: OrmMinter
+    #: The token exchange (None unless c.TokenExchange.issuer is set) and its settings.
+    token_exchange: UpstreamTokens | None
+    token_exchange_settings: TokenExchange
     #: Introspection requests and their answers since the hub started (the stats route).
     token_introspections: dict[str, int]
 
@@ -85,6 +91,7 @@ class TokenCacheMixin:
             (f"{API_PREFIX}/tokens", self.tokens_handler),
             (f"{API_PREFIX}/events", self.events_handler),
             (f"{API_PREFIX}/introspect", self.introspect_handler),
+            (f"{API_PREFIX}/exchange", self.exchange_handler),
             (f"{API_PREFIX}/users/([^/]+)", self.reset_handler),
             (API_PREFIX, self.reset_handler),
             *page_routes(app, self.page_handler),
@@ -124,6 +131,8 @@ class TokenCacheMixin:
             sweep = PeriodicCallback(self.token_observer.sweep, cache.sweep_interval * 1000)  # type: ignore[arg-type]  # its count is unused
             sweep.start()
             app._periodic_callbacks["token_cache_sweep"] = sweep
+        self.token_exchange_settings = TokenExchange(parent=self)
+        self.token_exchange = upstream_tokens(self.token_exchange_settings, self.log)  # type: ignore[attr-defined]
         metrics.register()
         self.log.info(  # type: ignore[attr-defined]
             "Token cache on the %s backend; REST API at %s%s",

@@ -105,6 +105,9 @@ class StatsHandler(TokenCacheAPIHandler):
         stats = self.extension.token_service.stats()
         stats["events"] = self.extension.token_events.stats()
         stats["introspections"] = dict(self.extension.token_introspections)
+        exchange = getattr(self.extension, "token_exchange", None)
+        if exchange is not None:  # only when c.TokenExchange.issuer is set
+            stats["exchange"] = exchange.stats()
         self.write_json(stats)
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import secrets
 import urllib.parse
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from jupyterhub import orm
 from jupyterhub.utils import utcnow
@@ -56,7 +56,7 @@ class IntrospectHandler(TokenCacheAPIHandler):
             raise web.HTTPError(403, f"Requires {INTROSPECT_SCOPE} (with a token)")
         if INTROSPECT_SCOPE not in self.expanded_scopes:
             raise web.HTTPError(403, f"Requires {INTROSPECT_SCOPE}")
-        token = self._token_field()
+        token = form_or_json(self, ("token",))["token"]
         if not _plausible(token):
             token = secrets.token_hex(16)  # looked up all the same: every refusal costs alike
         stats = self.extension.token_introspections
@@ -71,31 +71,6 @@ class IntrospectHandler(TokenCacheAPIHandler):
             return
         stats["active"] += 1
         self.finish(json.dumps(answer))
-
-    def _token_field(self) -> Any:
-        """The ``token`` parameter from a JSON or a form body; 400 for a body that is neither."""
-        raw = self.request.body
-        kind = self.request.headers.get("Content-Type", "").partition(";")[0].strip().lower()
-        if kind == "application/x-www-form-urlencoded":
-            try:
-                form = urllib.parse.parse_qs(raw.decode("ascii"), strict_parsing=bool(raw))
-            except (UnicodeDecodeError, ValueError):
-                self._invalid_request("The form body is malformed")
-            values = form.get("token", [])
-            return values[0] if len(values) == 1 else None
-        try:
-            body = json.loads(raw) if raw.strip() else {}
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            self._invalid_request("The body is neither JSON nor application/x-www-form-urlencoded")
-        return body.get("token") if isinstance(body, dict) else None
-
-    def _invalid_request(self, description: str) -> None:
-        """RFC 6749 section 5.2 error form, as RFC 7662 asks for a malformed request."""
-        self.set_status(400)
-        self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.set_header("Cache-Control", "no-store")
-        self.finish(json.dumps({"error": "invalid_request", "error_description": description}))
-        raise web.Finish()
 
     def _answer(self, orm_token: Any) -> dict[str, Any] | None:
         owner = orm_token.user or orm_token.service
@@ -131,6 +106,43 @@ class IntrospectHandler(TokenCacheAPIHandler):
         if answer["exp"] is None:
             del answer["exp"]
         return answer
+
+
+def form_or_json(handler: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    """The named parameters of a JSON or form body (None when absent); 400 for any other body.
+
+    OAuth routes (RFC 7662 introspection, RFC 8693 exchange) take form-encoded bodies;
+    JSON is accepted too. A form parameter given more than once counts as absent (RFC
+    6749 section 3.2 forbids repeats). Malformed bodies get RFC 6749's error form.
+    """
+    raw = handler.request.body
+    kind = handler.request.headers.get("Content-Type", "").partition(";")[0].strip().lower()
+    if kind == "application/x-www-form-urlencoded":
+        try:
+            form = urllib.parse.parse_qs(raw.decode("ascii"), strict_parsing=bool(raw))
+        except (UnicodeDecodeError, ValueError):
+            rfc_error(handler, "invalid_request", "The form body is malformed")
+        return {name: v[0] if len(v := form.get(name, [])) == 1 else None for name in names}
+    try:
+        body = json.loads(raw) if raw.strip() else {}
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        rfc_error(
+            handler,
+            "invalid_request",
+            "The body is neither JSON nor application/x-www-form-urlencoded",
+        )
+    if not isinstance(body, dict):
+        body = {}
+    return {name: body.get(name) for name in names}
+
+
+def rfc_error(handler: Any, error: str, description: str, status: int = 400) -> NoReturn:
+    """Answer in RFC 6749 section 5.2's error form and end the request."""
+    handler.set_status(status)
+    handler.set_header("Content-Type", "application/json; charset=UTF-8")
+    handler.set_header("Cache-Control", "no-store")
+    handler.finish(json.dumps({"error": error, "error_description": description}))
+    raise web.Finish()
 
 
 def _plausible(token: Any) -> bool:

@@ -116,6 +116,24 @@ class SessionResolver:
             root=ref,
         )
 
+    def for_upstream(
+        self, user: str, ref: str, expires_at: float | None, scopes: frozenset[str]
+    ) -> ParentSession:
+        """The session of an identity provider's token being exchanged (kind "upstream").
+
+        ``ref`` names the upstream session (its ``sid``, ``jti`` or the token's HMAC), so
+        every hub token of that session is revoked when the provider ends it; it has no
+        row in the hub, so nothing but its expiry ends it here. ``scopes`` are what the
+        exchange may grant: the user's own, or fewer when the request names ``scope``.
+        """
+        return ParentSession(
+            user=user,
+            ref=ref,
+            kind="upstream",
+            expires_at=None if expires_at is None else float(int(expires_at)),
+            scopes=scopes,
+        )
+
     def for_server(self, user: User, spawner: Any) -> ParentSession | None:
         """The session of a server being spawned (its API token is already in the hub)."""
         orm_token = orm.APIToken.find(user.db, spawner.api_token) if spawner.api_token else None

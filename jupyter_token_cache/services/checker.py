@@ -21,26 +21,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 import httpx
 from traitlets import Unicode, default
 
 from ..cache import CacheEngine, CacheKey
-from ..cache.codec import Codec
+from ..cache.answers import INACTIVE, CachedAnswers, Unavailable
 from ..scopes import INTROSPECT_SCOPE
 from .revocations import ENDED, USABLE, Eviction, RevocationState
 
 KIND = "answer"
-INACTIVE: dict[str, Any] = {"active": False}
 
 
-class HubUnavailable(Exception):
+class HubUnavailable(Unavailable):
     """The hub could not be asked and nothing usable is cached (the service answers 503)."""
 
 
@@ -96,15 +92,22 @@ class TokenChecker:
         self._headers = {"Authorization": f"token {api_token}"}
         self.cache_ttl = cache_ttl
         self.negative_ttl = negative_ttl
-        self._calls = calls
-        self._timeout = timeout
         self.counts = counts
         self.log = log
         self._http = httpx.AsyncClient(timeout=timeout, verify=verify)
-        # HMAC of a token, the cache key's only part: on a shared backend with the names'
-        # key (replicas find each other's answers), in memory with a key of this process
-        codec = getattr(cache.store, "codec", None) or Codec([secrets.token_bytes(32)])
-        self._name: Callable[[str], str] = partial(codec.name, KIND)
+        self.answers = CachedAnswers(
+            cache=cache,
+            kind=KIND,
+            ask=self._ask_hub,
+            ttl=cache_ttl,
+            negative_ttl=negative_ttl,
+            calls=calls,
+            timeout=timeout,
+            counts=counts,
+            authority="the hub",
+            prefix="hub",
+            unavailable=HubUnavailable,
+        )
         #: Keys this process has seen, by token id and by user: what an event evicts.
         self._by_token: OrderedDict[str, set[CacheKey]] = OrderedDict()
         self._by_user: OrderedDict[str, set[CacheKey]] = OrderedDict()
@@ -113,8 +116,7 @@ class TokenChecker:
 
     async def check(self, token: str) -> dict[str, Any] | None:
         """The active answer for ``token``, or None; raises :class:`HubUnavailable`."""
-        key = CacheKey("", KIND, (self._name(token),))
-        created = revoked = False
+        revoked = False
 
         def accept(answer: dict[str, Any]) -> bool:
             nonlocal revoked
@@ -124,15 +126,13 @@ class TokenChecker:
             revoked = revoked or verdict == ENDED
             return verdict == USABLE
 
-        async def create() -> tuple[Any, float | None]:
-            nonlocal created
-            created = True
+        def known() -> dict[str, Any] | None:
             if revoked:  # an event ended this very token: no need to ask the hub
                 self.counts["revoked_hits"] += 1
-                return dict(INACTIVE), time.time() + self.negative_ttl
-            return await self.ask(token)
+                return dict(INACTIVE)
+            return None
 
-        answer, _ = await self.cache.get_or_create(key, create, accept=accept)
+        answer, created = await self.answers.check(token, accept=accept, known=known)
         active = bool(answer.get("active"))
         if not created:
             self.counts["hits" if active else "negative_hits"] += 1
@@ -142,45 +142,26 @@ class TokenChecker:
             self.counts["negative_misses"] += 1
         if not active:
             return None
-        self._index(key, answer)
-        return answer  # type: ignore[no-any-return]
+        self._index(self.answers.key(token), answer)
+        return answer
 
     async def ask(self, token: str) -> tuple[dict[str, Any], float]:
         """One introspection call at the hub (bounded in number); the answer and its expiry."""
-        deadline = time.monotonic() + self._timeout  # the wait and the call, together
-        try:
-            await asyncio.wait_for(self._calls.acquire(), self._timeout)
-        except asyncio.TimeoutError:
-            self.counts["hub_busy"] += 1
-            raise HubUnavailable("Too many token checks waiting on the hub; try again") from None
-        try:
-            self.counts["hub_calls"] += 1
-            left = max(deadline - time.monotonic(), 0.001)
-            response = await self._http.post(
-                self.url, json={"token": token}, headers=self._headers, timeout=left
-            )
-        except httpx.HTTPError as e:
-            self.counts["hub_errors"] += 1
-            raise HubUnavailable(f"The hub is unreachable ({type(e).__name__})") from None
-        finally:
-            self._calls.release()
+        return await self.answers.ask(token)
+
+    async def _ask_hub(self, token: str, timeout: float) -> dict[str, Any]:
+        response = await self._http.post(
+            self.url, json={"token": token}, headers=self._headers, timeout=timeout
+        )
         if response.status_code == 403:
             raise IntrospectionRefused(refused_message(response))
         if response.status_code != 200:
-            self.counts["hub_errors"] += 1
             raise HubUnavailable(f"The hub answered {response.status_code} to a token check")
         try:
             answer = response.json()
         except ValueError:
-            answer = INACTIVE
-        now = time.time()
-        if not isinstance(answer, dict) or answer.get("active") is not True:
-            return dict(INACTIVE), now + self.negative_ttl
-        answer["checked_at"] = now
-        expires_at = now + self.cache_ttl
-        if isinstance(answer.get("exp"), (int, float)):
-            expires_at = min(expires_at, float(answer["exp"]))
-        return answer, expires_at
+            return dict(INACTIVE)
+        return answer if isinstance(answer, dict) else dict(INACTIVE)
 
     def _index(self, key: CacheKey, answer: dict[str, Any]) -> None:
         for index, name in ((self._by_token, answer.get("token_id")),

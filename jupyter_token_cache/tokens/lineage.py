@@ -35,7 +35,7 @@ class Lineage:
 
     #: "notebook" or "internal" (minted here), or "server" (a spawned server's own token).
     kind: str
-    #: Kind of the session: "login", "server" or "token".
+    #: Kind of the session: "login", "server", "token" or "upstream".
     session_kind: str
     #: :attr:`ParentSession.ref` of the session.
     session_ref: str

@@ -74,7 +74,8 @@ class ParentSession:
     user: str
     #: Identifier of the session in cache keys and lineage.
     ref: str
-    #: "login" (cookie), "server" (a spawned server's token) or "token" (API/OAuth).
+    #: "login" (cookie), "server" (a spawned server's token), "token" (API/OAuth) or
+    #: "upstream" (an identity provider's token, exchanged).
     kind: str
     #: Epoch seconds at which the session ends; None when it does not expire.
     expires_at: float | None

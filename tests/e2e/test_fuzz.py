@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from ..hub.openapi import check
 from ..hubprocess import HubProcess
+from ..oidc.server import HUB_CLIENT, OIDCProvider
 from ..servers import MissingBinary, unavailable
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "2000"))
@@ -39,8 +40,18 @@ c.JupyterHub.load_roles.append({"name": "introspector", "scopes": ["custom:token
 """
 INTROSPECTOR = "introspector-" + secrets.token_hex(16)
 CONFIG = CONFIG.replace("%s", INTROSPECTOR)
-#: In bodies, replaced by the credential of that name (introspection of real tokens).
-PLACEHOLDERS = ["<user>", "<narrow>", "<notebook>", "<internal>", "<admin>", "<garbage>"]
+#: The token exchange, trusting the test provider (its issuer is filled in by the fixture).
+EXCHANGE = """
+c.TokenExchange.issuer = "{issuer}"
+c.TokenExchange.client_id, c.TokenExchange.client_secret = {client!r}
+c.TokenExchange.allowed_audiences = ["jupyterhub"]
+"""
+#: In bodies, replaced by the credential of that name (introspection of real tokens); an
+#: upstream token of alice's from the provider, for the exchange.
+PLACEHOLDERS = ["<user>", "<narrow>", "<notebook>", "<internal>", "<admin>", "<garbage>",
+                "<upstream>"]  # fmt: skip
+GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
+ACCESS = "urn:ietf:params:oauth:token-type:access_token"
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -90,6 +101,49 @@ bodies = st.one_of(
         ),
         max_size=3,
     ).map(urlencode),
+    # RFC 8693 bodies (form-encoded on the exchange route, as JSON elsewhere)
+    st.lists(
+        st.tuples(
+            st.sampled_from(
+                [
+                    "grant_type",
+                    "subject_token",
+                    "subject_token_type",
+                    "scope",
+                    "resource",
+                    "audience",
+                    "requested_token_type",
+                ]
+            )
+            | st.text(max_size=8),
+            st.sampled_from(
+                [
+                    GRANT,
+                    ACCESS,
+                    "<upstream>",
+                    "<user>",
+                    "dask",
+                    "nope",
+                    "read:users!user",
+                    "admin:users",
+                    "",
+                ]
+            )
+            | st.text(max_size=40),
+        ),
+        max_size=6,
+    ).map(urlencode),
+    st.fixed_dictionaries(
+        {
+            "grant_type": st.just(GRANT),
+            "subject_token": st.just("<upstream>"),
+            "subject_token_type": st.just(ACCESS),
+        },
+        optional={
+            "scope": st.sampled_from(["read:users!user", "admin:users", "", "x"]),
+            "resource": st.sampled_from(["dask", "search", "nope", ""]) | json_values,
+        },
+    ).map(urlencode),
     json_values.map(json.dumps),
     st.binary(max_size=40),
     # nested deeper than the JSON parser's recursion limit (a 500 before)
@@ -102,7 +156,8 @@ bodies = st.one_of(
 )
 ROUTES = [("POST", "token-cache/notebook"), ("POST", "token-cache/internal"), ("GET", "token-cache/stats"),
           ("DELETE", "token-cache"), ("DELETE", "token-cache/users/{name}"), ("POST", "token-cache/introspect"),
-          ("POST", "token-cache/introspect"), ("GET", "token-cache/tokens")]  # fmt: skip
+          ("POST", "token-cache/introspect"), ("GET", "token-cache/tokens"),
+          ("POST", "token-cache/exchange"), ("POST", "token-cache/exchange")]  # fmt: skip
 #: Query strings of the listing (filters and JupyterHub's pagination).
 listing_queries = st.dictionaries(
     st.sampled_from(["user", "kind", "service", "offset", "limit"]) | st.text(max_size=6),
@@ -129,9 +184,12 @@ CREDENTIALS = [
 
 
 @pytest.fixture(scope="module")
-def fuzz_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def fuzz_hub(
+    tmp_path_factory: pytest.TempPathFactory, oidc_provider: OIDCProvider
+) -> Iterator[dict[str, Any]]:
+    exchange = EXCHANGE.format(issuer=oidc_provider.issuer, client=HUB_CLIENT)
     try:
-        hub = HubProcess(tmp_path_factory.mktemp("fuzz"), CONFIG)
+        hub = HubProcess(tmp_path_factory.mktemp("fuzz"), CONFIG + exchange)
     except MissingBinary as e:
         unavailable(e)
     hub.start()
@@ -146,9 +204,12 @@ def fuzz_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
     minted = {kind: api.post(f"token-cache/{kind}", headers={"Authorization": f"token {user}"},
                              json={"service": "dask"} if kind == "internal" else {}).json()["token"]
               for kind in ("notebook", "internal")}  # fmt: skip
-    state = {"hub": hub, "api": api, "secrets": {user, narrow, hub.service_token, INTROSPECTOR, *minted.values()},
+    upstream = oidc_provider.token("alice", "urn:hub:opaque")
+    state = {"hub": hub, "api": api, "secrets": {user, narrow, hub.service_token, INTROSPECTOR, upstream,
+                                                 *minted.values()},
              "credentials": {"none": None, "garbage": "0" * 32, "user": user, "narrow": narrow,
-                             "admin": hub.service_token, "introspector": INTROSPECTOR, **minted},
+                             "admin": hub.service_token, "introspector": INTROSPECTOR, **minted,
+                             "upstream": upstream},
              "statuses": Counter()}  # fmt: skip
     try:
         yield state
@@ -184,7 +245,8 @@ def test_fuzz_rest_api(fuzz_hub: dict[str, Any], route: tuple[str, str], credent
             body = body.replace(placeholder, credentials.get(placeholder[1:-1]) or "")
     content = body if method == "POST" else None
     introspection = path.endswith("/introspect")
-    if introspection and form:
+    exchange = path.endswith("/exchange")
+    if (introspection or exchange) and form:
         headers["Content-Type"] = "application/x-www-form-urlencoded"
     r = fuzz_hub["api"].request(method, path, headers=headers, params=params, content=content)
     fuzz_hub["statuses"][r.status_code] += 1
@@ -192,6 +254,8 @@ def test_fuzz_rest_api(fuzz_hub: dict[str, Any], route: tuple[str, str], credent
     payload = r.json()
     if introspection and r.status_code == 400:  # RFC 6749 section 5.2, as RFC 7662 asks
         assert payload["error"] == "invalid_request" and payload["error_description"]
+    elif exchange and r.status_code == 400:  # RFC 6749 section 5.2, as RFC 8693 asks
+        assert payload["error"] and payload["error_description"]
     elif r.status_code >= 400:
         assert payload["status"] == r.status_code and payload["message"]
     if introspection and r.status_code == 200 and not payload["active"]:

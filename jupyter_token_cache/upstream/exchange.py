@@ -1,0 +1,176 @@
+"""Who an upstream token speaks for: verified once, cached, and turned into an identity.
+
+Notes
+-----
+This is the provider half of the token exchange, without Tornado: the hub adapter
+(:mod:`jupyter_token_cache.hub.exchange`) runs the authenticator's checks on the
+identity and mints with the token policy. The rule for caching the provider's answers
+is the project's one (:class:`~jupyter_token_cache.cache.answers.CachedAnswers`).
+
+The upstream *session* is the parent of every hub token minted for it: the token's
+``sid`` (its login session at the provider), else its ``jti``, else an HMAC of the
+token. When the provider later calls a token inactive, the session it was seen with
+is reported as ended, so the hub revokes what was minted for it. Which session a token
+was seen with is kept on the cache engine (``upstream-session`` entries, until the
+upstream token expires), not in this process: on a shared backend a restarted hub, or
+another hub process, still knows it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from ..cache import CacheKey
+from ..cache.answers import CachedAnswers
+from .settings import TokenExchange, UpstreamCache
+from .verify import VERIFIERS, Provider, ProviderUnavailable
+
+KIND = "upstream"
+#: Cache entries naming the upstream session a token was seen with (to revoke its children).
+SESSION_KIND = "upstream-session"
+
+
+class ExchangeError(Exception):
+    """A refused exchange, in RFC 6749 section 5.2 terms (``error``, its description, status)."""
+
+    def __init__(self, error: str, description: str, status: int = 400) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+        self.status = status
+        #: The upstream session that ended and the user it was seen with (the claim, not
+        #: yet normalised), when the refusal shows one has.
+        self.ended_session: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a verified upstream token speaks for (before the authenticator's rules)."""
+
+    #: The value of ``username_claim``, not yet normalised.
+    username: str
+    #: The value of ``groups_claim`` (None when the claim is not configured or absent).
+    groups: tuple[str, ...] | None
+    #: The upstream session's name (``upstream:<digest>``), the parent of hub tokens.
+    session: str
+    #: Epoch seconds at which the upstream token expires (None: unknown).
+    expires_at: float | None
+    #: Whether the provider's answer came from the cache.
+    cached: bool
+
+
+class UpstreamTokens:
+    """Verify upstream tokens with the configured provider, one call per token per TTL."""
+
+    def __init__(
+        self,
+        *,
+        settings: TokenExchange,
+        cache: UpstreamCache,
+        log: logging.Logger | None = None,
+        verify: Any = True,
+    ) -> None:
+        self.settings = settings
+        self.log = log or logging.getLogger(__name__)
+        self.counts: Counter[str] = Counter()
+        self._http = httpx.AsyncClient(timeout=settings.timeout, verify=verify)
+        self.provider = Provider(settings, self._http)
+        self.answers = CachedAnswers(
+            cache=cache,
+            kind=KIND,
+            ask=VERIFIERS[settings.verification](self.provider),
+            ttl=settings.introspection_ttl,
+            negative_ttl=settings.negative_ttl,
+            calls=asyncio.Semaphore(settings.max_concurrent_calls),
+            timeout=settings.timeout,
+            counts=self.counts,
+            authority="the identity provider",
+            prefix="provider",
+            unavailable=ProviderUnavailable,
+        )
+
+    async def identify(self, token: str) -> Identity:
+        """The identity ``token`` speaks for; :class:`ExchangeError` when it is not good."""
+        try:
+            answer, asked = await self.answers.check(token)
+        except ProviderUnavailable as e:
+            self.log.warning("Token exchange refused: %s", e)
+            raise ExchangeError("temporarily_unavailable", str(e), 503) from None
+        self.counts["misses" if asked else "hits"] += 1
+        name = self.answers.name(token)
+        if not answer.get("active"):
+            error = ExchangeError(
+                "invalid_grant", answer.get("reason") or "The subject token is not active"
+            )
+            if asked:  # the provider says so now: what was minted for its session ends
+                error.ended_session = await self._ended_session(name)
+            raise error
+        if self.settings.verification != "userinfo" and not self._for_us(answer.get("aud")):
+            raise ExchangeError("invalid_grant", "The subject token is meant for another audience")
+        username = answer.get(self.settings.username_claim)
+        if not isinstance(username, str) or not username:
+            raise ExchangeError(
+                "invalid_grant",
+                f"The subject token names no user (no {self.settings.username_claim!r} claim)",
+            )
+        groups = None
+        if self.settings.groups_claim:
+            found = answer.get(self.settings.groups_claim)
+            if isinstance(found, list) and all(isinstance(g, str) for g in found):
+                groups = tuple(found)
+        session = self._session(answer, name)
+        exp = answer.get("exp")
+        if asked:  # once per provider answer, not per exchange: hits write nothing
+            await self.answers.cache.set(
+                CacheKey("", SESSION_KIND, (name,)),
+                [session, username],
+                expires_at=float(exp) if isinstance(exp, (int, float)) else None,
+            )
+        return Identity(
+            username=username,
+            groups=groups,
+            session=session,
+            expires_at=float(exp) if isinstance(exp, (int, float)) else None,
+            cached=not asked,
+        )
+
+    def stats(self) -> dict[str, int]:
+        """Exchanges verified from the cache (hits) or by asking the provider (misses), and
+        the provider calls, refusals for a full bound (busy) and failures (errors)."""
+        names = ("hits", "misses", "provider_calls", "provider_busy", "provider_errors")
+        return {name: self.counts[name] for name in names}
+
+    async def _ended_session(self, name: str) -> tuple[str, str] | None:
+        """The (session, username claim) the token ``name`` was last seen active with, forgotten."""
+        key = CacheKey("", SESSION_KIND, (name,))
+        seen = await self.answers.cache.get(key)
+        if not (isinstance(seen, list) and len(seen) == 2):
+            return None
+        await self.answers.cache.delete(key)
+        return seen[0], seen[1]
+
+    def _for_us(self, audience: Any) -> bool:
+        """Whether the token names one of ``allowed_audiences`` (RFC 7519 ``aud``: one or a list)."""
+        audiences = [audience] if isinstance(audience, str) else audience
+        return isinstance(audiences, list) and bool(
+            set(audiences) & set(self.settings.allowed_audiences)
+        )
+
+    def _session(self, answer: dict[str, Any], token_name: str) -> str:
+        """``upstream:<digest>`` of the token's sid, else jti, else the token's HMAC."""
+        for claim in ("sid", "jti"):
+            value = answer.get(claim)
+            if isinstance(value, str) and value:
+                origin = f"{self.settings.issuer}\0{claim}\0{value}"
+                return f"{KIND}:{hashlib.sha256(origin.encode()).hexdigest()[:40]}"
+        return f"{KIND}:{token_name[:40]}"
+
+    async def close(self) -> None:
+        await self._http.aclose()

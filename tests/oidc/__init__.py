@@ -1,0 +1,1 @@
+"""The OpenID Connect provider the token exchange tests run (node, oidc-provider)."""

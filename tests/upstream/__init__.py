@@ -1,0 +1,1 @@
+"""Tests of verifying upstream tokens (jupyter_token_cache.upstream)."""
