@@ -2,7 +2,8 @@
 
 Like JupyterHub's own tools, the hub is found through ``JUPYTERHUB_API_URL`` and the
 caller proves who it is with ``JUPYTERHUB_API_TOKEN``; both are set in every server the
-hub spawns::
+hub spawns. In the replicated mode the hub also sets ``JUPYTER_TOKEN_CACHE_URL``, the
+service's URL, which is then asked instead (the same routes and answers)::
 
     from jupyter_token_cache.client import get_internal_token
     token = get_internal_token("dask", scopes=["access:services!service=dask"]).token
@@ -18,6 +19,8 @@ from typing import Any
 import httpx
 
 API_PATH = "token-cache"
+#: Set in spawned servers in the replicated mode: the token-cache service's URL.
+API_URL_ENV = "JUPYTER_TOKEN_CACHE_URL"
 
 
 @dataclass(frozen=True)
@@ -65,13 +68,17 @@ class _Calls:
     """What both clients share: where to call, with what, and how to read the answer."""
 
     def __init__(self, api_url: str | None, token: str | None) -> None:
+        service_url = None if api_url else os.environ.get(API_URL_ENV)
         api_url = api_url or os.environ.get("JUPYTERHUB_API_URL")
         token = token or os.environ.get("JUPYTERHUB_API_TOKEN")
-        if not api_url or not token:
+        if not (service_url or api_url) or not token:
             raise TokenCacheError(
                 0, "Set JUPYTERHUB_API_URL and JUPYTERHUB_API_TOKEN, or pass api_url and token"
             )
-        self.base_url = f"{api_url.rstrip('/')}/{API_PATH}"
+        if service_url:  # the replicated service: the same routes at its own prefix
+            self.base_url = service_url.rstrip("/")
+        else:
+            self.base_url = f"{str(api_url).rstrip('/')}/{API_PATH}"
         self.headers = {"Authorization": f"token {token}"}
 
     @staticmethod

@@ -222,6 +222,10 @@ class TokenCacheApp(Command):
             "jupyter_token_cache.cli.admin.EventsCommand",
             "Print the buffered lifecycle events; --follow to keep printing new ones.",
         ),
+        "serve": (
+            "jupyter_token_cache.serve.app.ServeCommand",
+            "Serve the token API as a (replicated) JupyterHub service.",
+        ),
         "check-config": (
             "jupyter_token_cache.cli.config.CheckConfigCommand",
             "Check a jupyterhub_config.py's token cache settings, offline.",

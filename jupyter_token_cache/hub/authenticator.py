@@ -13,6 +13,7 @@ from tornado.web import RequestHandler
 from traitlets.utils.importstring import import_item
 
 from .. import metrics
+from ..client import API_URL_ENV
 from ..scopes import scope_error
 from ..tokens.events import REVOKED, USER_CHANGED, Event
 from ..tokens.minter import MintedRow
@@ -178,6 +179,8 @@ class TokenCacheMixin:
     async def pre_spawn_start(self, user: Any, spawner: Any) -> None:
         """Mint the server session's notebook token and put it in the server's environment."""
         await maybe_future(super().pre_spawn_start(user, spawner))  # type: ignore[misc]
+        if self.token_cache.api_url:  # the replicated mode: the client's way to the service
+            spawner.environment = {**spawner.environment, API_URL_ENV: self.token_cache.api_url}
         variable = self.token_cache.notebook_token_env
         session = self.token_sessions.for_server(user, spawner) if variable else None
         if session is None:

@@ -3,25 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import TYPE_CHECKING, Any
 
 from jupyterhub.apihandlers.base import APIHandler
 from tornado import web
 from tornado.iostream import StreamClosedError
 
+from ..rest import NOTEBOOK_FIELDS, internal_body, parse_body, write_json
 from ..scopes import ADMIN_SCOPE, EVENTS_SCOPE
-from ..tokens.models import InvalidRequest, TokenRequestError, shown
+from ..tokens.models import TokenRequestError, shown
 from .events import Subscription, sse
 
 if TYPE_CHECKING:
     from ..tokens.events import Event
     from .authenticator import TokenCacheMixin
-
-#: Longest minimum_lifetime worth asking for: ten years.
-MAX_LIFETIME = 10 * 365 * 86400
-_TYPES = {"minimum_lifetime": "a positive integer (seconds)", "service": "a service name",
-          "scopes": "a non-empty list of scopes"}  # fmt: skip
 
 
 class TokenCacheAPIHandler(APIHandler):  # type: ignore[misc]  # jupyterhub ships no type hints
@@ -29,9 +24,9 @@ class TokenCacheAPIHandler(APIHandler):  # type: ignore[misc]  # jupyterhub ship
 
     Notes
     -----
-    Bodies are parsed here rather than with ``get_json_body``, which logs a body it
-    cannot parse; a body is the caller's and may hold anything, secrets included.
-    Every refusal raises :class:`tornado.web.HTTPError`, which ``APIHandler`` writes as
+    Bodies are parsed by :func:`~jupyter_token_cache.rest.parse_body`, which the
+    replicated service's handlers call too, so both adapters refuse alike. Every
+    refusal raises :class:`tornado.web.HTTPError`, which ``APIHandler`` writes as
     ``{"status": ..., "message": ...}``; messages name fields, scopes and services,
     never a token.
     """
@@ -52,36 +47,7 @@ class TokenCacheAPIHandler(APIHandler):  # type: ignore[misc]  # jupyterhub ship
 
     def body(self, allowed: tuple[str, ...]) -> dict[str, Any]:
         """The JSON object in the request body ({} when empty), with only ``allowed`` fields."""
-        raw = self.request.body.strip()
-        if not raw:
-            return {}
-        try:
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise web.HTTPError(400, "Request body is not valid JSON") from None
-        except RecursionError:  # "[" * 100_000: nested deeper than any request needs
-            raise web.HTTPError(400, "Request body is nested too deeply") from None
-        if not isinstance(body, dict):
-            raise web.HTTPError(400, "Request body must be a JSON object")
-        unknown = sorted(set(body) - set(allowed))
-        if unknown:
-            raise web.HTTPError(
-                400, f"Unknown field(s): {', '.join(map(shown, unknown[:5]))}; "
-                f"allowed: {', '.join(allowed) or 'none'}"
-            )  # fmt: skip
-        return {name: self._check(name, value) for name, value in body.items()}
-
-    @staticmethod
-    def _check(name: str, value: Any) -> Any:
-        ok = {
-            "minimum_lifetime": lambda v: type(v) is int and 0 < v <= MAX_LIFETIME,
-            "service": lambda v: isinstance(v, str) and 0 < len(v) <= 255,
-            "scopes": lambda v: isinstance(v, list) and 0 < len(v) <= 100
-            and all(isinstance(s, str) and 0 < len(s) <= 255 for s in v),
-        }[name](value)  # fmt: skip
-        if not ok:
-            raise web.HTTPError(400, f"{name} must be {_TYPES[name]}")
-        return value
+        return parse_body(self.request.body, allowed)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """JupyterHub's JSON error, with a message even where Tornado raised none.
@@ -114,9 +80,7 @@ class TokenCacheAPIHandler(APIHandler):  # type: ignore[misc]  # jupyterhub ship
         return web.HTTPError(error.status, error.message)
 
     def write_json(self, model: dict[str, Any] | list[Any]) -> None:
-        self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.set_header("Cache-Control", "no-store")
-        self.finish(json.dumps(model))
+        write_json(self, model)
 
     def require_admin(self, *also: str) -> None:
         """Admin routes: admin:users, or the custom token-cache admin scope (or ``also``)."""
@@ -144,7 +108,7 @@ class NotebookTokenHandler(TokenCacheAPIHandler):
     async def post(self) -> None:
         try:
             session = self.extension.token_sessions.from_request(self)
-            body = self.body(("minimum_lifetime",))
+            body = self.body(NOTEBOOK_FIELDS)
             issued = await self.extension.token_service.notebook_token(
                 session, minimum_lifetime=body.get("minimum_lifetime")
             )
@@ -159,9 +123,7 @@ class InternalTokenHandler(TokenCacheAPIHandler):
     async def post(self) -> None:
         try:
             session = self.extension.token_sessions.from_request(self)
-            body = self.body(("service", "scopes", "minimum_lifetime"))
-            if "service" not in body:
-                raise InvalidRequest("service is required")
+            body = internal_body(self.request.body)
             issued = await self.extension.token_service.internal_token(
                 session,
                 body["service"],

@@ -133,6 +133,12 @@ class CachedTokenChecks(Configurable):
         for checker in list(self._token_checkers.values()):
             checker.evict_soon(eviction)
 
+    @property
+    def revocations(self) -> RevocationState:
+        """What this process has heard of the hub's revocations (shared by every checker)."""
+        self._machinery()
+        return self._revocations
+
     def token_checker(self) -> TokenChecker:
         """The checker of the running event loop (made, and the follower started, on first use)."""
         self._machinery()

@@ -70,6 +70,15 @@ class TokenCache(CacheEngine):
         help="""Environment variable that carries the notebook token into each spawned
         server (minted when the server starts). Empty: do not set one.""",
     )
+    api_url = Unicode(
+        "",
+        config=True,
+        help="""Where notebooks ask for tokens, when not at the hub: the URL of the
+        replicated service (`jupyter-token-cache serve`), e.g.
+        "http://proxy-public/services/token-cache/" — as spawned servers reach it. The
+        hub puts it in each server's $JUPYTER_TOKEN_CACHE_URL, which the client prefers
+        to $JUPYTERHUB_API_URL. Empty (default): the in-hub mode.""",
+    )
 
     server_session_scopes = Enum(
         ["server", "user"],
@@ -108,6 +117,13 @@ class TokenCache(CacheEngine):
         hub's database session could not see it (bulk deletes, changes made outside the
         hub). 0 disables the sweep.""",
     )
+
+    def lifetime_of(self, kind: str, service: str | None = None) -> int | None:
+        """The policy lifetime of ``kind`` tokens (for ``service``); None for an unknown service."""
+        if kind == "notebook":
+            return int(self.notebook_lifetime)
+        policy = self.services.get(service or "")
+        return None if policy is None else int(policy["lifetime"])
 
     @validate("services")
     def _check_services(self, proposal: Any) -> dict[str, dict[str, Any]]:

@@ -55,6 +55,38 @@ def _sorted(scopes: frozenset[str]) -> tuple[str, ...]:
     return tuple(sorted(scopes))
 
 
+def required_lifetime(settings: TokenCache, lifetime: int, minimum_lifetime: int | None) -> int:
+    """Seconds a served token must have left, for a policy ``lifetime`` and a request's minimum.
+
+    Without a requested minimum, a policy lifetime shorter than ``minimum_lifetime``
+    lowers the bar to half of it: otherwise no token of that policy could be reused.
+    """
+    if minimum_lifetime is None:
+        return min(settings.minimum_lifetime, lifetime // 2)
+    return minimum_lifetime
+
+
+def may_reuse(
+    expires_at: float,
+    created: float,
+    need: int,
+    minimum_lifetime: int | None,
+    now: float | None = None,
+) -> bool:
+    """Whether a token made at ``created`` and ending at ``expires_at`` may be handed out again.
+
+    The reuse rule of both adapters (the hub's cache and the replicated service's edge
+    cache call it; neither has a copy): more than half its lifetime and at least
+    ``need`` seconds left — or, when the request names a minimum, at least that much.
+    A caller that only knows a lower bound of ``created`` gets a stricter answer, never
+    a looser one.
+    """
+    remaining = expires_at - (time.time() if now is None else now)
+    if minimum_lifetime is not None:
+        return remaining >= minimum_lifetime
+    return remaining > (expires_at - created) / 2 and remaining >= need
+
+
 class TokenService:
     """Notebook and internal tokens for parent sessions, minted once and reused.
 
@@ -230,12 +262,7 @@ class TokenService:
             end = min(end, now + self.max_lifetime)
         if session.expires_at is not None:
             end = min(end, session.expires_at)
-        # Without a requested minimum, a policy lifetime shorter than minimum_lifetime
-        # lowers the bar to half of it: otherwise no token of that policy could be reused.
-        if minimum_lifetime is None:
-            need = min(self.settings.minimum_lifetime, lifetime // 2)
-        else:
-            need = minimum_lifetime
+        need = required_lifetime(self.settings, lifetime, minimum_lifetime)
         if end - now < need + MINT_SLACK:
             raise LifetimeUnavailable(
                 f"A new {kind} token could live {max(0, int(end - now))} s, less than the "
@@ -244,10 +271,7 @@ class TokenService:
         key = self.key(session.user, kind, session.ref, session.expires_at, service, scopes)
 
         def fresh(entry: CachedToken) -> bool:
-            remaining = entry.expires_at - time.time()
-            if minimum_lifetime is not None:
-                return remaining >= minimum_lifetime
-            return remaining > (entry.expires_at - entry.created) / 2 and remaining >= need
+            return may_reuse(entry.expires_at, entry.created, need, minimum_lifetime)
 
         async def reusable(value: Sequence[Any]) -> bool:
             if len(value) != len(CachedToken._fields):  # written by another version: a miss

@@ -150,8 +150,9 @@ class ExternalService:
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = hub.workdir / f"{name}-{self.port}.log"
 
-    def start(self, timeout: float = 30) -> ExternalService:
-        env = {
+    def environment(self) -> dict[str, str]:
+        """What a managed service would get from the hub."""
+        return {
             **os.environ,
             "PYTHONPATH": str(ROOT),
             "JUPYTERHUB_API_URL": f"{self.hub.hub_url}/hub/api",
@@ -161,6 +162,9 @@ class ExternalService:
             "JUPYTERHUB_SERVICE_PREFIX": f"/services/{self.name}/",
             "JUPYTERHUB_OAUTH_ACCESS_SCOPES": json.dumps([f"access:services!service={self.name}"]),
         }
+
+    def start(self, timeout: float = 30) -> ExternalService:
+        env = self.environment()
         with self.log_path.open("ab") as log:
             command = [sys.executable, str(WHOAMI), *self.args]
             self.process = subprocess.Popen(  # noqa: S603 - our own example, by path

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from jupyterhub import orm
 from sqlalchemy import delete
 
+from jupyter_token_cache.client import API_URL_ENV
 from jupyter_token_cache.hub.lineage import LINEAGE
 
 from .conftest import Hub
@@ -99,3 +101,12 @@ async def test_a_note_saying_server_proves_nothing(hub: Hub) -> None:
     r = (await hub.post("notebook", forged, {})).json()
     # no more than the forged token itself grants (JupyterHub adds its identify scopes)
     assert set(r["scopes"]) <= {"read:users:name!user=alice", "read:users:groups!user=alice"}
+
+
+@pytest.mark.hub_config(TokenCache__api_url="http://proxy-public/services/token-cache/")
+async def test_in_the_replicated_mode_servers_are_told_where_the_service_is(hub: Hub) -> None:
+    admin = hub.token("admin", admin=True)
+    hub.add_user("alice")
+    spawner = await spawn(hub, admin, "alice")
+    assert spawner.get_env()[API_URL_ENV] == "http://proxy-public/services/token-cache/"
+    assert "JUPYTERHUB_NOTEBOOK_TOKEN" in spawner.get_env()  # and the rest as before

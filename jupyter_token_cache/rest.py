@@ -1,0 +1,81 @@
+"""What both REST adapters (in the hub, and the replicated service) share: bodies and answers.
+
+Notes
+-----
+The token routes exist twice — ``/hub/api/token-cache/*`` inside the hub and
+``/services/token-cache/*`` in ``jupyter-token-cache serve`` — and a caller must not be
+able to tell them apart by how they parse a body or word a refusal. So the parsing and
+the JSON answer live here, once, and both adapters' handlers call them.
+
+Bodies are parsed here rather than with JupyterHub's ``get_json_body``, which logs a
+body it cannot parse; a body is the caller's and may hold anything, secrets included.
+Every refusal is a :class:`tornado.web.HTTPError`, which both adapters write as
+``{"status": ..., "message": ...}``; messages name fields, scopes and services, never
+a token.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tornado import web
+
+from .tokens.models import shown
+
+#: Longest minimum_lifetime worth asking for: ten years.
+MAX_LIFETIME = 10 * 365 * 86400
+_TYPES = {"minimum_lifetime": "a positive integer (seconds)", "service": "a service name",
+          "scopes": "a non-empty list of scopes"}  # fmt: skip
+#: Fields of each token route's body.
+NOTEBOOK_FIELDS = ("minimum_lifetime",)
+INTERNAL_FIELDS = ("service", "scopes", "minimum_lifetime")
+
+
+def parse_body(raw: bytes, allowed: tuple[str, ...]) -> dict[str, Any]:
+    """The JSON object in ``raw`` ({} when empty), with only ``allowed`` fields, each checked."""
+    raw = raw.strip()
+    if not raw:
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise web.HTTPError(400, "Request body is not valid JSON") from None
+    except RecursionError:  # "[" * 100_000: nested deeper than any request needs
+        raise web.HTTPError(400, "Request body is nested too deeply") from None
+    if not isinstance(body, dict):
+        raise web.HTTPError(400, "Request body must be a JSON object")
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise web.HTTPError(
+            400, f"Unknown field(s): {', '.join(map(shown, unknown[:5]))}; "
+            f"allowed: {', '.join(allowed) or 'none'}"
+        )  # fmt: skip
+    return {name: _check(name, value) for name, value in body.items()}
+
+
+def internal_body(raw: bytes) -> dict[str, Any]:
+    """The body of ``POST /internal``: :func:`parse_body`, and ``service`` is required."""
+    body = parse_body(raw, INTERNAL_FIELDS)
+    if "service" not in body:
+        raise web.HTTPError(400, "service is required")
+    return body
+
+
+def _check(name: str, value: Any) -> Any:
+    ok = {
+        "minimum_lifetime": lambda v: type(v) is int and 0 < v <= MAX_LIFETIME,
+        "service": lambda v: isinstance(v, str) and 0 < len(v) <= 255,
+        "scopes": lambda v: isinstance(v, list) and 0 < len(v) <= 100
+        and all(isinstance(s, str) and 0 < len(s) <= 255 for s in v),
+    }[name](value)  # fmt: skip
+    if not ok:
+        raise web.HTTPError(400, f"{name} must be {_TYPES[name]}")
+    return value
+
+
+def write_json(handler: web.RequestHandler, model: dict[str, Any] | list[Any]) -> None:
+    """Finish ``handler`` with ``model`` as JSON that no cache in between may keep."""
+    handler.set_header("Content-Type", "application/json; charset=UTF-8")
+    handler.set_header("Cache-Control", "no-store")
+    handler.finish(json.dumps(model))

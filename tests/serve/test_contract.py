@@ -1,0 +1,214 @@
+"""The hub's token contract, run against both modes: the in-hub routes and the replicated service.
+
+One suite, parametrised by ``mode``: ``hub`` calls ``/hub/api/token-cache/*``,
+``replicated`` calls ``/services/token-cache/*`` (two replicas on Redis, behind the
+proxy). Every answer — tokens, reuse, expiry caps, refusals with their exact status and
+message, admin reset, revocation — must be the same. A representative subset of
+tests/hub (which runs the in-hub mode alone, in-process, in far more detail).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from .conftest import Setup
+from .replicas import post, user_token
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.redis,
+    pytest.mark.parametrize("mode", ["hub", "replicated"]),
+]
+_users = itertools.count()
+
+
+def base(setup: Setup, mode: str) -> str:
+    hub, (a, _) = setup
+    return f"{hub.url}/hub/api/token-cache" if mode == "hub" else a.url
+
+
+def other(setup: Setup, mode: str) -> str:
+    """Where a second request goes: the other replica in the replicated mode."""
+    hub, (_, b) = setup
+    return f"{hub.url}/hub/api/token-cache" if mode == "hub" else b.url
+
+
+def new_user(setup: Setup, mode: str, **model: Any) -> tuple[str, str]:
+    name = f"{mode[:3]}{next(_users)}"
+    return name, user_token(setup[0], name, **model)["token"]
+
+
+def epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def test_a_notebook_token_is_minted_once_and_reused(setup: Setup, mode: str) -> None:
+    _, credential = new_user(setup, mode)
+    first = post(base(setup, mode), "notebook", credential)
+    assert first.status_code == 200, first.text
+    again = post(other(setup, mode), "notebook", credential)
+    one, two = first.json(), again.json()
+    assert (one["cached"], two["cached"]) == (False, True)
+    assert two["id"] == one["id"] and two["token"] == one["token"]
+    assert sorted(one) == ["cached", "expires_at", "expires_in", "id", "scopes", "token"]
+    assert 86_000 < one["expires_in"] <= 86_400
+    # the notebook token works at the hub, with the notebook scopes
+    r = httpx.get(
+        f"{setup[0].url}/hub/api/user", headers={"Authorization": f"token {one['token']}"}
+    )
+    assert r.status_code == 200
+
+
+def test_internal_tokens_per_service_and_scope_set(setup: Setup, mode: str) -> None:
+    _, credential = new_user(setup, mode)
+    full = post(base(setup, mode), "internal", credential, {"service": "dask"}).json()
+    assert full["service"] == "dask"
+    assert "access:services!service=dask" in full["scopes"]
+    narrow = post(base(setup, mode), "internal", credential,
+                  {"service": "dask", "scopes": ["read:users!user"]}).json()  # fmt: skip
+    assert narrow["id"] != full["id"]
+    again = post(other(setup, mode), "internal", credential,
+                 {"service": "dask", "scopes": ["read:users!user"]}).json()  # fmt: skip
+    assert again["id"] == narrow["id"] and again["cached"] is True
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "status", "message"),
+    [
+        ("internal", {"service": "nope"}, 404, "No internal tokens are configured for service 'nope'"),
+        ("internal", {}, 400, "service is required"),
+        ("internal", {"service": "dask", "scopes": ["admin:users"]}, 403,
+         "Scopes not allowed for service 'dask': 'admin:users'"),
+        ("internal", {"service": "dask", "scopes": ["no-such-scope"]}, 400,
+         "scopes[0] is not a known scope: 'no-such-scope'"),
+        ("notebook", {"bogus": 1}, 400, "Unknown field(s): 'bogus'; allowed: minimum_lifetime"),
+        ("notebook", b"not json", 400, "Request body is not valid JSON"),
+        ("notebook", {"minimum_lifetime": -1}, 400,
+         "minimum_lifetime must be a positive integer (seconds)"),
+        ("notebook", {"minimum_lifetime": 99_999}, 422,
+         "A new notebook token could live 86400 s, less than the 99999 s required: its parent "
+         "session or lifetime policy ends sooner"),
+    ],
+)  # fmt: skip
+def test_refusals_are_the_same(
+    setup: Setup, mode: str, route: str, body: Any, status: int, message: str
+) -> None:
+    _, credential = new_user(setup, mode)
+    url = f"{base(setup, mode)}/{route}"
+    headers = {"Authorization": f"token {credential}"}
+    if isinstance(body, bytes):
+        r = httpx.post(url, content=body, headers=headers)
+    else:
+        r = httpx.post(url, json=body, headers=headers)
+    assert r.status_code == status, r.text
+    assert r.json() == {"status": status, "message": message}
+
+
+def test_a_child_never_outlives_its_parent(setup: Setup, mode: str) -> None:
+    _, credential = new_user(setup, mode, expires_in=900)
+    parent_end = time.time() + 900
+    token = post(base(setup, mode), "notebook", credential).json()
+    assert epoch(token["expires_at"]) <= parent_end + 1
+    r = post(other(setup, mode), "notebook", credential, {"minimum_lifetime": 1800})
+    assert r.status_code == 422, r.text
+    assert "its parent session or lifetime policy ends sooner" in r.json()["message"]
+
+
+def test_a_refused_minimum_does_not_refuse_concurrent_requests(setup: Setup, mode: str) -> None:
+    _, credential = new_user(setup, mode)
+
+    async def both() -> list[httpx.Response]:
+        headers = {"Authorization": f"token {credential}"}
+        async with httpx.AsyncClient(timeout=30, headers=headers) as client:
+            calls = [
+                client.post(f"{base(setup, mode)}/notebook", json=body)
+                for body in [{"minimum_lifetime": 99_999}, {}] * 10
+            ]
+            return await asyncio.gather(*calls)
+
+    answers = asyncio.run(both())
+    assert [r.status_code for r in answers] == [422, 200] * 10
+    assert len({r.json()["token"] for r in answers[1::2]}) == 1
+
+
+def test_credentials_that_may_not_ask(setup: Setup, mode: str) -> None:
+    url = f"{base(setup, mode)}/notebook"
+    assert httpx.post(url).json() == {"status": 403, "message": "Missing or invalid credentials"}
+    bad = httpx.post(url, headers={"Authorization": "token 0123456789abcdef0123456789abcdef"})
+    assert bad.json() == {"status": 403, "message": "Missing or invalid credentials"}
+    service = post(base(setup, mode), "notebook", setup[0].service_token)
+    assert service.json() == {
+        "status": 403,
+        "message": "Only users' credentials can ask for tokens",
+    }
+
+
+def test_admin_reset_and_stats(setup: Setup, mode: str) -> None:
+    hub = setup[0]
+    name, credential = new_user(setup, mode)
+    first = post(base(setup, mode), "notebook", credential).json()
+    admin = {"Authorization": f"token {hub.service_token}"}
+    user = {"Authorization": f"token {credential}"}
+    refused = httpx.delete(f"{base(setup, mode)}/users/{name}", headers=user)
+    assert refused.json() == {
+        "status": 403,
+        "message": "Requires admin:users or custom:token-cache:admin",
+    }
+    r = httpx.delete(f"{base(setup, mode)}/users/{name}?revoke=true", headers=admin)
+    assert r.status_code == 200, r.text
+    assert r.json()["revoked"] == 1
+    after = post(other(setup, mode), "notebook", credential).json()
+    # ids are reused (SQLite gives the freed id to the next row): compare the tokens
+    assert after["token"] != first["token"] and after["cached"] is False
+    stats = httpx.get(f"{base(setup, mode)}/stats", headers=admin).json()
+    assert stats["mints"] >= 2
+    assert ("replica" in stats) == (mode == "replicated")
+    assert httpx.get(f"{base(setup, mode)}/stats", headers=user).status_code == 403
+    listing = httpx.get(f"{base(setup, mode)}/tokens", params={"user": name}, headers=admin).json()
+    assert [item["id"] for item in listing] == [after["id"]]
+
+
+def test_a_token_deleted_in_the_hub_is_not_served_again(setup: Setup, mode: str) -> None:
+    hub = setup[0]
+    name, credential = new_user(setup, mode)
+    first = post(base(setup, mode), "notebook", credential).json()
+    assert post(other(setup, mode), "notebook", credential).json()["id"] == first["id"]
+    with hub.admin(direct=True) as admin:
+        assert admin.delete(f"users/{name}/tokens/{first['id']}").status_code == 204
+    deadline = time.monotonic() + 1  # the replicated mode hears of it from the event stream
+    while True:
+        served = {post(url, "notebook", credential).json()["token"]
+                  for url in (base(setup, mode), other(setup, mode))}  # fmt: skip
+        if first["token"] not in served:
+            break
+        assert mode == "replicated" and time.monotonic() < deadline, "a deleted token is served"
+        time.sleep(0.01)
+    assert len(served) == 1
+
+
+def test_a_revoked_credential_gets_nothing_and_its_children_end(setup: Setup, mode: str) -> None:
+    hub = setup[0]
+    name, credential = new_user(setup, mode)
+    made = user_token(hub, name)
+    child = post(base(setup, mode), "notebook", made["token"]).json()
+    assert post(other(setup, mode), "notebook", made["token"]).json()["token"] == child["token"]
+    with hub.admin(direct=True) as admin:
+        assert admin.delete(f"users/{name}/tokens/{made['id']}").status_code == 204
+    deadline = time.monotonic() + 1  # the replicated mode hears of it from the event stream
+    for url in (base(setup, mode), other(setup, mode)):
+        while (r := post(url, "notebook", made["token"])).status_code == 200:
+            assert mode == "replicated" and time.monotonic() < deadline, "a revoked credential"
+            time.sleep(0.01)
+        assert r.json() == {"status": 403, "message": "Missing or invalid credentials"}
+    # the cascade: the child died with its parent, in the hub
+    who = httpx.get(f"{hub.url}/hub/api/user", headers={"Authorization": f"token {child['token']}"})
+    assert who.status_code == 403
+    # the user's other credential is another session, untouched
+    assert post(base(setup, mode), "notebook", credential).status_code == 200
