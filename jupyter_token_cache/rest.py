@@ -74,6 +74,34 @@ def _check(name: str, value: Any) -> Any:
     return value
 
 
+def allowed_methods(handler: type[web.RequestHandler]) -> list[str]:
+    """The HTTP methods ``handler`` implements (of those the token routes use)."""
+    return [m for m in ("GET", "POST", "DELETE")
+            if getattr(handler, m.lower()) is not getattr(web.RequestHandler, m.lower())]  # fmt: skip
+
+
+def with_message(handler: web.RequestHandler, status_code: int, exc_info: Any) -> Any:
+    """``exc_info`` with a message where Tornado raised none (a wrong method, no route).
+
+    A 405 names the methods allowed, in the message and in the ``Allow`` header as RFC
+    9110 asks; a 404 names the path unless it looks like a secret. Anything else is
+    returned as it is.
+    """
+    error = exc_info[1] if exc_info else None
+    if not isinstance(error, web.HTTPError) or error.log_message:
+        return exc_info
+    if status_code == 405:
+        allowed = ", ".join(allowed_methods(type(handler)))
+        handler.set_header("Allow", allowed)
+        message = f"{handler.request.method} is not allowed here; use {allowed}"
+    elif status_code == 404:
+        message = f"No token-cache route at {shown(handler.request.path)}"
+    else:
+        return exc_info
+    replaced = web.HTTPError(status_code, message.replace("%", "%%"))
+    return (type(replaced), replaced, exc_info[2])
+
+
 def write_json(handler: web.RequestHandler, model: dict[str, Any] | list[Any]) -> None:
     """Finish ``handler`` with ``model`` as JSON that no cache in between may keep."""
     handler.set_header("Content-Type", "application/json; charset=UTF-8")

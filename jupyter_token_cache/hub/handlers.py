@@ -9,7 +9,7 @@ from jupyterhub.apihandlers.base import APIHandler
 from tornado import web
 from tornado.iostream import StreamClosedError
 
-from ..rest import NOTEBOOK_FIELDS, internal_body, parse_body, write_json
+from ..rest import NOTEBOOK_FIELDS, internal_body, parse_body, with_message, write_json
 from ..scopes import ADMIN_SCOPE, EVENTS_SCOPE
 from ..tokens.models import TokenRequestError, shown
 from .events import Subscription, sse
@@ -50,31 +50,11 @@ class TokenCacheAPIHandler(APIHandler):  # type: ignore[misc]  # jupyterhub ship
         return parse_body(self.request.body, allowed)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        """JupyterHub's JSON error, with a message even where Tornado raised none.
-
-        A wrong method (405) or an unknown route under ``/api/token-cache`` (404) would
-        otherwise answer ``"message": null``; a 405 also names the methods allowed, in
-        the ``Allow`` header as RFC 9110 asks and in the message.
-        """
-        error = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(error, web.HTTPError) and not error.log_message:
-            message = None
-            if status_code == 405:
-                allowed = ", ".join(self.allowed_methods())
-                self.set_header("Allow", allowed)
-                message = f"{self.request.method} is not allowed here; use {allowed}"
-            elif status_code == 404:
-                message = f"No token-cache route at {shown(self.request.path)}"
-            if message is not None:
-                replaced = web.HTTPError(status_code, message.replace("%", "%%"))
-                kwargs["exc_info"] = (type(replaced), replaced, kwargs["exc_info"][2])
+        """JupyterHub's JSON error, with a message even where Tornado raised none
+        (:func:`~jupyter_token_cache.rest.with_message`, as the replicated service does)."""
+        if "exc_info" in kwargs:
+            kwargs["exc_info"] = with_message(self, status_code, kwargs["exc_info"])
         super().write_error(status_code, **kwargs)
-
-    @classmethod
-    def allowed_methods(cls) -> list[str]:
-        """The HTTP methods this handler implements."""
-        return [m for m in ("GET", "POST", "DELETE")
-                if getattr(cls, m.lower()) is not getattr(APIHandler, m.lower())]  # fmt: skip
 
     def refuse(self, error: TokenRequestError) -> web.HTTPError:
         return web.HTTPError(error.status, error.message)

@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 from tornado import web
 
-from ..rest import NOTEBOOK_FIELDS, internal_body, parse_body, write_json
+from ..rest import NOTEBOOK_FIELDS, internal_body, parse_body, with_message, write_json
 from ..services.checker import HubUnavailable, IntrospectionRefused
 from ..tokens.models import shown
 from .edge import HubRefusal
@@ -40,7 +40,8 @@ class ServeHandler(web.RequestHandler):
         """Tokens only (see the class notes)."""
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        exc = kwargs.get("exc_info", (None, None, None))[1]
+        exc_info = with_message(self, status_code, kwargs.get("exc_info"))
+        exc = exc_info[1] if exc_info else None
         message = getattr(exc, "log_message", None) or self._reason
         if status_code >= 500 and not isinstance(exc, web.HTTPError):
             message = "Internal server error (see the service's log)"
@@ -163,5 +164,7 @@ class HealthHandler(ServeHandler):
 
 
 class NotFoundHandler(ServeHandler):
+    """Any other path under the service's prefix: a 404 worded as the hub's (``with_message``)."""
+
     def prepare(self) -> None:
-        raise web.HTTPError(404, "Not found")
+        raise web.HTTPError(404)

@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from datetime import datetime
 from typing import Any
 
 import httpx
 import pytest
 
+from ..times import epoch
 from .conftest import Setup
 from .replicas import post, user_token
 
@@ -43,10 +43,6 @@ def other(setup: Setup, mode: str) -> str:
 def new_user(setup: Setup, mode: str, **model: Any) -> tuple[str, str]:
     name = f"{mode[:3]}{next(_users)}"
     return name, user_token(setup[0], name, **model)["token"]
-
-
-def epoch(iso: str) -> float:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 def test_a_notebook_token_is_minted_once_and_reused(setup: Setup, mode: str) -> None:
@@ -109,6 +105,17 @@ def test_refusals_are_the_same(
         r = httpx.post(url, json=body, headers=headers)
     assert r.status_code == status, r.text
     assert r.json() == {"status": status, "message": message}
+
+
+def test_wrong_methods_and_unknown_routes_are_worded_alike(setup: Setup, mode: str) -> None:
+    _, credential = new_user(setup, mode)
+    headers = {"Authorization": f"token {credential}"}
+    wrong = httpx.get(f"{base(setup, mode)}/notebook", headers=headers)
+    assert wrong.status_code == 405 and wrong.headers["Allow"] == "POST"
+    assert wrong.json() == {"status": 405, "message": "GET is not allowed here; use POST"}
+    missing = httpx.get(f"{base(setup, mode)}/nope", headers=headers)
+    assert missing.status_code == 404
+    assert missing.json()["message"].startswith("No token-cache route at ")
 
 
 def test_a_child_never_outlives_its_parent(setup: Setup, mode: str) -> None:
