@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 
+from .times import parse_iso8601
+
 API_PATH = "token-cache"
 #: Set in spawned servers in the replicated mode: the token-cache service's URL.
 API_URL_ENV = "JUPYTER_TOKEN_CACHE_URL"
@@ -43,8 +45,7 @@ class Token:
         return cls(
             token=body["token"],
             id=body["id"],
-            # "…Z": Python 3.10's fromisoformat does not read the Z
-            expires_at=datetime.fromisoformat(body["expires_at"].replace("Z", "+00:00")),
+            expires_at=parse_iso8601(body["expires_at"]),
             expires_in=body["expires_in"],
             scopes=body["scopes"],
             cached=body["cached"],

@@ -6,6 +6,7 @@ import time
 from abc import ABC, abstractmethod
 from typing import Any, NamedTuple
 
+from ..times import iso8601
 from .locks import SingleFlight
 from .stats import CacheStats
 
@@ -99,12 +100,12 @@ class Store(ABC):
         return True
 
     def health(self) -> dict[str, Any]:
-        """What an operator asks first: is it up, since when, and what failed last (epoch times)."""
+        """What an operator asks first: is it up, since when, and what failed last."""
         return {
             "available": self.available,
-            "since": self.since,
+            "since": iso8601(self.since),
             "last_error": self.last_error,
-            "last_error_at": self.last_error_at,
+            "last_error_at": iso8601(self.last_error_at),
         }
 
     async def try_lock(self, key: CacheKey, token: str) -> bool | None:

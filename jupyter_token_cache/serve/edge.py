@@ -31,7 +31,6 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -40,7 +39,8 @@ from traitlets import default
 from ..cache import CacheKey
 from ..cache.codec import Codec
 from ..services.revocations import USABLE, RevocationState
-from ..tokens.models import IssuedToken, iso8601
+from ..times import parse_iso8601
+from ..tokens.models import IssuedToken
 from ..tokens.policy import TokenCache
 from ..tokens.service import may_reuse, required_lifetime
 from .hub import HubForwarder
@@ -145,7 +145,7 @@ class EdgeTokens:
             nonlocal hub_cached
             model, position, sent = await self._ask_hub(kind, credential, body)
             hub_cached = bool(model.get("cached"))
-            expires_at = _epoch(model["expires_at"])
+            expires_at = parse_iso8601(model["expires_at"]).timestamp()
             created = expires_at - lifetime  # the lifetime was at most the policy's
             if not hub_cached:
                 created = max(created, sent)  # minted after the request was sent
@@ -199,17 +199,9 @@ class EdgeTokens:
         reused a token for it is in ``answers`` (``hub_minted``, ``hub_reused``).
         """
         stats = self.cache.stats()
-        health = stats["health"]
-        for name in ("since", "last_error_at"):
-            health[name] = iso8601(health[name])
         return {
             **stats,
             "answers": dict(self.counts),
             "hub_requests": dict(self.hub.counts),
             "stream": self.state.stats(),
         }
-
-
-def _epoch(iso: str) -> float:
-    """Epoch seconds of the hub's ISO 8601 UTC time ("...Z": Python 3.10 reads no Z)."""
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()

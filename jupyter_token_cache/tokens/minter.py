@@ -6,8 +6,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..times import iso8601
 from .lineage import Lineage
-from .models import ParentSession, TokenRef, iso8601
+from .models import ParentSession, TokenRef
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
+
+from ..times import iso8601
 
 #: A run this long of letters and digits may be a secret (JupyterHub tokens are 32 hex).
 _SECRET_LIKE = re.compile(r"[A-Za-z0-9+/_=-]{20,}")
@@ -22,18 +23,6 @@ def shown(value: str) -> str:
     if len(value) > 100 or _SECRET_LIKE.search(value):
         return "(a value not shown)"
     return repr(value)
-
-
-def iso8601(epoch: float | None) -> str | None:
-    """``epoch`` seconds as JupyterHub's REST API writes a time: ISO 8601 UTC with a ``Z``.
-
-    The same text as ``jupyterhub.utils.isoformat`` (a test compares them), so that a
-    client reads our times with the code it reads the hub's with; written here because
-    the policy layer imports nothing of the hub.
-    """
-    if epoch is None:
-        return None
-    return datetime.fromtimestamp(epoch, timezone.utc).replace(tzinfo=None).isoformat() + "Z"
 
 
 @dataclass(frozen=True, slots=True)

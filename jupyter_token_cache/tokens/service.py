@@ -21,7 +21,6 @@ from .models import (
     SessionEnded,
     TokenRef,
     UnknownService,
-    iso8601,
     shown,
 )
 from .policy import TokenCache
@@ -408,9 +407,6 @@ class TokenService:
         """What the admin stats route shows."""
         stats = self.settings.stats()
         stats["mints"] = stats.pop("creations")
-        health = stats["health"]
-        for name in ("since", "last_error_at"):
-            health[name] = iso8601(health[name])
         for counts in stats["by_kind"].values():
             counts["mints"] = counts.pop("creations")
         return stats

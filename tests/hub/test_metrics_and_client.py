@@ -9,7 +9,7 @@ import pytest
 from jupyterhub.utils import isoformat
 
 from jupyter_token_cache.client import AsyncTokenCacheClient, TokenCacheError
-from jupyter_token_cache.tokens.models import iso8601
+from jupyter_token_cache.times import iso8601
 
 from .conftest import Hub
 
