@@ -17,7 +17,9 @@ a token.
 from __future__ import annotations
 
 import json
-from typing import Any
+import secrets
+import urllib.parse
+from typing import Any, NoReturn
 
 from tornado import web
 
@@ -27,6 +29,10 @@ from .tokens.models import shown
 MAX_LIFETIME = 10 * 365 * 86400
 _TYPES = {"minimum_lifetime": "a positive integer (seconds)", "service": "a service name",
           "scopes": "a non-empty list of scopes"}  # fmt: skip
+#: Longest token introspected: JupyterHub's are 32 hex characters; OAuth ones are longer.
+MAX_INTROSPECTED = 255
+#: RFC 7662's answer for every token that may not be used, whatever the reason.
+INACTIVE = b'{"active": false}'
 #: Fields of each token route's body.
 NOTEBOOK_FIELDS = ("minimum_lifetime",)
 INTERNAL_FIELDS = ("service", "scopes", "minimum_lifetime")
@@ -107,3 +113,57 @@ def write_json(handler: web.RequestHandler, model: dict[str, Any] | list[Any]) -
     handler.set_header("Content-Type", "application/json; charset=UTF-8")
     handler.set_header("Cache-Control", "no-store")
     handler.finish(json.dumps(model))
+
+
+# -- OAuth routes (RFC 7662 introspection, RFC 8693 exchange) ---------------------------
+
+
+def form_or_json(handler: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    """The named parameters of a JSON or form body (None when absent); 400 for any other body.
+
+    OAuth routes (RFC 7662 introspection, RFC 8693 exchange) take form-encoded bodies;
+    JSON is accepted too. A form parameter given more than once counts as absent (RFC
+    6749 section 3.2 forbids repeats). Malformed bodies get RFC 6749's error form.
+    """
+    raw = handler.request.body
+    kind = handler.request.headers.get("Content-Type", "").partition(";")[0].strip().lower()
+    if kind == "application/x-www-form-urlencoded":
+        try:
+            form = urllib.parse.parse_qs(raw.decode("ascii"), strict_parsing=bool(raw))
+        except (UnicodeDecodeError, ValueError):
+            rfc_error(handler, "invalid_request", "The form body is malformed")
+        return {name: v[0] if len(v := form.get(name, [])) == 1 else None for name in names}
+    try:
+        body = json.loads(raw) if raw.strip() else {}
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        rfc_error(
+            handler,
+            "invalid_request",
+            "The body is neither JSON nor application/x-www-form-urlencoded",
+        )
+    if not isinstance(body, dict):
+        body = {}
+    return {name: body.get(name) for name in names}
+
+
+def rfc_error(handler: Any, error: str, description: str, status: int = 400) -> NoReturn:
+    """Answer in RFC 6749 section 5.2's error form and end the request."""
+    handler.set_status(status)
+    handler.set_header("Content-Type", "application/json; charset=UTF-8")
+    handler.set_header("Cache-Control", "no-store")
+    handler.finish(json.dumps({"error": error, "error_description": description}))
+    raise web.Finish()
+
+
+def introspected_token(handler: Any) -> str:
+    """The ``token`` of an introspection request, or a random one in its place.
+
+    A token that is absent, empty, huge or not ASCII is replaced by a random one of the
+    usual length, which is then looked up like any other: every inactive answer looks
+    and costs the same, so neither its status nor its timing tells a malformed token
+    from an unknown, expired or deleted one.
+    """
+    token = form_or_json(handler, ("token",))["token"]
+    if isinstance(token, str) and 0 < len(token) <= MAX_INTROSPECTED and token.isascii():
+        return token
+    return secrets.token_hex(16)

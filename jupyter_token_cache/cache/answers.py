@@ -37,9 +37,16 @@ from .engine import Acceptor, CacheEngine
 from .store import CacheKey
 
 INACTIVE: dict[str, Any] = {"active": False}
+#: Added to an active answer when it is received (epoch seconds): this cache's, not the authority's.
+CHECKED_AT = "checked_at"
 
 #: Asks the authority about a token within the seconds given; returns its answer.
 Ask = Callable[[str, float], Awaitable[dict[str, Any]]]
+
+
+def as_answered(answer: dict[str, Any]) -> dict[str, Any]:
+    """``answer`` as the authority gave it, without this cache's bookkeeping (a new dict)."""
+    return {name: value for name, value in answer.items() if name != CHECKED_AT}
 
 
 class Unavailable(Exception):
@@ -138,7 +145,7 @@ class CachedAnswers:
         if not isinstance(answer, dict) or answer.get("active") is not True:
             answer = dict(INACTIVE)
         else:
-            answer["checked_at"] = time.time()
+            answer[CHECKED_AT] = time.time()
         return answer, self.expiry(answer)
 
     def expiry(self, answer: dict[str, Any]) -> float:

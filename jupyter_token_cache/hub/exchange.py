@@ -21,6 +21,7 @@ from jupyterhub import roles
 from jupyterhub.utils import maybe_future
 from tornado import web
 
+from ..rest import form_or_json, rfc_error
 from ..tokens.models import (
     Forbidden,
     InvalidRequest,
@@ -31,7 +32,6 @@ from ..tokens.models import (
 )
 from ..upstream.exchange import ExchangeError, Identity, UpstreamTokens
 from .handlers import TokenCacheAPIHandler
-from .introspect import form_or_json, rfc_error
 
 if TYPE_CHECKING:
     from jupyterhub.user import User

@@ -22,14 +22,13 @@ event older than the answer says nothing about it).
 from __future__ import annotations
 
 import json
-import secrets
-import urllib.parse
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from jupyterhub import orm
 from jupyterhub.utils import utcnow
 from tornado import web
 
+from ..rest import INACTIVE, introspected_token
 from ..scopes import INTROSPECT_SCOPE
 from ..tokens.lineage import NOTE_PREFIX
 from .handlers import TokenCacheAPIHandler
@@ -39,10 +38,6 @@ from .sessions import SERVER_NOTE
 
 if TYPE_CHECKING:
     from .minter import OrmMinter
-
-#: Longest token looked up: JupyterHub's are 32 hex characters; OAuth ones are longer.
-MAX_TOKEN = 255
-INACTIVE = b'{"active": false}'
 
 
 class IntrospectHandler(TokenCacheAPIHandler):
@@ -56,9 +51,7 @@ class IntrospectHandler(TokenCacheAPIHandler):
             raise web.HTTPError(403, f"Requires {INTROSPECT_SCOPE} (with a token)")
         if INTROSPECT_SCOPE not in self.expanded_scopes:
             raise web.HTTPError(403, f"Requires {INTROSPECT_SCOPE}")
-        token = form_or_json(self, ("token",))["token"]
-        if not _plausible(token):
-            token = secrets.token_hex(16)  # looked up all the same: every refusal costs alike
+        token = introspected_token(self)
         stats = self.extension.token_introspections
         stats["requests"] += 1
         orm_token = orm.APIToken.find(self.db, token)
@@ -106,47 +99,6 @@ class IntrospectHandler(TokenCacheAPIHandler):
         if answer["exp"] is None:
             del answer["exp"]
         return answer
-
-
-def form_or_json(handler: Any, names: tuple[str, ...]) -> dict[str, Any]:
-    """The named parameters of a JSON or form body (None when absent); 400 for any other body.
-
-    OAuth routes (RFC 7662 introspection, RFC 8693 exchange) take form-encoded bodies;
-    JSON is accepted too. A form parameter given more than once counts as absent (RFC
-    6749 section 3.2 forbids repeats). Malformed bodies get RFC 6749's error form.
-    """
-    raw = handler.request.body
-    kind = handler.request.headers.get("Content-Type", "").partition(";")[0].strip().lower()
-    if kind == "application/x-www-form-urlencoded":
-        try:
-            form = urllib.parse.parse_qs(raw.decode("ascii"), strict_parsing=bool(raw))
-        except (UnicodeDecodeError, ValueError):
-            rfc_error(handler, "invalid_request", "The form body is malformed")
-        return {name: v[0] if len(v := form.get(name, [])) == 1 else None for name in names}
-    try:
-        body = json.loads(raw) if raw.strip() else {}
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        rfc_error(
-            handler,
-            "invalid_request",
-            "The body is neither JSON nor application/x-www-form-urlencoded",
-        )
-    if not isinstance(body, dict):
-        body = {}
-    return {name: body.get(name) for name in names}
-
-
-def rfc_error(handler: Any, error: str, description: str, status: int = 400) -> NoReturn:
-    """Answer in RFC 6749 section 5.2's error form and end the request."""
-    handler.set_status(status)
-    handler.set_header("Content-Type", "application/json; charset=UTF-8")
-    handler.set_header("Cache-Control", "no-store")
-    handler.finish(json.dumps({"error": error, "error_description": description}))
-    raise web.Finish()
-
-
-def _plausible(token: Any) -> bool:
-    return isinstance(token, str) and 0 < len(token) <= MAX_TOKEN and token.isascii()
 
 
 def _epoch(when: Any) -> int | None:

@@ -31,7 +31,9 @@ a second copy of a security rule, which drifts and can race the hub's. So:
   and cascades exactly as in the in-hub mode. Concurrent misses across replicas are one
   request (the engine's single flight, a lease on Redis);
 - revocations, resets and expiries are learnt from the event stream; admin routes
-  (stats, tokens, reset) are passed to the hub's, and a reset also clears this cache.
+  (stats, tokens, reset) are passed to the hub's, and a reset also clears this cache;
+- ``introspect`` is answered from the same cached checks that judge callers; ``exchange``
+  is passed to the hub as it came, since only the hub verifies an upstream token.
 
 The rules are therefore identical by construction, and the hub tests' contract runs
 against both modes (``tests/serve/test_contract.py``). The cost: a new credential costs

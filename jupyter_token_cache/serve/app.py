@@ -22,10 +22,10 @@ from .replica import TokenCacheReplica
 class ServeCommand(Command):
     """Serve the token API as a JupyterHub service; run as many replicas as needed."""
 
-    description = """Serve the token-cache REST API (notebook, internal, stats, tokens,
-    reset) as a JupyterHub service, in front of the hub: token answers are cached on the
-    shared backend and served without asking the hub; misses go to the hub's own
-    routes. Run it as a managed service (c.JupyterHub.services with "command") or as
+    description = """Serve the token-cache REST API (notebook, internal, introspect,
+    exchange, stats, tokens, reset) as a JupyterHub service, in front of the hub: token
+    answers and introspections are cached on the shared backend and served without
+    asking the hub; misses go to the hub's own routes. Run it as a managed service (c.JupyterHub.services with "command") or as
     external replicas behind the proxy; see docs/replicated.md."""
     examples = """
     jupyter-token-cache serve --config=/etc/jupyterhub/token_cache_config.py

@@ -8,7 +8,18 @@ from urllib.parse import quote
 
 from tornado import web
 
-from ..rest import NOTEBOOK_FIELDS, internal_body, parse_body, with_message, write_json
+from ..cache.answers import as_answered
+from ..rest import (
+    INACTIVE,
+    NOTEBOOK_FIELDS,
+    internal_body,
+    introspected_token,
+    parse_body,
+    rfc_error,
+    with_message,
+    write_json,
+)
+from ..scopes import INTROSPECT_SCOPE
 from ..services.checker import HubUnavailable, IntrospectionRefused
 from ..tokens.models import shown
 from .edge import HubRefusal
@@ -57,16 +68,20 @@ class ServeHandler(web.RequestHandler):
             raise web.HTTPError(403, "Missing or invalid credentials")
         return f"token {credential.strip()}"
 
-    async def caller(self) -> tuple[str, dict[str, Any]]:
-        """The caller's token and the hub's (cached) introspection of it; 403 when inactive."""
-        credential = self.authorization().partition(" ")[2]
+    async def check(self, token: str) -> dict[str, Any] | None:
+        """The hub's (cached, revocation-aware) introspection of ``token``; None when inactive."""
         try:
-            answer = await self.replica.auth.token_checker().check(credential)
+            return await self.replica.auth.token_checker().check(token)
         except HubUnavailable as e:
             raise web.HTTPError(503, str(e)) from None
         except IntrospectionRefused as e:
             self.log.error("%s", e)
             raise web.HTTPError(503, "This service cannot check tokens (see its log)") from None
+
+    async def caller(self) -> tuple[str, dict[str, Any]]:
+        """The caller's token and the hub's (cached) introspection of it; 403 when inactive."""
+        credential = self.authorization().partition(" ")[2]
+        answer = await self.check(credential)
         if answer is None:
             raise web.HTTPError(403, "Missing or invalid credentials")
         if answer.get("owner_kind", "user") != "user":
@@ -124,12 +139,78 @@ class InternalTokenHandler(TokenHandler):
     kind = "internal"
 
 
+class IntrospectHandler(ServeHandler):
+    """POST {prefix}introspect (RFC 7662): answered from this replica's cached token checks.
+
+    Notes
+    -----
+    The same route as the hub's, for services that introspect through the replicas:
+    the caller authenticates with its own token, which must hold
+    ``custom:token-cache:introspect`` (refused with the hub's words otherwise), and the
+    token in the body gets the hub's own answer — cached on the shared backend and judged
+    against the event stream exactly as the replica's callers are, so a revoked token is
+    ``{"active": false}`` as soon as the replica hears of it. Every inactive answer is
+    exactly that, and a malformed token is looked up like any other
+    (:func:`~jupyter_token_cache.rest.introspected_token`). The hub records a token's
+    activity when it is introspected, so a token answered from the cache shows the
+    activity of its first check.
+    """
+
+    async def post(self) -> None:
+        header = self.request.headers.get("Authorization", "")
+        scheme, _, credential = header.strip().partition(" ")
+        caller = None
+        if scheme.lower() in _SCHEMES and credential.strip():
+            caller = await self.check(credential.strip())
+        if caller is None:
+            raise web.HTTPError(403, f"Requires {INTROSPECT_SCOPE} (with a token)")
+        if INTROSPECT_SCOPE not in caller.get("scopes", ()):
+            raise web.HTTPError(403, f"Requires {INTROSPECT_SCOPE}")
+        answer = await self.check(introspected_token(self))
+        counts = self.replica.introspections
+        counts["requests"] += 1
+        counts["active" if answer else "inactive"] += 1
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(INACTIVE if answer is None else json.dumps(as_answered(answer)))
+
+
+class ExchangeHandler(ServeHandler):
+    """POST {prefix}exchange (RFC 8693): passed to the hub's route, its answer written as it is.
+
+    Notes
+    -----
+    The subject token is an upstream credential that only the hub verifies (with the
+    identity provider, its answers cached there) and admits (with its authenticator's
+    own checks), so each exchange is one hub request; the replica adds nothing but the
+    route under its prefix. The body goes as the caller sent it (form or JSON), with no
+    credential of the replica's.
+    """
+
+    async def post(self) -> None:
+        try:
+            answer = await self.replica.hub.call(
+                "POST",
+                "/exchange",
+                None,
+                content=self.request.body,
+                content_type=self.request.headers.get("Content-Type"),
+            )
+        except HubUnreachable as e:
+            rfc_error(self, "temporarily_unavailable", str(e), 503)
+        if answer.body is None:
+            rfc_error(self, "temporarily_unavailable", answer.message, 503)
+        self.set_status(answer.status)
+        write_json(self, answer.body)
+
+
 class StatsHandler(ServeHandler):
     """GET {prefix}stats (admin, checked by the hub): the hub's counters plus this replica's."""
 
     async def get(self) -> None:
         answer = await self.pass_on("GET", "/stats")
-        write_json(self, {**answer.body, "replica": self.replica.edge.stats()})
+        replica = {**self.replica.edge.stats(), "introspections": dict(self.replica.introspections)}
+        write_json(self, {**answer.body, "replica": replica})
 
 
 class TokensHandler(ServeHandler):

@@ -56,16 +56,28 @@ class HubForwarder:
         self,
         method: str,
         path: str,
-        authorization: str,
+        authorization: str | None,
         *,
         body: dict[str, Any] | None = None,
         params: dict[str, str] | None = None,
         accept: str | None = None,
+        content: bytes | None = None,
+        content_type: str | None = None,
     ) -> HubAnswer:
-        """``method`` ``{api_url}/token-cache{path}`` as the caller; raise :class:`HubUnreachable`."""
-        headers = {"Authorization": authorization}
+        """``method`` ``{api_url}/token-cache{path}`` as the caller; raise :class:`HubUnreachable`.
+
+        ``body`` is sent as JSON; ``content`` as it is, with ``content_type`` (a body
+        passed on unread). ``authorization`` is the caller's header (None: none sent).
+        """
+        headers = {}
+        if authorization:
+            headers["Authorization"] = authorization
         if accept:
             headers["Accept"] = accept
+        if content_type:
+            headers["Content-Type"] = content_type
+        if body is not None:
+            content = json.dumps(body).encode()
         self.counts[f"{method} {path.split('/users/')[0] or '/'}"] += 1
         try:
             response = await self._http.request(
@@ -73,7 +85,7 @@ class HubForwarder:
                 self.base + path,
                 headers=headers,
                 params=params,
-                content=None if body is None else json.dumps(body).encode(),
+                content=content,
             )
         except httpx.HTTPError as e:
             self.counts["errors"] += 1

@@ -6,13 +6,14 @@ import asyncio
 import os
 import time
 import urllib.parse
+from collections import Counter
 from typing import Any
 
 from tornado import web
 from traitlets import CaselessStrEnum, Float, Integer, Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from ..services.auth import CachedHubAuth, _verify
+from ..services.auth import CachedHubAuth, tls_verify
 from ..services.checker import HubUnavailable
 from . import handlers
 from .edge import ASK_HUB, REFUSE, EdgeCache, EdgeTokens
@@ -45,7 +46,8 @@ class TokenCacheReplica(LoggingConfigurable):
     )
     prefix = Unicode(
         config=True,
-        help="""URL prefix of the routes (notebook, internal, stats, tokens, reset).
+        help="""URL prefix of the routes (notebook, internal, introspect, exchange,
+        stats, tokens, reset).
         Default: $JUPYTERHUB_SERVICE_PREFIX, else /services/token-cache/. Behind the
         hub's proxy this is where the service's entry routes it.""",
     )
@@ -88,6 +90,8 @@ class TokenCacheReplica(LoggingConfigurable):
     auth: CachedHubAuth
     edge: EdgeTokens
     hub: HubForwarder
+    #: Introspections answered here: requests, active, inactive.
+    introspections: Counter[str]
 
     async def start(self) -> web.Application:
         """Check the service's scopes, follow the hub's events, and build the application.
@@ -96,6 +100,7 @@ class TokenCacheReplica(LoggingConfigurable):
         :class:`~jupyter_token_cache.cache.engine.TokenCacheConfigError` for cache
         settings that cannot work.
         """
+        self.introspections = Counter()
         cache = EdgeCache(parent=self)
         cache.store  # noqa: B018 - bad cache settings stop the replica now, not on a request
         self.auth = CachedHubAuth(parent=self)
@@ -106,7 +111,7 @@ class TokenCacheReplica(LoggingConfigurable):
             )
         await self._wait_for_hub()
         self.hub = HubForwarder(
-            self.auth.api_url, timeout=self.hub_timeout, log=self.log, verify=_verify(self.auth)
+            self.auth.api_url, timeout=self.hub_timeout, log=self.log, verify=tls_verify(self.auth)
         )
         self.edge = EdgeTokens(
             cache=cache,
@@ -145,6 +150,8 @@ class TokenCacheReplica(LoggingConfigurable):
         routes: list[Any] = [
             (prefix + "notebook", handlers.NotebookTokenHandler),
             (prefix + "internal", handlers.InternalTokenHandler),
+            (prefix + "introspect", handlers.IntrospectHandler),
+            (prefix + "exchange", handlers.ExchangeHandler),
             (prefix + "stats", handlers.StatsHandler),
             (prefix + "tokens", handlers.TokensHandler),
             (prefix + "health", handlers.HealthHandler),

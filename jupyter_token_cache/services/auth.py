@@ -126,7 +126,7 @@ class CachedTokenChecks(Configurable):
                 evict=self._evict,
                 idle_timeout=self.stream_timeout,
                 log=self.log,  # type: ignore[attr-defined]
-                verify=_verify(self),
+                verify=tls_verify(self),
             )
 
     def _evict(self, eviction: Eviction) -> None:
@@ -158,7 +158,7 @@ class CachedTokenChecks(Configurable):
                 timeout=self.check_timeout,
                 counts=self._token_counts,
                 log=self.log,  # type: ignore[attr-defined]
-                verify=_verify(self),
+                verify=tls_verify(self),
             )
         if self._follower is not None:
             self._follower.start()
@@ -241,7 +241,7 @@ def user_model(answer: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _verify(auth: Any) -> Any:
+def tls_verify(auth: Any) -> Any:
     """TLS settings for httpx from HubAuth's (internal_ssl deployments)."""
     if getattr(auth, "certfile", "") or getattr(auth, "client_ca", ""):
         from jupyterhub.utils import make_ssl_context

@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..cache.answers import CHECKED_AT
 from ..tokens.events import CACHE_RESET, RESET, REVOKED, USER_CHANGED
 
 KEEP = "keep"
@@ -159,7 +160,7 @@ class RevocationState:
             return USABLE
         if self.on_disconnect == CLEAR:
             return STALE
-        trusted = max(self.cut_at, float(answer.get("checked_at", 0))) + self.disconnected_ttl
+        trusted = max(self.cut_at, float(answer.get(CHECKED_AT, 0))) + self.disconnected_ttl
         return USABLE if now < trusted else STALE
 
     def usable(self, answer: Mapping[str, Any], now: float | None = None) -> bool:

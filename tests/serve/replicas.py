@@ -98,11 +98,14 @@ def hub_requests(hub: HubProcess) -> list[tuple[str, str]]:
 
 @contextlib.contextmanager
 def replicated_hub(
-    workdir: Path, redis_url: str, crypt_key: str, namespace: str, *args: str
+    workdir: Path, redis_url: str, crypt_key: str, namespace: str, *args: str, config: str = ""
 ) -> Iterator[tuple[HubProcess, list[Replica]]]:
-    """A started hub and two started replicas (stopped afterwards, replicas first)."""
+    """A started hub (``config`` added to its own) and two started replicas (``args``).
+
+    Stopped afterwards, replicas first.
+    """
     entries = [(name, free_port(), secrets.token_hex(16)) for name in NAMES]
-    config = CONFIG.format(entries=entries, scopes=SCOPES, services=SERVICES)
+    config = CONFIG.format(entries=entries, scopes=SCOPES, services=SERVICES) + config
     try:
         hub = HubProcess(workdir, config)
     except MissingBinary as e:

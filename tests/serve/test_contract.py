@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+import urllib.parse
 from typing import Any
 
 import httpx
 import pytest
 
+from ..oidc.server import OIDCProvider
 from ..times import epoch
 from .conftest import Setup
 from .replicas import post, user_token
@@ -27,6 +29,8 @@ pytestmark = [
     pytest.mark.parametrize("mode", ["hub", "replicated"]),
 ]
 _users = itertools.count()
+GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
+ACCESS = "urn:ietf:params:oauth:token-type:access_token"
 
 
 def base(setup: Setup, mode: str) -> str:
@@ -219,3 +223,83 @@ def test_a_revoked_credential_gets_nothing_and_its_children_end(setup: Setup, mo
     assert who.status_code == 403
     # the user's other credential is another session, untouched
     assert post(base(setup, mode), "notebook", credential).status_code == 200
+
+
+# -- the OAuth routes: introspection (RFC 7662) and token exchange (RFC 8693) --------------
+
+INTROSPECT = "custom:token-cache:introspect"
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def test_introspection_answers_alike(setup: Setup, mode: str) -> None:
+    hub, (a, _) = setup
+    name, credential = new_user(setup, mode)
+    url = f"{base(setup, mode)}/introspect"
+    service = {"Authorization": f"token {a.token}"}  # a replica's token holds the scope
+    answer = httpx.post(url, json={"token": credential}, headers=service)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["Cache-Control"] == "no-store"
+    active = answer.json()
+    assert (active["active"], active["username"], active["owner_kind"]) == (True, name, "user")
+    # the hub's own answer, whichever mode answered (the event position aside)
+    direct = httpx.post(f"{hub.url}/hub/api/token-cache/introspect", json={"token": credential},
+                        headers=service).json()  # fmt: skip
+    assert {**active, "last_event_id": 0} == {**direct, "last_event_id": 0}
+    form = httpx.post(f"{other(setup, mode)}/introspect", headers={**service, **FORM},
+                      content=urllib.parse.urlencode({"token": credential}))  # fmt: skip
+    assert form.json()["token_id"] == active["token_id"]
+    # every inactive answer is the same, whatever is wrong with the token
+    for token in ["", "x" * 300, "é", "0" * 32, None, 5]:
+        inactive = httpx.post(url, json={"token": token}, headers=service)
+        assert (inactive.status_code, inactive.content) == (200, b'{"active": false}'), token
+    # refusals, worded as the hub words them
+    anonymous = httpx.post(url, json={"token": credential})
+    assert anonymous.json() == {"status": 403, "message": f"Requires {INTROSPECT} (with a token)"}
+    unscoped = httpx.post(url, json={"token": credential},
+                          headers={"Authorization": f"token {credential}"})  # fmt: skip
+    assert unscoped.json() == {"status": 403, "message": f"Requires {INTROSPECT}"}
+    malformed = httpx.post(url, content=b"%zz&&", headers={**service, **FORM})
+    assert malformed.status_code == 400
+    assert malformed.json()["error"] == "invalid_request"
+
+
+def test_an_introspected_token_deleted_in_the_hub_is_inactive(setup: Setup, mode: str) -> None:
+    hub, (a, _) = setup
+    name, _ = new_user(setup, mode)
+    made = user_token(hub, name)
+    service = {"Authorization": f"token {a.token}"}
+    for url in (base(setup, mode), other(setup, mode)):
+        r = httpx.post(f"{url}/introspect", json={"token": made["token"]}, headers=service)
+        assert r.json()["active"] is True
+    with hub.admin(direct=True) as admin:
+        assert admin.delete(f"users/{name}/tokens/{made['id']}").status_code == 204
+    deadline = time.monotonic() + 1  # the replicated mode hears of it from the event stream
+    for url in (base(setup, mode), other(setup, mode)):
+        while (r := httpx.post(f"{url}/introspect", json={"token": made["token"]},
+                               headers=service)).json()["active"]:  # fmt: skip
+            assert mode == "replicated" and time.monotonic() < deadline, "a deleted token"
+            time.sleep(0.01)
+        assert r.content == b'{"active": false}'
+
+
+def test_token_exchange_answers_alike(setup: Setup, mode: str, oidc_provider: OIDCProvider) -> None:
+    name, _ = new_user(setup, mode)
+    upstream = oidc_provider.token(name, "urn:hub:opaque")
+    body = {"grant_type": GRANT, "subject_token": upstream, "subject_token_type": ACCESS}
+    first = httpx.post(f"{base(setup, mode)}/exchange", headers=FORM,
+                       content=urllib.parse.urlencode(body))  # fmt: skip
+    assert first.status_code == 200, first.text
+    issued = first.json()
+    assert (issued["issued_token_type"], issued["cached"]) == (ACCESS, False)
+    who = httpx.get(f"{setup[0].url}/hub/api/user",
+                    headers={"Authorization": f"token {issued['access_token']}"})  # fmt: skip
+    assert who.json()["name"] == name
+    again = httpx.post(f"{other(setup, mode)}/exchange", json=body)  # JSON too
+    assert again.json()["cached"] is True and again.json()["id"] == issued["id"]
+    wrong = httpx.post(f"{base(setup, mode)}/exchange", json={**body, "grant_type": "password"})
+    assert wrong.status_code == 400
+    assert wrong.json() == {"error": "unsupported_grant_type",
+                            "error_description": f"grant_type must be {GRANT}"}  # fmt: skip
+    assert wrong.headers["Cache-Control"] == "no-store"
+    forged = httpx.post(f"{base(setup, mode)}/exchange", json={**body, "subject_token": "x" * 40})
+    assert forged.status_code == 400 and forged.json()["error"] == "invalid_grant"
