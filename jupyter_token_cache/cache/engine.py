@@ -314,12 +314,12 @@ class CacheEngine(LoggingConfigurable):
 
     # -- the cache ----------------------------------------------------------------------
 
-    async def get(self, key: CacheKey) -> Any:
-        """Return the cached value for ``key``, or None."""
+    async def get(self, key: CacheKey, *, accept: Acceptor | None = None) -> Any:
+        """Return the cached value for ``key``, or None (also when ``accept`` refuses it)."""
         store = self._store or self.store
         if self._enabled:
             value, _ = await store.get(key)
-            if value is not None:
+            if value is not None and await _accepts(accept, value):
                 store.stats.add("hits", key.kind)
                 return value
         store.stats.add("misses", key.kind)

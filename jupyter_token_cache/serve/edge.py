@@ -125,10 +125,13 @@ class EdgeTokens:
         scopes = body.get("scopes")
         shape = " ".join(sorted(set(scopes))) if scopes is not None else "*"
         user = str(caller["username"])
-        # the minimum is in the key because the hub's refusal of one (422) must not reach
-        # a concurrent request without it through the single flight
-        parts = (self._name(credential), service or "", shape, minimum or 0)
-        key = CacheKey(user, kind, parts)
+        # One entry per credential and request shape, as the hub keeps one per session and
+        # shape: a request naming a minimum is served from it when the token there lives
+        # long enough. Otherwise it asks the hub in a single flight of its own (its key has
+        # the minimum, so that the hub's refusal of one, a 422, cannot reach a concurrent
+        # request without it) and the hub's answer becomes the entry, as at the hub.
+        shared = CacheKey(user, kind, (self._name(credential), service or "", shape, 0))
+        key = shared if minimum is None else CacheKey(user, kind, (*shared.parts[:3], minimum))
         hub_cached = False
 
         def accept(value: Any) -> bool:
@@ -152,9 +155,16 @@ class EdgeTokens:
             entry = Entry(model["token"], model["id"], expires_at, created, position, user,
                           list(model["scopes"]), model.get("service"), sent)  # fmt: skip
             # never past the revocation records that judge it (see the module's notes)
-            return list(entry), min(expires_at, sent + self.state.remember)
+            ends = min(expires_at, sent + self.state.remember)
+            if key != shared:
+                await self.cache.set(shared, list(entry), expires_at=ends)
+            return list(entry), ends
 
-        value, created = await self.cache.get_or_create(key, create, accept=accept)
+        value = None if key == shared else await self.cache.get(shared, accept=accept)
+        if value is not None:
+            created = False
+        else:
+            value, created = await self.cache.get_or_create(key, create, accept=accept)
         entry = Entry(*value)
         if not may_reuse(entry.expires_at, entry.created, need, minimum):
             # made for a concurrent request with a lower bar: ask for this one

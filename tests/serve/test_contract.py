@@ -149,6 +149,46 @@ def test_a_refused_minimum_does_not_refuse_concurrent_requests(setup: Setup, mod
     assert len({r.json()["token"] for r in answers[1::2]}) == 1
 
 
+def test_an_internal_token_ends_with_its_service_lifetime_and_its_parent(
+    setup: Setup, mode: str
+) -> None:
+    _, credential = new_user(setup, mode)
+    short = post(base(setup, mode), "internal", credential, {"service": "short"}).json()
+    assert 110 < short["expires_in"] <= 120  # the service's lifetime
+    _, brief = new_user(setup, mode, expires_in=900)
+    capped = post(base(setup, mode), "internal", brief, {"service": "dask"}).json()
+    assert 800 < capped["expires_in"] <= 900  # its parent ends before the service's 3600 s
+
+
+def test_reuse_follows_the_minimum_lifetime_asked_for(setup: Setup, mode: str) -> None:
+    _, credential = new_user(setup, mode)
+    first = post(base(setup, mode), "internal", credential, {"service": "short"}).json()
+    time.sleep(1.5)  # the token now has less than 119 s left
+    body = {"service": "short", "minimum_lifetime": 119}
+    fresh = post(other(setup, mode), "internal", credential, body).json()
+    assert fresh["token"] != first["token"] and fresh["cached"] is False
+    again = post(base(setup, mode), "internal", credential, body).json()
+    assert again["token"] == fresh["token"] and again["cached"] is True
+    # without a minimum, the newest token is served
+    assert post(other(setup, mode), "internal", credential,
+                {"service": "short"}).json()["token"] == fresh["token"]  # fmt: skip
+
+
+def test_a_reset_of_everything_without_revoking(setup: Setup, mode: str) -> None:
+    hub = setup[0]
+    _, credential = new_user(setup, mode)
+    first = post(base(setup, mode), "notebook", credential).json()
+    admin = {"Authorization": f"token {hub.service_token}"}
+    r = httpx.delete(base(setup, mode), headers=admin)
+    assert r.status_code == 200, r.text
+    assert r.json()["revoked"] == 0
+    after = post(other(setup, mode), "notebook", credential).json()
+    assert after["token"] != first["token"] and after["cached"] is False
+    # not revoked: the first token still works at the hub until it expires
+    who = httpx.get(f"{hub.url}/hub/api/user", headers={"Authorization": f"token {first['token']}"})
+    assert who.status_code == 200
+
+
 def test_credentials_that_may_not_ask(setup: Setup, mode: str) -> None:
     url = f"{base(setup, mode)}/notebook"
     assert httpx.post(url).json() == {"status": 403, "message": "Missing or invalid credentials"}
