@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,28 +9,22 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ..hubprocess import ROOT, HubProcess, running_hub
+from ..hubprocess import HubProcess, running_hub
+from .spawning import spawn_and_probe, spawner_config
 
 CONFIG = """
 from jupyter_token_cache import with_token_cache
 
 c.JupyterHub.authenticator_class = with_token_cache("dummy")
 c.Authenticator.allow_all = True
-c.JupyterHub.spawner_class = "simple"
-c.Spawner.cmd = [sys.executable, "-m", "tests.e2e.probe"]
-c.Spawner.args = ["--allow-root"] if os.geteuid() == 0 else []
-c.Spawner.environment = {{"PYTHONPATH": "{root}", "E2E_PROBE_OUT": "{workdir}/probe.json"}}
-c.SimpleLocalProcessSpawner.home_dir_template = "{workdir}/home/{{username}}"
-c.Spawner.start_timeout = 60
-c.Spawner.http_timeout = 60
-c.TokenCache.services = {{"dask": {{"scopes": ["read:users!user", "access:servers!user"], "lifetime": 3600}}}}
+c.TokenCache.services = {"dask": {"scopes": ["read:users!user", "access:servers!user"], "lifetime": 3600}}
 """
 
 
 @pytest.fixture
 def jupyterhub(tmp_path: Path) -> Iterator[HubProcess]:
     """The jupyterhub command with the token cache; afterwards, no token in its log."""
-    with running_hub(tmp_path, CONFIG.format(root=ROOT, workdir=tmp_path)) as hub:
+    with running_hub(tmp_path, CONFIG + spawner_config(tmp_path)) as hub:
         yield hub
     text = hub.log()
     for secret in _secrets_seen:
@@ -46,14 +39,7 @@ def test_spawned_server_gets_tokens_through_the_client(
     jupyterhub: HubProcess, tmp_path: Path
 ) -> None:
     api = jupyterhub.admin()
-    assert api.post("users/alice").status_code == 201
-    assert api.post("users/alice/server").status_code in (201, 202)
-    deadline = time.monotonic() + 90
-    while not api.get("users/alice").json()["servers"].get("", {}).get("ready"):
-        assert time.monotonic() < deadline, "server did not become ready"
-        time.sleep(0.3)
-
-    found = json.loads((tmp_path / "probe.json").read_text())
+    found = spawn_and_probe(api, "alice", tmp_path)
     assert found["env_token_set"] and found["notebook_is_env_token"] and found["notebook_cached"]
     assert "read:users!user=alice" in found["internal_scopes"]
     assert found["internal_reused"] is True

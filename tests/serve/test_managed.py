@@ -9,7 +9,6 @@ its tokens through the client, which finds the service from ``$JUPYTER_TOKEN_CAC
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 import time
@@ -19,26 +18,19 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ..e2e.spawning import spawn_and_probe, spawner_config
 from ..hubprocess import ROOT, HubProcess, running_hub
 from ..servers import RedisServer, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 
 PAGE = ROOT / "docs" / "replicated.md"
-#: A spawned server that asks for tokens with the client, then serves (tests/e2e/probe.py).
-SPAWNER = """
+#: The site's own: the dask service the page's policy names, and users who may use services.
+SITE = """
 c.JupyterHub.authenticator_class = with_token_cache("dummy")
 c.Authenticator.allow_all = True
-c.JupyterHub.spawner_class = "simple"
-c.Spawner.cmd = [sys.executable, "-m", "tests.e2e.probe"]
-c.Spawner.args = ["--allow-root"] if os.geteuid() == 0 else []
-c.Spawner.environment = {{"PYTHONPATH": "{root}", "E2E_PROBE_OUT": "{workdir}/probe.json"}}
-c.SimpleLocalProcessSpawner.home_dir_template = "{workdir}/home/{{username}}"
-c.Spawner.start_timeout = 60
-c.Spawner.http_timeout = 60
-# the site's own: the dask service the page's policy names, and users who may use services
-c.JupyterHub.services.append({{"name": "dask"}})
-c.JupyterHub.load_roles.append({{"name": "user", "scopes": ["self", "access:services"]}})
+c.JupyterHub.services.append({"name": "dask"})
+c.JupyterHub.load_roles.append({"name": "user", "scopes": ["self", "access:services"]})
 """
 
 
@@ -67,7 +59,8 @@ def managed(tmp_path: Path, redis_server: RedisServer, crypt_key: str) -> Iterat
     config = (
         "import os, sys\nfrom jupyter_token_cache import with_token_cache\n"
         f"os.environ['JUPYTERHUB_CRYPT_KEY'] = {crypt_key!r}  # the deployment's secret\n"
-        + SPAWNER.format(root=ROOT, workdir=tmp_path)
+        + SITE
+        + spawner_config(tmp_path)
         + hub_block
     )
     with running_hub(tmp_path, config) as hub:
@@ -85,13 +78,7 @@ def test_the_pages_service_entry_serves_a_spawned_server(
         time.sleep(0.2)
     assert httpx.get(f"{service}/health").json() == {"stream_connected": True}
     api = hub.admin()
-    assert api.post("users/alice").status_code == 201
-    assert api.post("users/alice/server").status_code in (201, 202)
-    deadline = time.monotonic() + 90
-    while not api.get("users/alice").json()["servers"].get("", {}).get("ready"):
-        assert time.monotonic() < deadline, "the server did not become ready"
-        time.sleep(0.3)
-    found = json.loads((tmp_path / "probe.json").read_text())
+    found = spawn_and_probe(api, "alice", tmp_path)
     # the token handed at spawn is the one the service serves: one policy, one authority
     assert found["env_token_set"] and found["notebook_is_env_token"] and found["notebook_cached"]
     assert "access:services!service=dask" in found["internal_scopes"]
