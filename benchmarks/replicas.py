@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import resource
 import shutil
 import statistics
@@ -66,6 +67,8 @@ AT_REPLICAS = (PROXY_1, PROXY_2, DIRECT_1, DIRECT_2)
 HUB_ROUTE = "/hub/api/token-cache/notebook"
 #: wrk's threads: one per replica when it goes straight to two of them.
 THREADS = 2
+#: A token's id in a hub route (``/hub/api/users/{name}/tokens/a51``), for counting by route.
+TOKEN_ID = re.compile(r"/tokens/[^/]+$")
 #: Longest wait (seconds) for a replica to stop serving a revoked token.
 REVOCATION_DEADLINE = 5.0
 
@@ -498,7 +501,7 @@ def _first_requests(hub: HubProcess, replicas: list[Replica], sizes: Sizes) -> d
             if len(set(answers)) != 1:
                 raise RuntimeError("the two replicas answered one session with two tokens")
             tokens.add(answers[0])
-    asked = Counter(f"{m} {p}" for m, p in hub_requests(hub)[seen:])
+    asked = Counter(f"{m} {TOKEN_ID.sub('/tokens/{id}', p)}" for m, p in hub_requests(hub)[seen:])
     made = hub_stats(hub)["mints"] - mints
     total = sum(asked.values())
     return {
@@ -516,11 +519,13 @@ def _first_requests(hub: HubProcess, replicas: list[Replica], sizes: Sizes) -> d
 
 @dataclass
 class Revoked:
-    """One revocation: when the DELETE was sent and answered, when each replica refused."""
+    """One revocation: when the DELETE was sent and answered, when each replica refused,
+    and how long each refusing answer took (a miss: the replica asked the hub)."""
 
     sent: float
     answered: float
     refused: list[float]
+    refusing: list[float]
 
 
 async def _revocation(hub: HubProcess, replicas: list[Replica], sizes: Sizes) -> dict[str, Any]:
@@ -529,6 +534,7 @@ async def _revocation(hub: HubProcess, replicas: list[Replica], sizes: Sizes) ->
     credential = user_token(hub, "revoker")["token"]
     urls = [f"http://127.0.0.1:{r.port}{_direct(r)}" for r in replicas]
     deletes, polls, samples = [], [], []
+    seen = 0
     async with (
         httpx.AsyncClient(timeout=10) as http,
         httpx.AsyncClient(base_url=f"{hub.hub_url}/hub/api/", timeout=10,
@@ -537,14 +543,18 @@ async def _revocation(hub: HubProcess, replicas: list[Replica], sizes: Sizes) ->
         httpx.AsyncClient(timeout=10) as poller_b,
     ):  # fmt: skip
         for i in range(total):
+            if i == sizes.revocation_warmup:  # the credential's introspection and first mint done
+                seen = len(hub_requests(hub))
             one = await _revoke(http, admin, [poller_a, poller_b], urls, credential, polls)
             if i >= sizes.revocation_warmup:
                 samples.append(one)
                 deletes.append(one.answered - one.sent)
+    asked = Counter(f"{m} {TOKEN_ID.sub('/tokens/{id}', p)}" for m, p in hub_requests(hub)[seen:])
     both = [max(s.refused) for s in samples]
     from_sent = [b - s.sent for b, s in zip(both, samples, strict=True)]
     from_answered = [b - s.answered for b, s in zip(both, samples, strict=True)]
     spread = [max(s.refused) - min(s.refused) for s in samples]
+    refusing = [t for s in samples for t in s.refusing]
     p99 = _percentile(from_sent, 99)
     return {
         "n": sizes.revocations,
@@ -555,9 +565,12 @@ async def _revocation(hub: HubProcess, replicas: list[Replica], sizes: Sizes) ->
         "refused_before_answer": sum(1 for s in from_answered if s <= 0),
         "delete_round_trip": _percentiles(deletes),
         "poll_round_trip": _percentiles(polls),
+        "refusing_round_trip": _percentiles(refusing),
         "target_p99_ms": REVOCATION_TARGET * 1e3,
         "met": p99 <= REVOCATION_TARGET,
         "cached_hub_auth": _cached_hub_auth(),
+        # its DELETE, and the new token's mint
+        "hub_requests_per_revocation": {route: n / sizes.revocations for route, n in asked.items()},
     }
 
 
@@ -582,16 +595,17 @@ async def _revoke(
     token, token_id = served[0]["token"], served[0]["id"]
     serving = [asyncio.Event() for _ in urls]
 
-    async def poll(k: int) -> float:
-        """Ask replica ``k`` until it answers with another token: when that answer came."""
+    async def poll(k: int) -> tuple[float, float]:
+        """Ask replica ``k`` until it answers with another token: when that answer came,
+        and how long it took (the polls that got the token are in ``polls``)."""
         deadline = time.perf_counter() + REVOCATION_DEADLINE
         while time.perf_counter() < deadline:
             asked = time.perf_counter()
             r = await pollers[k].post(urls[k], headers=headers)
             answered = time.perf_counter()
-            polls.append(answered - asked)
             if r.status_code != 200 or r.json().get("token") != token:
-                return answered
+                return answered, answered - asked
+            polls.append(answered - asked)
             serving[k].set()
         raise RuntimeError(f"{urls[k]} still served a revoked token after {REVOCATION_DEADLINE} s")
 
@@ -607,7 +621,7 @@ async def _revoke(
     finally:
         for task in polling:
             task.cancel()
-    return Revoked(sent, answered, list(refused))
+    return Revoked(sent, answered, [at for at, _ in refused], [took for _, took in refused])
 
 
 def _percentile(samples: list[float], p: float) -> float:

@@ -384,7 +384,8 @@ def _replica_limits(limits: dict[str, Any]) -> list[str]:
 
 def _replica_revocation(rev: dict[str, Any]) -> list[str]:
     sent, answered, between = rev["from_sent"], rev["from_answered"], rev["between_replicas"]
-    reference = rev["cached_hub_auth"]
+    reference, refusing = rev["cached_hub_auth"], rev["refusing_round_trip"]
+    asked = rev["hub_requests_per_revocation"]
     scale = (
         f" CachedHubAuth in {reference['file']} (measured {reference['measured']}, another "
         f"run): p99 {reference['p99_ms']:.2f} ms."
@@ -406,11 +407,15 @@ def _replica_revocation(rev: dict[str, Any]) -> list[str]:
         "",
         f"For scale: DELETE round trip p50 / p99 {rev['delete_round_trip']['p50_ms']:,.2f} / "
         f"{rev['delete_round_trip']['p99_ms']:,.2f} ms; one poll p50 / p99 "
-        f"{rev['poll_round_trip']['p50_ms']:,.2f} / {rev['poll_round_trip']['p99_ms']:,.2f} ms; "
+        f"{rev['poll_round_trip']['p50_ms']:,.2f} / {rev['poll_round_trip']['p99_ms']:,.2f} ms "
+        "(a hit); the refusing answer itself p50 / p99 "
+        f"{refusing['p50_ms']:,.2f} / {refusing['p99_ms']:,.2f} ms; "
         f"refusals before the DELETE's answer: {rev['refused_before_answer']:,}.{scale} "
         "A replica refuses a revoked token by answering with another one: told by the hub's "
-        "event, it asks the hub for a new token (one mint for both replicas), so the delay "
-        "here includes a mint, where CachedHubAuth's refusal needs no hub call.",
+        "event, it asks the hub for a new token, so the delay here includes that miss, where "
+        "CachedHubAuth's refusal needs no hub call. Hub requests per revocation: "
+        + (", ".join(f"{route} {n:.2f}" for route, n in asked.items()) or "none")
+        + ".",
     ]
 
 
