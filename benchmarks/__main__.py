@@ -2,11 +2,12 @@
 
 ``./run bench [ARGS]`` sets up what a fresh machine lacks, then runs this.
 
-Starts what it needs (five jupyterhub processes, redis-server, memcached, event-stream
-subscribers, the example service, all on loopback) and stops it; writes JSON, a markdown
-table and a PNG plot to ``--out``. ``--only`` runs some sections (hub, storage, memory,
-events, services, exchange) and names the files after them (``latest-events.json``), so the full
-results are not overwritten.
+Starts what it needs (jupyterhub processes, redis-server, memcached, event-stream
+subscribers, the example service, replicas of ``jupyter-token-cache serve``, wrk, all on
+loopback) and stops it; writes JSON, a markdown table and a PNG plot to ``--out``.
+``--only`` runs some sections (hub, storage, memory, events, services, exchange, replicas)
+and names the files after them (``latest-events.json``), so the full results are not
+overwritten.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from . import events, exchange, hub, memory, progress, report, services, storage
+from . import events, exchange, hub, memory, progress, replicas, report, services, storage
 from .timing import Figures
 
-SECTIONS = ("hub", "storage", "memory", "events", "services", "exchange")
+SECTIONS = ("hub", "storage", "memory", "events", "services", "exchange", "replicas")
 
 
 Groups = dict[str, dict[str, Figures]]
@@ -30,15 +31,17 @@ Measured = tuple[
     dict[str, Any] | None,
     dict[str, Any] | None,
     dict[str, Any] | None,
+    dict[str, Any] | None,
 ]
 
 
 async def measure(quick: bool, sections: tuple[str, ...]) -> Measured:
-    """Groups, counts, memory figures, events and services (None unless run) of ``sections``."""
+    """Groups, counts, memory figures, then events, services, exchange and replicas (None
+    unless run) of ``sections``."""
     groups: Groups = {}
     counts: dict[str, Any] = {}
     mem: dict[str, Any] = {}
-    found = checks = exchanges = None
+    found = checks = exchanges = replicated = None
     for index, name in enumerate(sections, 1):
         progress.section(name, index, len(sections))
         if name == "hub":
@@ -53,8 +56,10 @@ async def measure(quick: bool, sections: tuple[str, ...]) -> Measured:
             checks = await services.run(quick)
         elif name == "exchange":
             exchanges = await exchange.run(quick)
+        elif name == "replicas":
+            replicated = await replicas.run(quick)
     progress.step("writing the report")
-    return groups, counts, mem, found, checks, exchanges
+    return groups, counts, mem, found, checks, exchanges, replicated
 
 
 def main() -> None:
@@ -72,12 +77,24 @@ def main() -> None:
     args = parser.parse_args()
     progress.configure(quiet=args.quiet)
     sections = tuple(s for s in SECTIONS if s in args.only) if args.only else SECTIONS
-    groups, counts, mem, found, checks, exchanges = asyncio.run(measure(args.quick, sections))
+    groups, counts, mem, found, checks, exchanges, replicated = asyncio.run(
+        measure(args.quick, sections)
+    )
     rows = report.ratio_rows(groups, hub.RATIOS + storage.RATIOS)
     named = () if sections == SECTIONS else sections
     print(
         report.write(
-            args.out, groups, rows, args.quick, counts, mem, found, named, checks, exchanges
+            args.out,
+            groups,
+            rows,
+            args.quick,
+            counts,
+            mem,
+            found,
+            named,
+            checks,
+            exchanges,
+            replicas=replicated,
         )
     )
 

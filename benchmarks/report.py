@@ -282,6 +282,143 @@ def service_lines(services: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _ms(us: float) -> str:
+    return f"{us / 1e3:,.1f}"
+
+
+def _met(ok: bool) -> str:
+    return "yes" if ok else "**no**"
+
+
+#: The CPU columns of the replicas' throughput table: a name in the figures, its heading.
+REPLICA_CPU = (("wrk", "wrk CPU"), ("proxy", "proxy CPU"), ("token-cache", "replica a CPU"),
+               ("token-cache-b", "replica b CPU"), ("redis", "redis CPU"), ("hub", "hub CPU"),
+               ("measured processes", "all measured"), ("machine", "machine busy"))  # fmt: skip
+
+
+def replica_lines(replicas: dict[str, Any]) -> list[str]:
+    """The Replicated mode section (suite 12): throughput, hub requests, revocation delay."""
+    lines = ["", "### Replicated mode", ""]
+    if "skipped" in replicas:
+        return lines + [f"Not measured: {replicas['skipped']}."]
+    setup, loads = replicas["setup"], replicas["throughput"]
+    lines += [
+        "One `jupyterhub` (sqlite) with configurable-http-proxy and two replicas of "
+        "`jupyter-token-cache serve` (`token-cache`, `token-cache-b`) on one redis-server, "
+        f"all on loopback, {setup['cores']} cores. Load: {setup['wrk']}, {setup['threads']} "
+        f"threads, {setup['connections']} connections, `POST notebook` with the credentials of "
+        f"{setup['users']} users in turn (each warmed first: every answer a hit); "
+        f"{setup['rounds']} round(s) of {setup['seconds_per_run']} s per load, the loads in "
+        "turn. Direct to 2 replicas: one wrk thread per replica's port, as a load balancer "
+        "would spread connections.",
+        "",
+        "| load | req/s | p50 ms | p99 ms | non-2xx | not a hit | "
+        + " | ".join(title for _, title in REPLICA_CPU)
+        + " |",
+        "|---|" + "---:|" * (5 + len(REPLICA_CPU)),
+    ]
+    for name, load in loads.items():
+        cpu = load["cpu_share"]
+        errors = load["non_2xx"] + load["connect_errors"] + load["read_errors"] + load["timeouts"]
+        lines.append(
+            f"| {name} | {load['rps']:,.0f} | {_ms(load['p50_us'])} | {_ms(load['p99_us'])} "
+            f"| {errors:,} | {load['not_cached']:,} | "
+            + " | ".join(f"{cpu[key]:.0%}" for key, _ in REPLICA_CPU)
+            + " |"
+        )
+    lines += [
+        "",
+        "CPU: seconds of CPU per second of the load, of one core (200 % is the whole machine); "
+        "*machine busy* counts every process, other users' too. Non-2xx includes socket "
+        "errors and timeouts (wrk's).",
+        "",
+        "| ratio (req/s) | value |",
+        "|---|---:|",
+    ]
+    lines += [f"| {row['ratio']} | {row['value']:.2f}x |" for row in replicas["ratios"]]
+    lines += ["", *_replica_limits(replicas["limits"])]
+    hits, mints = replicas["hub_requests"]["hits"], replicas["hub_requests"]["mints"]
+    routes = ", ".join(f"{route} {n:,}" for route, n in mints["by_route"].items())
+    per_mint = mints["per_mint"]
+    lines += [
+        "",
+        "| hub requests (the hub's access log) | value | expected | met |",
+        "|---|---:|---:|---|",
+        f"| during the measured loads at the replicas ({hits['hits']:,} hits) "
+        f"| {hits['hub_requests']:,} | 0 | {_met(hits['hub_requests'] == 0)} |",
+        f"| per 10,000 hits | {hits['per_10000'] or 0:,.2f} | 0 | |",
+        f"| per mint: {mints['credentials']} fresh credentials, each asked at both replicas "
+        f"({mints['hub_mints']} mints; {routes or 'none'}) "
+        f"| {per_mint or 0:.2f} | 2 | {_met(per_mint == 2)} |",
+        "",
+        "Per mint, 2 is one `POST /hub/api/token-cache/notebook` (the mint, with the caller's "
+        "credential) and one `POST /hub/api/token-cache/introspect` (the credential, seen by "
+        "no replica before: the other finds the answer on Redis).",
+    ]
+    return lines + _replica_revocation(replicas["revocation"])
+
+
+def _replica_limits(limits: dict[str, Any]) -> list[str]:
+    """What the 2-replica loads ran into: the CPU they used, what each request costs."""
+    used = "; ".join(
+        f"{name}: the processes measured used {load['measured processes']:.0%}, the machine "
+        f"was busy {load['machine']:.0%}"
+        for name, load in limits["two_replicas"].items()
+    )
+    costs = ", ".join(f"{name} {ms:.3f} ms" for name, ms in limits["cpu_ms_per_request"].items())
+    other = limits["other_work"]
+    return [
+        "What limits the 2-replica / 1-replica ratio: with 2 cores, 200 % is the whole "
+        "machine. When the load generator, the proxy, the replicas and redis add up to about "
+        "that (or other work takes the rest), a second replica has no core of its own and the "
+        "ratio measures the machine, not the replicas; it can only approach 2 where one "
+        "replica's CPU, not the machine, was the limit. Through the proxy, every request also "
+        "crosses one node process, configurable-http-proxy, a stage of its own that "
+        f"replicas do not multiply. In this run, {used}. CPU time per request: {costs}.",
+        "",
+        f"Other work on the machine (busy minus the processes measured) took {other['mean']:.0%} "
+        f"on average over the loads, {other['max']:.0%} at most, of the 200 %"
+        + (": the figures are not those of a quiet machine." if other["max"] > 0.3 else "."),
+    ]
+
+
+def _replica_revocation(rev: dict[str, Any]) -> list[str]:
+    sent, answered, between = rev["from_sent"], rev["from_answered"], rev["between_replicas"]
+    reference, refusing = rev["cached_hub_auth"], rev["refusing_round_trip"]
+    asked = rev["hub_requests_per_revocation"]
+    scale = (
+        f" CachedHubAuth in {reference['file']} (measured {reference['measured']}, another "
+        f"run): p99 {reference['p99_ms']:.2f} ms."
+        if reference
+        else ""
+    )
+    return [
+        "",
+        f"| revocation delay at both replicas ({rev['n']:,} revocations after {rev['warmup']} "
+        "unmeasured; a poller per replica at its own port) | p50 ms | p95 ms | p99 ms "
+        "| target | met |",
+        "|---|---:|---:|---:|---:|---|",
+        f"| DELETE sent → both replicas refuse | {sent['p50_ms']:,.2f} | {sent['p95_ms']:,.2f} "
+        f"| {sent['p99_ms']:,.2f} | p99 <= {rev['target_p99_ms']:.0f} | {_met(rev['met'])} |",
+        f"| DELETE answered → both replicas refuse | {answered['p50_ms']:,.2f} "
+        f"| {answered['p95_ms']:,.2f} | {answered['p99_ms']:,.2f} | | |",
+        f"| first replica refusing → second | {between['p50_ms']:,.2f} "
+        f"| {between['p95_ms']:,.2f} | {between['p99_ms']:,.2f} | | |",
+        "",
+        f"For scale: DELETE round trip p50 / p99 {rev['delete_round_trip']['p50_ms']:,.2f} / "
+        f"{rev['delete_round_trip']['p99_ms']:,.2f} ms; one poll p50 / p99 "
+        f"{rev['poll_round_trip']['p50_ms']:,.2f} / {rev['poll_round_trip']['p99_ms']:,.2f} ms "
+        "(a hit); the refusing answer itself p50 / p99 "
+        f"{refusing['p50_ms']:,.2f} / {refusing['p99_ms']:,.2f} ms; "
+        f"refusals before the DELETE's answer: {rev['refused_before_answer']:,}.{scale} "
+        "A replica refuses a revoked token by answering with another one: told by the hub's "
+        "event, it asks the hub for a new token, so the delay here includes that miss, where "
+        "CachedHubAuth's refusal needs no hub call. Hub requests per revocation: "
+        + (", ".join(f"{route} {n:.2f}" for route, n in asked.items()) or "none")
+        + ".",
+    ]
+
+
 def plot(path: Path, groups: dict[str, dict[str, Figures]], info: dict[str, Any]) -> None:
     """Latency distribution per path (log scale) and throughput at c1 and c10."""
     import matplotlib
@@ -326,6 +463,7 @@ def write(
     sections: tuple[str, ...] = (),
     services: dict[str, Any] | None = None,
     exchange: dict[str, Any] | None = None,
+    replicas: dict[str, Any] | None = None,
 ) -> str:
     """Write ``{quick,latest}.{json,md,png}``; a run of some ``sections`` is named after them."""
     info = machine()
@@ -341,6 +479,8 @@ def write(
         table += "\n".join(service_lines(services)) + "\n"
     if exchange:
         table += "\n".join(exchange_lines(exchange)) + "\n"
+    if replicas:
+        table += "\n".join(replica_lines(replicas)) + "\n"
     data = {
         "machine": info,
         "quick": quick,
@@ -352,6 +492,7 @@ def write(
         "events": events,
         "services": services,
         "exchange": exchange,
+        "replicas": replicas,
     }
     (out / f"{stem}.json").write_text(json.dumps(data, indent=2) + "\n")
     (out / f"{stem}.md").write_text(table)

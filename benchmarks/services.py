@@ -34,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import itertools
-import os
 import resource
 import secrets
 import tempfile
@@ -55,7 +54,7 @@ from tests.hubprocess import HubProcess
 from tests.servers import RedisServer
 
 from .subscribers import Subscribers, now
-from .timing import Figures, burst, interleaved
+from .timing import Figures, burst, cpu_seconds, interleaved
 
 CACHED = "CachedHubAuth, cached answer"
 PLAIN = "HubAuth, cached answer"
@@ -193,15 +192,6 @@ def _auth(token: str) -> dict[str, str]:
     return {"Authorization": f"token {token}"}
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process (from /proc; 0 where there is none)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _own_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -215,14 +205,14 @@ class CpuShares:
 
     def __enter__(self) -> CpuShares:
         self._wall, self._own = time.perf_counter(), _own_cpu()
-        self._others = {name: _cpu_seconds(pid) for name, pid in self.pids.items()}
+        self._others = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
         return self
 
     def __exit__(self, *exc: object) -> None:
         wall = time.perf_counter() - self._wall
         self.shares = {"load generator (this process)": (_own_cpu() - self._own) / wall}
         for name, pid in self.pids.items():
-            self.shares[name] = (_cpu_seconds(pid) - self._others[name]) / wall
+            self.shares[name] = (cpu_seconds(pid) - self._others[name]) / wall
         self.wall = wall
 
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import statistics
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from . import progress
@@ -124,3 +126,25 @@ async def throughput(
                 spent[name] += await burst(op, concurrency, per_round)
         for name in contenders:
             figures[name].rps[concurrency] = per_round * rounds / spent[name]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process, all its threads (from /proc; 0 where there is none)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu_seconds() -> tuple[float, float]:
+    """CPU seconds the whole machine has been busy, and has had, summed over its cores.
+
+    From the ``cpu`` line of /proc/stat: busy is everything but idle and iowait. Every
+    process counts, other users' too: on a shared machine this says how much of it was
+    left for what is being measured.
+    """
+    ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    idle = ticks[3] + ticks[4]
+    hz = os.sysconf("SC_CLK_TCK")
+    return (sum(ticks) - idle) / hz, sum(ticks) / hz
