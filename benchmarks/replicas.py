@@ -26,6 +26,9 @@ starts them for the end-to-end tests; all on loopback:
    straight at its port, one request after another; the delay runs from the DELETE
    (sent, and answered) to the moment both replicas have answered with another token.
    Tokens are compared, not ids: the hub hands a deleted token's id to the next one.
+   A second series has the pollers introspect the token at their replica (``POST
+   introspect``, with the replica's own token) until it is inactive: the refusal a
+   service sees, with no new token minted, like CachedHubAuth's in suite 10.
 """
 
 from __future__ import annotations
@@ -529,10 +532,24 @@ class Revoked:
 
 
 async def _revocation(hub: HubProcess, replicas: list[Replica], sizes: Sizes) -> dict[str, Any]:
+    """Both series: the notebook route (a refusal is a new token) and introspection."""
+    served = await _revocations(hub, replicas, sizes, introspect=False)
+    inactive = await _revocations(hub, replicas, sizes, introspect=True)
+    keys = ("from_sent", "from_answered", "between_replicas", "refused_before_answer",
+            "poll_round_trip", "refusing_round_trip", "met", "hub_requests_per_revocation")  # fmt: skip
+    return served | {"introspect": {k: inactive[k] for k in keys}}
+
+
+async def _revocations(
+    hub: HubProcess, replicas: list[Replica], sizes: Sizes, *, introspect: bool
+) -> dict[str, Any]:
     total = sizes.revocation_warmup + sizes.revocations
-    progress.step(f"revocation delay at both replicas: {total} revocations")
-    credential = user_token(hub, "revoker")["token"]
+    what = "introspection" if introspect else "notebook token"
+    progress.step(f"revocation delay at both replicas ({what}): {total} revocations")
+    user = "introspected" if introspect else "revoker"
+    credential = user_token(hub, user)["token"]
     urls = [f"http://127.0.0.1:{r.port}{_direct(r)}" for r in replicas]
+    introspectors = [r.token for r in replicas] if introspect else None
     deletes, polls, samples = [], [], []
     seen = 0
     async with (
@@ -545,7 +562,8 @@ async def _revocation(hub: HubProcess, replicas: list[Replica], sizes: Sizes) ->
         for i in range(total):
             if i == sizes.revocation_warmup:  # the credential's introspection and first mint done
                 seen = len(hub_requests(hub))
-            one = await _revoke(http, admin, [poller_a, poller_b], urls, credential, polls)
+            one = await _revoke(http, admin, [poller_a, poller_b], urls, credential, polls,
+                                user, introspectors)  # fmt: skip
             if i >= sizes.revocation_warmup:
                 samples.append(one)
                 deletes.append(one.answered - one.sent)
@@ -581,8 +599,15 @@ async def _revoke(
     urls: list[str],
     credential: str,
     polls: list[float],
+    user: str,
+    introspectors: list[str] | None = None,
 ) -> Revoked:
-    """The session's token from both replicas, pollers under way, DELETE; until both refuse."""
+    """The session's token from both replicas, pollers under way, DELETE; until both refuse.
+
+    With ``introspectors`` (the replicas' own tokens), each poller introspects the token
+    at its replica instead, until the answer is inactive: what a service checking tokens
+    through the replicas sees, with no new token to mint.
+    """
     headers = {"Authorization": f"token {credential}"}
     served = []
     for url in urls:
@@ -601,9 +626,17 @@ async def _revoke(
         deadline = time.perf_counter() + REVOCATION_DEADLINE
         while time.perf_counter() < deadline:
             asked = time.perf_counter()
-            r = await pollers[k].post(urls[k], headers=headers)
+            if introspectors is None:
+                r = await pollers[k].post(urls[k], headers=headers)
+                ended = r.status_code != 200 or r.json().get("token") != token
+            else:
+                r = await pollers[k].post(
+                    urls[k].rsplit("/", 1)[0] + "/introspect", json={"token": token},
+                    headers={"Authorization": f"token {introspectors[k]}"},
+                )  # fmt: skip
+                ended = r.status_code != 200 or r.json().get("active") is not True
             answered = time.perf_counter()
-            if r.status_code != 200 or r.json().get("token") != token:
+            if ended:
                 return answered, answered - asked
             polls.append(answered - asked)
             serving[k].set()
@@ -613,7 +646,7 @@ async def _revoke(
     try:
         await asyncio.wait_for(asyncio.gather(*(e.wait() for e in serving)), REVOCATION_DEADLINE)
         sent = time.perf_counter()
-        r = await admin.delete(f"users/revoker/tokens/{token_id}")
+        r = await admin.delete(f"users/{user}/tokens/{token_id}")
         answered = time.perf_counter()
         if r.status_code != 204:
             raise RuntimeError(f"DELETE token {token_id}: {r.status_code} {r.text[:200]}")

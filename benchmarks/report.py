@@ -404,6 +404,7 @@ def _replica_revocation(rev: dict[str, Any]) -> list[str]:
         f"| {answered['p95_ms']:,.2f} | {answered['p99_ms']:,.2f} | | |",
         f"| first replica refusing → second | {between['p50_ms']:,.2f} "
         f"| {between['p95_ms']:,.2f} | {between['p99_ms']:,.2f} | | |",
+        *_introspected(rev),
         "",
         f"For scale: DELETE round trip p50 / p99 {rev['delete_round_trip']['p50_ms']:,.2f} / "
         f"{rev['delete_round_trip']['p99_ms']:,.2f} ms; one poll p50 / p99 "
@@ -413,9 +414,26 @@ def _replica_revocation(rev: dict[str, Any]) -> list[str]:
         f"refusals before the DELETE's answer: {rev['refused_before_answer']:,}.{scale} "
         "A replica refuses a revoked token by answering with another one: told by the hub's "
         "event, it asks the hub for a new token, so the delay here includes that miss, where "
-        "CachedHubAuth's refusal needs no hub call. Hub requests per revocation: "
+        "CachedHubAuth's refusal needs no hub call; the introspection rows measure that "
+        "case at the replicas (a service asking them whether the token is still active). "
+        "Hub requests per revocation: "
         + (", ".join(f"{route} {n:.2f}" for route, n in asked.items()) or "none")
         + ".",
+    ]
+
+
+def _introspected(rev: dict[str, Any]) -> list[str]:
+    """The introspection series' rows (results from before it existed have none)."""
+    inactive = rev.get("introspect")
+    if not inactive:
+        return []
+    sent, answered = inactive["from_sent"], inactive["from_answered"]
+    return [
+        f"| introspection: DELETE sent → both replicas answer inactive | {sent['p50_ms']:,.2f} "
+        f"| {sent['p95_ms']:,.2f} | {sent['p99_ms']:,.2f} | p99 <= {rev['target_p99_ms']:.0f} "
+        f"| {_met(inactive['met'])} |",
+        f"| introspection: DELETE answered → both inactive | {answered['p50_ms']:,.2f} "
+        f"| {answered['p95_ms']:,.2f} | {answered['p99_ms']:,.2f} | | |",
     ]
 
 
