@@ -108,6 +108,16 @@ def with_message(handler: web.RequestHandler, status_code: int, exc_info: Any) -
     return (type(replaced), replaced, exc_info[2])
 
 
+def error_message(body: Any) -> str:
+    """The ``message`` of a JupyterHub JSON error body (``{"status", "message"}``), or "".
+
+    For the hub's callers in this package (the replicated service, the command line);
+    the notebook client has its own reading, as it imports nothing but httpx.
+    """
+    message = body.get("message") if isinstance(body, dict) else None
+    return message if isinstance(message, str) else ""
+
+
 def write_json(handler: web.RequestHandler, model: dict[str, Any] | list[Any]) -> None:
     """Finish ``handler`` with ``model`` as JSON that no cache in between may keep."""
     handler.set_header("Content-Type", "application/json; charset=UTF-8")

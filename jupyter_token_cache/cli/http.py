@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from ..rest import error_message
 from .errors import REFUSED, UNREACHABLE, CommandError
 
 #: JupyterHub's paginated answer (items plus ``_pagination``), where a route offers one.
@@ -125,13 +126,12 @@ class Hub:
 
 
 def _message(response: httpx.Response) -> str:
-    """The ``message`` of a JupyterHub JSON error, or an empty string."""
+    """The ``message`` of a JupyterHub JSON error on one line, or an empty string."""
     try:
         body = json.loads(response.text)
     except ValueError:
         return ""
-    message = body.get("message") if isinstance(body, dict) else None
-    return " ".join(str(message).split()) if message else ""
+    return " ".join(error_message(body).split())
 
 
 __all__ = ["PAGINATION", "Hub", "api_url"]

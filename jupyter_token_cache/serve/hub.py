@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 
+from ..rest import error_message
+
 
 @dataclass(frozen=True)
 class HubAnswer:
@@ -22,10 +24,7 @@ class HubAnswer:
     @property
     def message(self) -> str:
         """The hub's error message (JupyterHub's ``{"status", "message"}``), or its status."""
-        message = self.body.get("message") if isinstance(self.body, dict) else None
-        if isinstance(message, str):
-            return message
-        return f"The hub answered {self.status}"
+        return error_message(self.body) or f"The hub answered {self.status}"
 
 
 class HubUnreachable(Exception):
