@@ -45,7 +45,7 @@ _namespaces = itertools.count()
 
 
 #: The tests that run alone (marked ``serial``; ``./run test`` runs them after the parallel
-#: part, on an otherwise idle box): they assert time bounds, concurrency figures (one mint
+#: part, with no other worker beside them): they assert time bounds, concurrency figures (one mint
 #: for N callers) or recovery after a fault under load, and a second worker's load beside
 #: them makes them flaky. One list rather than a mark in each module: what runs alone, and
 #: why, reads in one place, and a node id prefix can name a whole module or one test of it.
