@@ -2,13 +2,18 @@
 
 A test that needs a server whose program is missing fails under CI (CI=true) and skips,
 with the reason shown, on a developer's machine.
+
+``./run test`` runs the suite on two pytest-xdist workers, then the ``serial`` tests alone:
+SERIAL below says which tests run alone, SHARED which files share a worker.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import re
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,6 +42,93 @@ REPLICATED_REDIS = ["redis-sentinel", "redis-cluster"]
 CACHE_BACKENDS = BACKENDS + REPLICATED_REDIS
 SHARED_CACHE_BACKENDS = SHARED_BACKENDS + REPLICATED_REDIS
 _namespaces = itertools.count()
+
+
+#: The tests that run alone (marked ``serial``; ``./run test`` runs them after the parallel
+#: part, with no other worker beside them): they assert time bounds, concurrency figures (one mint
+#: for N callers) or recovery after a fault under load, and a second worker's load beside
+#: them makes them flaky. One list rather than a mark in each module: what runs alone, and
+#: why, reads in one place, and a node id prefix can name a whole module or one test of it.
+SERIAL = (
+    # storms, races, fault injection and failover under load
+    "tests/hub/test_storm.py",
+    "tests/hub/test_races.py",
+    "tests/hub/test_faults.py",  # p99 and recovery bounds
+    "tests/hub/test_redis_failover.py",  # back within 5 s of the promotion
+    "tests/cache/test_redis_failover.py",
+    "tests/e2e/test_service_cuts.py",  # a frozen or killed hub under the services
+    "tests/serve/test_stream_cut.py",  # refused within 1 s
+    "tests/serve/test_replicas.py",  # 1,000 concurrent requests, one mint; 10,000 hits
+    # concurrency figures: N concurrent callers, one creation / one upstream call
+    "tests/cache/test_single_flight.py",  # and time bounds, across processes
+    "tests/hub/test_exchange.py::test_a_thousand_concurrent_exchanges",
+    "tests/hub/test_cached_hub_auth.py::test_one_hub_call_per_new_token_however_many_ask",
+    "tests/hub/test_notebook_tokens.py::test_hundred_concurrent_requests_mint_once",
+    "tests/upstream/test_answers.py::test_concurrent_checks_of_one_token_ask_once",
+    "tests/e2e/test_services.py",  # 1,000 concurrent checks, one hub call; refused within 1 s
+    # latency and time bounds
+    "tests/cache/test_fail_open.py",
+    "tests/cache/test_deadlines.py",
+    "tests/cache/test_redis_notifications.py::test_clear_elsewhere_is_seen_through_its_notice",
+    "tests/upstream/test_answers.py::test_a_hanging_authority_is_unavailable_within",
+    "tests/hub/test_exchange.py::test_provider_killed_or_stopped_fails_closed_then_recovers",
+    "tests/hub/test_cached_hub_auth.py::test_a_deleted_token_is_refused_within_a_second",
+    "tests/e2e/test_service_revocation.py",  # every way a token ends, refused within 1 s
+)
+
+#: ``./run test`` hands the parallel part out a test file at a time (``--dist loadfile``):
+#: a file's tests run on one worker, in order, so a module-scoped fixture (a hub, a
+#: browser) starts once and tests that build on each other (tests/browser) stay in order.
+#: Files that must share a worker as well, each prefix with the unit it joins: the Binder
+#: tour and the demo test both start a whole demo hub (jupyterhub, the proxy, the whoami
+#: service, a kernel or JupyterLab) and failed when they ran at the same time; tests/serve
+#: shares one hub and its replicas for the package (tests/serve/conftest.py ``setup``).
+#: (``xdist_group`` marks with ``--dist loadgroup`` would be the usual way, but
+#: pytest-xdist 3.8 on pytest 9.2 ignores them: pytest-dev/pytest-xdist#1386.)
+SHARED = {
+    "tests/e2e/test_binder_tour.py": "the demo hub",
+    "tests/e2e/test_demo.py": "the demo hub",
+    "tests/serve/": "tests/serve/",
+}
+
+
+def _check_listed(root: Path) -> None:
+    """Every entry of SERIAL and SHARED names a file (and a test) that exists: a renamed
+    test would otherwise quietly lose its place."""
+    for entry in (*SERIAL, *SHARED):
+        path, _, name = entry.partition("::")
+        if not (root / path).exists() or (name and f"def {name}" not in (root / path).read_text()):
+            raise pytest.UsageError(f"tests/conftest.py names {entry!r}, which does not exist")
+
+
+def work_unit(nodeid: str) -> str:
+    """What a test is handed out with under ``--dist loadfile``: its file, or a SHARED unit."""
+    path = nodeid.split("::", 1)[0]
+    return next((unit for prefix, unit in SHARED.items() if path.startswith(prefix)), path)
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: only called with -n
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile``, with the SHARED files joined into one unit each."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SharedFileScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return SharedFileScheduling(config, log)
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the SERIAL tests ``serial``."""
+    _check_listed(config.rootpath)
+    serial = re.compile("|".join(re.escape(entry) for entry in SERIAL))
+    for item in items:
+        if serial.match(item.nodeid):
+            item.add_marker(pytest.mark.serial)
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import re
+import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -138,6 +139,10 @@ def hub_config(request: pytest.FixtureRequest) -> Config:
         "custom:token-cache:introspect": {"description": "Introspect tokens"},
     }
     config.TokenCache.services = SERVICES
+    # a secret of its own, not ./jupyterhub_cookie_secret: every hub of every pytest-xdist
+    # worker would share that file, and one that reads it while another creates it (not
+    # yet chmod 600) refuses to start
+    config.JupyterHub.cookie_secret = secrets.token_bytes(32)
     marker = request.node.get_closest_marker("hub_config")
     if marker:
         for dotted, value in marker.kwargs.items():
