@@ -229,8 +229,14 @@ def backend(request: pytest.FixtureRequest) -> str:
 async def make_cache(
     backend: str, request: pytest.FixtureRequest, crypt_key: str
 ) -> AsyncIterator[Callable[..., TokenCache]]:
-    """Build TokenCache instances on the parametrized backend; all closed afterwards."""
-    base = settings_for(backend, request, crypt_key)
+    """Build TokenCache instances on the parametrized backend; all closed afterwards.
+
+    A backend call may take 5 s here, not the 0.5 s default: on two busy cores (two
+    pytest-xdist workers) a call can take longer than that, and the cache then fails
+    open as designed, which a test of what the cache keeps would read as a lost entry.
+    Tests of timeouts and failing open set their own.
+    """
+    base = {"operation_timeout": 5.0, **settings_for(backend, request, crypt_key)}
 
     def make(**overrides: Any) -> TokenCache:
         return TokenCache(**{**base, **overrides})
