@@ -523,12 +523,14 @@ def _first_requests(hub: HubProcess, replicas: list[Replica], sizes: Sizes) -> d
 @dataclass
 class Revoked:
     """One revocation: when the DELETE was sent and answered, when each replica refused,
-    and how long each refusing answer took (a miss: the replica asked the hub)."""
+    how long each refusing answer took (a miss: the replica asked the hub), and when each
+    replica's last answer still carrying the token came back."""
 
     sent: float
     answered: float
     refused: list[float]
     refusing: list[float]
+    last_served: list[float]
 
 
 async def _revocation(hub: HubProcess, replicas: list[Replica], sizes: Sizes) -> dict[str, Any]:
@@ -536,6 +538,7 @@ async def _revocation(hub: HubProcess, replicas: list[Replica], sizes: Sizes) ->
     served = await _revocations(hub, replicas, sizes, introspect=False)
     inactive = await _revocations(hub, replicas, sizes, introspect=True)
     keys = ("from_sent", "from_answered", "between_replicas", "refused_before_answer",
+            "served_after_sent",
             "poll_round_trip", "refusing_round_trip", "met", "hub_requests_per_revocation")  # fmt: skip
     return served | {"introspect": {k: inactive[k] for k in keys}}
 
@@ -573,6 +576,8 @@ async def _revocations(
     from_answered = [b - s.answered for b, s in zip(both, samples, strict=True)]
     spread = [max(s.refused) - min(s.refused) for s in samples]
     refusing = [t for s in samples for t in s.refusing]
+    # how long after the DELETE was sent a caller could still get the token (0: not at all)
+    exposed = [max(0.0, max(s.last_served) - s.sent) for s in samples]
     p99 = _percentile(from_sent, 99)
     return {
         "n": sizes.revocations,
@@ -580,6 +585,7 @@ async def _revocations(
         "from_sent": _percentiles(from_sent),
         "from_answered": _percentiles(from_answered),
         "between_replicas": _percentiles(spread),
+        "served_after_sent": _percentiles(exposed),
         "refused_before_answer": sum(1 for s in from_answered if s <= 0),
         "delete_round_trip": _percentiles(deletes),
         "poll_round_trip": _percentiles(polls),
@@ -622,8 +628,10 @@ async def _revoke(
 
     async def poll(k: int) -> tuple[float, float]:
         """Ask replica ``k`` until it answers with another token: when that answer came,
-        and how long it took (the polls that got the token are in ``polls``)."""
+        how long it took, and when the last answer with the token came (the polls that
+        got the token are in ``polls``)."""
         deadline = time.perf_counter() + REVOCATION_DEADLINE
+        last = 0.0
         while time.perf_counter() < deadline:
             asked = time.perf_counter()
             if introspectors is None:
@@ -637,7 +645,8 @@ async def _revoke(
                 ended = r.status_code != 200 or r.json().get("active") is not True
             answered = time.perf_counter()
             if ended:
-                return answered, answered - asked
+                return answered, answered - asked, last
+            last = answered
             polls.append(answered - asked)
             serving[k].set()
         raise RuntimeError(f"{urls[k]} still served a revoked token after {REVOCATION_DEADLINE} s")
@@ -654,7 +663,7 @@ async def _revoke(
     finally:
         for task in polling:
             task.cancel()
-    return Revoked(sent, answered, [at for at, _ in refused], [took for _, took in refused])
+    return Revoked(sent, answered, *map(list, zip(*refused, strict=True)))
 
 
 def _percentile(samples: list[float], p: float) -> float:

@@ -404,6 +404,7 @@ def _replica_revocation(rev: dict[str, Any]) -> list[str]:
         f"| {answered['p95_ms']:,.2f} | {answered['p99_ms']:,.2f} | | |",
         f"| first replica refusing → second | {between['p50_ms']:,.2f} "
         f"| {between['p95_ms']:,.2f} | {between['p99_ms']:,.2f} | | |",
+        *_exposed("DELETE sent → the last answer still carrying the token", rev),
         *_introspected(rev),
         "",
         f"For scale: DELETE round trip p50 / p99 {rev['delete_round_trip']['p50_ms']:,.2f} / "
@@ -416,6 +417,9 @@ def _replica_revocation(rev: dict[str, Any]) -> list[str]:
         "event, it asks the hub for a new token, so the delay here includes that miss, where "
         "CachedHubAuth's refusal needs no hub call; the introspection rows measure that "
         "case at the replicas (a service asking them whether the token is still active). "
+        "The rows of the last answer still carrying the token bound how long after the "
+        "DELETE was sent a caller could get it at all (the later refusal is the new token's "
+        "mint). "
         "Hub requests per revocation: "
         + (", ".join(f"{route} {n:.2f}" for route, n in asked.items()) or "none")
         + ".",
@@ -434,6 +438,17 @@ def _introspected(rev: dict[str, Any]) -> list[str]:
         f"| {_met(inactive['met'])} |",
         f"| introspection: DELETE answered → both inactive | {answered['p50_ms']:,.2f} "
         f"| {answered['p95_ms']:,.2f} | {answered['p99_ms']:,.2f} | | |",
+        *_exposed("introspection: DELETE sent → the last answer still active", inactive),
+    ]
+
+
+def _exposed(label: str, rev: dict[str, Any]) -> list[str]:
+    """How long after the DELETE the token was still handed out (0 when it was not)."""
+    late = rev.get("served_after_sent")
+    if not late:
+        return []
+    return [
+        f"| {label} | {late['p50_ms']:,.2f} | {late['p95_ms']:,.2f} | {late['p99_ms']:,.2f} | | |"
     ]
 
 
