@@ -20,6 +20,8 @@ from .store import CacheKey, Stamp, Store
 
 #: Returned by a guarded backend call that failed, timed out or was skipped.
 FAILED: Any = object()
+#: Most lock names whose leases this process remembers having stranded (see try_lock).
+_MAX_STRANDED = 10_000
 
 
 class SharedStore(Store):
@@ -84,6 +86,8 @@ class SharedStore(Store):
         self._outage = False
         self._slots = asyncio.Semaphore(connections)
         self._deadlines = Deadlines(operation_timeout)
+        #: Leases this process may have left on the backend, by lock name (see try_lock).
+        self._stranded: dict[str, list[str]] = {}
         # entry text -> (key name, expires_at, value); see _open
         self._opened: OrderedDict[str, tuple[str | None, float | None, Any]] = OrderedDict()
         self._opened_size = opened_size
@@ -257,8 +261,31 @@ class SharedStore(Store):
         return True
 
     async def try_lock(self, key: CacheKey, token: str) -> bool | None:
-        taken = await self._call(self._add, self._lock_name(key), token, self._ttl(self.lease_ttl))
-        return None if taken is FAILED else taken
+        """Take the lease of ``key``; None (fail open) when the backend cannot say.
+
+        A lock or release call that fails may still have landed (the reply was lost, or
+        came after the time limit), leaving a lease of this process's on the backend that
+        nobody will release: every caller of the key, here and elsewhere, would wait out
+        ``lease_ttl`` behind a creator that has long finished. Such leases are remembered
+        and released before this process next locks the key: its single flight means no
+        creation of the key is still running here by then.
+        """
+        name = self._lock_name(key)
+        for stranded in self._stranded.pop(name, ()):
+            if await self._call(self._release, name, stranded) is FAILED:
+                self._strand(name, stranded)
+        if name in self._stranded:  # still failing: fail open, as any backend error does
+            return None
+        taken = await self._call(self._add, name, token, self._ttl(self.lease_ttl))
+        if taken is FAILED:
+            self._strand(name, token)
+            return None
+        return bool(taken)
+
+    def _strand(self, name: str, token: str) -> None:
+        self._stranded.setdefault(name, []).append(token)
+        if len(self._stranded) > _MAX_STRANDED:  # a long outage: the leases expire anyway
+            del self._stranded[next(iter(self._stranded))]
 
     async def _release(self, name: str, token: str) -> None:
         # memcached has no compare-and-delete; the lease's own expiry bounds the race.
@@ -266,7 +293,9 @@ class SharedStore(Store):
             await self.backend.delete(name)
 
     async def unlock(self, key: CacheKey, token: str) -> None:
-        await self._call(self._release, self._lock_name(key), token)
+        name = self._lock_name(key)
+        if await self._call(self._release, name, token) is FAILED:
+            self._strand(name, token)
 
     def drop(self) -> None:
         self._opened.clear()
@@ -277,4 +306,3 @@ class SharedStore(Store):
             await self.backend.close()
         except Exception:  # noqa: BLE001, S110 - closing a dead connection is not an error
             pass
-

@@ -115,3 +115,31 @@ async def test_cancelled_calls_do_not_poison_connections(fast_cache, server):
         for i in range(20):
             assert await fast_cache.get(key(f"u{i}")) == {"token": f"t{i}"}
     assert fast_cache.stats()["errors"] == 0
+
+
+@pytest.mark.parametrize("lost", ["unlock", "lock"])
+async def test_a_lease_stranded_by_a_failed_call_does_not_hold_up_the_next_creation(
+    make_cache, server, lost
+):
+    """A creator whose lock or release call failed (the backend froze for a moment) may
+    leave its lease behind; the next creation of that key here must not wait it out."""
+    cache = make_cache(url=server.url, operation_timeout=0.2, retry_interval=0.2,
+                       lock_timeout=5.0)  # fmt: skip
+    store = cache.store
+    if lost == "unlock":
+        assert await store.try_lock(key(), "first") is True
+        server.pause()
+        await store.unlock(key(), "first")  # times out: the lease stays on the backend
+    else:
+        server.pause()
+        assert await store.try_lock(key(), "first") is None  # fail open
+        server.resume()
+        await store._add(store._lock_name(key()), "first", store._ttl(5))  # as if it had landed
+        server.pause()
+    server.resume()
+    await asyncio.sleep(0.3)  # past retry_interval: the backend is asked again
+    started = time.monotonic()
+    _, created = await cache.get_or_create(key(), Creator())
+    assert created
+    assert time.monotonic() - started < 1.0  # not the 5 s lease
+    assert await store.try_lock(key(), "next") is True  # nothing of ours is left behind
