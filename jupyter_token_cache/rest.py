@@ -31,8 +31,6 @@ _TYPES = {"minimum_lifetime": "a positive integer (seconds)", "service": "a serv
           "scopes": "a non-empty list of scopes"}  # fmt: skip
 #: Longest token introspected: JupyterHub's are 32 hex characters; OAuth ones are longer.
 MAX_INTROSPECTED = 255
-#: RFC 7662's answer for every token that may not be used, whatever the reason.
-INACTIVE = b'{"active": false}'
 #: Fields of each token route's body.
 NOTEBOOK_FIELDS = ("minimum_lifetime",)
 INTERNAL_FIELDS = ("service", "scopes", "minimum_lifetime")

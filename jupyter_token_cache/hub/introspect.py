@@ -21,14 +21,14 @@ event older than the answer says nothing about it).
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from jupyterhub import orm
 from jupyterhub.utils import utcnow
 from tornado import web
 
-from ..rest import INACTIVE, introspected_token
+from ..cache.answers import INACTIVE
+from ..rest import introspected_token, write_json
 from ..scopes import INTROSPECT_SCOPE
 from ..tokens.lineage import NOTE_PREFIX
 from .handlers import TokenCacheAPIHandler
@@ -56,14 +56,8 @@ class IntrospectHandler(TokenCacheAPIHandler):
         stats["requests"] += 1
         orm_token = orm.APIToken.find(self.db, token)
         answer = self._answer(orm_token) if orm_token is not None else None
-        self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.set_header("Cache-Control", "no-store")
-        if answer is None:
-            stats["inactive"] += 1
-            self.finish(INACTIVE)
-            return
-        stats["active"] += 1
-        self.finish(json.dumps(answer))
+        stats["active" if answer is not None else "inactive"] += 1
+        write_json(self, INACTIVE if answer is None else answer)
 
     def _answer(self, orm_token: Any) -> dict[str, Any] | None:
         owner = orm_token.user or orm_token.service

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from tornado import web
 
-from ..cache.answers import as_answered
+from ..cache.answers import INACTIVE, as_answered
 from ..rest import (
-    INACTIVE,
     NOTEBOOK_FIELDS,
     internal_body,
     introspected_token,
@@ -56,17 +54,22 @@ class ServeHandler(web.RequestHandler):
         message = getattr(exc, "log_message", None) or self._reason
         if status_code >= 500 and not isinstance(exc, web.HTTPError):
             message = "Internal server error (see the service's log)"
-        self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.set_header("Cache-Control", "no-store")
-        self.finish(json.dumps({"status": status_code, "message": message}))
+        write_json(self, {"status": status_code, "message": message})
 
-    def authorization(self) -> str:
-        """The caller's ``Authorization`` header, as the hub will read it; 403 without one."""
+    def credential(self) -> str | None:
+        """The token of the caller's ``Authorization`` header, or None without one."""
         header = self.request.headers.get("Authorization", "")
         scheme, _, credential = header.strip().partition(" ")
         if scheme.lower() not in _SCHEMES or not credential.strip():
+            return None
+        return credential.strip()
+
+    def authorization(self) -> str:
+        """The caller's ``Authorization`` header, as the hub will read it; 403 without one."""
+        credential = self.credential()
+        if credential is None:
             raise web.HTTPError(403, "Missing or invalid credentials")
-        return f"token {credential.strip()}"
+        return f"token {credential}"
 
     async def check(self, token: str) -> dict[str, Any] | None:
         """The hub's (cached, revocation-aware) introspection of ``token``; None when inactive."""
@@ -157,11 +160,8 @@ class IntrospectHandler(ServeHandler):
     """
 
     async def post(self) -> None:
-        header = self.request.headers.get("Authorization", "")
-        scheme, _, credential = header.strip().partition(" ")
-        caller = None
-        if scheme.lower() in _SCHEMES and credential.strip():
-            caller = await self.check(credential.strip())
+        credential = self.credential()
+        caller = None if credential is None else await self.check(credential)
         if caller is None:
             raise web.HTTPError(403, f"Requires {INTROSPECT_SCOPE} (with a token)")
         if INTROSPECT_SCOPE not in caller.get("scopes", ()):
@@ -169,10 +169,8 @@ class IntrospectHandler(ServeHandler):
         answer = await self.check(introspected_token(self))
         counts = self.replica.introspections
         counts["requests"] += 1
-        counts["active" if answer else "inactive"] += 1
-        self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.set_header("Cache-Control", "no-store")
-        self.finish(INACTIVE if answer is None else json.dumps(as_answered(answer)))
+        counts["active" if answer is not None else "inactive"] += 1
+        write_json(self, INACTIVE if answer is None else as_answered(answer))
 
 
 class ExchangeHandler(ServeHandler):
