@@ -57,7 +57,7 @@ from tests.servers import RedisServer
 
 from . import progress
 from .services import REVOCATION_TARGET
-from .timing import cpu_seconds, machine_cpu_seconds
+from .timing import Figures, cpu_seconds, machine_cpu_seconds
 
 PROXY_1 = "through the proxy, 1 replica"
 PROXY_2 = "through the proxy, 2 replicas"
@@ -578,7 +578,7 @@ async def _revocations(
     refusing = [t for s in samples for t in s.refusing]
     # how long after the DELETE was sent a caller could still get the token (0: not at all)
     exposed = [max(0.0, max(s.last_served) - s.sent) for s in samples]
-    p99 = _percentile(from_sent, 99)
+    p99 = Figures("", from_sent).percentile(99)
     return {
         "n": sizes.revocations,
         "warmup": sizes.revocation_warmup,
@@ -666,15 +666,13 @@ async def _revoke(
     return Revoked(sent, answered, *map(list, zip(*refused, strict=True)))
 
 
-def _percentile(samples: list[float], p: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
-
-
 def _percentiles(samples: list[float]) -> dict[str, float]:
     """p50, p95, p99 and max of ``samples`` (seconds), in milliseconds."""
-    figures = {f"p{p}_ms": _percentile(samples, p) * 1e3 for p in (50, 95, 99)}
-    return figures | {"max_ms": max(samples) * 1e3, "n": len(samples)}
+    figures = Figures("", samples)
+    return {f"p{p}_ms": figures.percentile(p) * 1e3 for p in (50, 95, 99)} | {
+        "max_ms": max(samples) * 1e3,
+        "n": len(samples),
+    }
 
 
 def _cached_hub_auth() -> dict[str, Any] | None:
