@@ -25,8 +25,9 @@ class ServeCommand(Command):
     description = """Serve the token-cache REST API (notebook, internal, introspect,
     exchange, stats, tokens, reset) as a JupyterHub service, in front of the hub: token
     answers and introspections are cached on the shared backend and served without
-    asking the hub; misses go to the hub's own routes. Run it as a managed service (c.JupyterHub.services with "command") or as
-    external replicas behind the proxy; see docs/replicated.md."""
+    asking the hub; misses go to the hub's own routes. Run it as a managed service
+    (c.JupyterHub.services with "command") or as external replicas behind the proxy; see
+    docs/replicated.md."""
     examples = """
     jupyter-token-cache serve --config=/etc/jupyterhub/token_cache_config.py
     jupyter-token-cache serve --port=10102 --TokenCache.backend=redis --TokenCache.url=redis://127.0.0.1:6379/0
