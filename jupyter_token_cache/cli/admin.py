@@ -6,22 +6,19 @@ import json
 import sys
 import time
 import urllib.parse
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from traitlets import Bool, CaselessStrEnum, Integer, Unicode
+from traitlets import Bool, CaselessStrEnum, Float, Integer, Unicode
 
-from ..services.follower import read_events
+from ..tokens.stream import read_blocks
 from .app import HubCommand
-from .errors import FAILED, OK, REFUSED, CommandError, warn
+from .errors import FAILED, OK, UNREACHABLE, CommandError, warn
 from .http import PAGINATION, Hub
 
 #: Most tokens one page of GET /token-cache/tokens holds (the hub's maximum).
 PAGE = 200
-#: With --follow, seconds of silence after which the stream counts as cut (the hub
-#: sends a heartbeat every TokenCache.event_heartbeat seconds, 5 by default).
-FOLLOW_IDLE = 60.0
 
 
 def table(headers: Sequence[str] | None, rows: Iterable[Sequence[Any]]) -> str:
@@ -219,7 +216,9 @@ class EventsCommand(HubCommand):
     name = "jupyter-token-cache events"
     description = """The token lifecycle events the hub has buffered (mints,
     revocations, expiries, resets, user changes), then stop; with --follow, keep
-    printing new ones until interrupted. Needs admin:users, custom:token-cache:admin or
+    printing new ones until interrupted, reconnecting (and resuming where it stopped)
+    when the hub drops the stream or restarts. A "reset" line means the hub could not
+    replay what was missed. Needs admin:users, custom:token-cache:admin or
     custom:token-cache:events."""
 
     follow = Bool(False, config=True, help="Keep printing new events until interrupted.")
@@ -229,8 +228,27 @@ class EventsCommand(HubCommand):
         help="""Print the events after this id (as a stream client's Last-Event-ID); by
         default every event the hub still buffers (TokenCache.event_buffer_size).""",
     )
+    idle_timeout = Float(
+        60.0,
+        config=True,
+        help="""With --follow, seconds of silence after which the stream counts as cut and
+        is reconnected (the hub sends a heartbeat every TokenCache.event_heartbeat
+        seconds, 5 by default).""",
+    )
+    reconnect_timeout = Float(
+        60.0,
+        config=True,
+        help="""With --follow, seconds the hub may stay unreachable before the command
+        gives up with status 3; until then it reconnects, resuming after the last event
+        (or heartbeat) it printed.""",
+    )
 
-    aliases = {**HubCommand.aliases, "since": "EventsCommand.since"}
+    aliases = {
+        **HubCommand.aliases,
+        "since": "EventsCommand.since",
+        "idle-timeout": "EventsCommand.idle_timeout",
+        "reconnect-timeout": "EventsCommand.reconnect_timeout",
+    }
 
     flags = {
         **HubCommand.flags,
@@ -239,40 +257,70 @@ class EventsCommand(HubCommand):
     }
 
     def run(self) -> int:
-        idle = FOLLOW_IDLE if self.follow else self.timeout
+        position = self.since if self.since >= 0 else None
         with self.hub() as hub:
-            after = {"Last-Event-ID": self._after(hub)}
-            with hub.stream("token-cache/events", read_timeout=idle, headers=after) as lines:
-                self._print(lines)
-        return OK
+            if not self.follow:
+                self._read(hub, position, self.timeout)
+                return OK
+            unreachable_since: float | None = None
+            delay = 0.1
+            while True:
+                try:
+                    position = self._read(hub, position, self.idle_timeout)
+                    unreachable_since, delay = None, 0.1  # the hub ended a live stream
+                except _Progress as e:  # cut after it was live: resume at once
+                    position, unreachable_since, delay = e.position, None, 0.1
+                except CommandError as e:
+                    if e.status != UNREACHABLE:
+                        raise
+                    now = time.monotonic()
+                    unreachable_since = unreachable_since or now
+                    if now - unreachable_since >= self.reconnect_timeout:
+                        raise CommandError(
+                            f"{e.message} (reconnecting for {self.reconnect_timeout:g} s)",
+                            UNREACHABLE,
+                        ) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
-    def _print(self, lines: Iterator[str]) -> None:
-        for event in read_events(lines):
-            if event is None:  # the retry block: the replay is over
-                if not self.follow:
-                    break
-                continue
-            self.out(json.dumps(event) if self.json_output else describe(event))
+    def _read(self, hub: Hub, position: int | None, idle: float) -> int | None:
+        """One stream: print its events; return the position it carried everything up to.
 
-    def _after(self, hub: Hub) -> str:
-        """The Last-Event-ID that replays what was asked for.
-
-        Notes
-        -----
-        A stream without Last-Event-ID starts with the next event. The oldest event
-        still buffered is ``last_id - buffered + 1`` (the stats route says both); for a
-        token that may follow events but not read stats, "0" replays the buffer while it
-        still starts at event 1 (after that the hub answers "reset").
+        Without --follow it stops at the end of the replay. A stream cut after it opened
+        raises :class:`_Progress` (with the position reached) for the reconnect.
         """
-        if self.since >= 0:
-            return str(self.since)
+        headers = {"Last-Event-ID": str(position)} if position is not None else None
+        params = None if position is not None else {"replay": "all"}
+        opened = False
         try:
-            events = hub.get("token-cache/stats").get("events") or {}
+            with hub.stream(
+                "token-cache/events", read_timeout=idle, headers=headers, params=params
+            ) as lines:
+                for block in read_blocks(lines):
+                    opened = True
+                    if block.data is not None and not block.opening:
+                        self.out(
+                            json.dumps(block.data) if self.json_output else describe(block.data)
+                        )
+                    if not block.opening and block.position is not None:
+                        position = block.position
+                    if block.caught_up and not self.follow:
+                        return position
         except CommandError as e:
-            if e.status != REFUSED:
-                raise
-            return "0"
-        return str(max(0, int(events.get("last_id", 0)) - int(events.get("buffered", 0))))
+            if opened and e.status == UNREACHABLE:
+                raise _Progress(position) from None
+            raise
+        if not self.follow:
+            raise CommandError("the hub ended the event stream before its replay", UNREACHABLE)
+        return position
+
+
+class _Progress(Exception):
+    """A live stream was cut: where it had got to."""
+
+    def __init__(self, position: int | None) -> None:
+        super().__init__()
+        self.position = position
 
 
 def describe(event: dict[str, Any]) -> str:

@@ -75,13 +75,20 @@ class Hub:
 
     @contextlib.contextmanager
     def stream(
-        self, path: str, *, read_timeout: float | None, headers: dict[str, str] | None = None
+        self,
+        path: str,
+        *,
+        read_timeout: float | None,
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
     ) -> Iterator[Iterator[str]]:
         """The lines of a streamed answer (Server-Sent Events), checked like any other."""
         timeout = httpx.Timeout(self._client.timeout.connect, read=read_timeout)
         with (
             self._calling("GET", path),
-            self._client.stream("GET", path, timeout=timeout, headers=headers) as response,
+            self._client.stream(
+                "GET", path, timeout=timeout, headers=headers, params=params
+            ) as response,
         ):
             if response.status_code != 200:
                 response.read()

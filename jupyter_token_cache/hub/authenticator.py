@@ -15,7 +15,14 @@ from traitlets.utils.importstring import import_item
 from .. import metrics
 from ..client import API_URL_ENV
 from ..scopes import scope_error
-from ..tokens.events import REVOKED, USER_CHANGED, Event
+from ..tokens.events import (
+    GROUP_CHANGED,
+    REVOKED,
+    SCOPES_CHANGED,
+    SERVICE_CHANGED,
+    USER_CHANGED,
+    Event,
+)
 from ..tokens.minter import MintedRow
 from ..tokens.models import TokenRequestError
 from ..tokens.policy import TokenCache
@@ -35,9 +42,10 @@ from .handlers import (
 from .introspect import IntrospectHandler
 from .lineage import create_tables
 from .minter import OrmMinter
-from .observer import DatabaseObserver, EndedToken, UserChange
+from .observer import GROUP, SERVICE, USER, Change, DatabaseObserver, EndedToken
 from .page import AdminPageHandler, page_routes
 from .sessions import SessionResolver
+from .upstream import UpstreamSessionTable
 
 #: Where the REST API lives, under the hub prefix (/hub).
 API_PREFIX = "/api/token-cache"
@@ -134,7 +142,11 @@ class TokenCacheMixin:
             sweep.start()
             app._periodic_callbacks["token_cache_sweep"] = sweep
         self.token_exchange_settings = TokenExchange(parent=self)
-        self.token_exchange = upstream_tokens(self.token_exchange_settings, self.log)  # type: ignore[attr-defined]
+        self.token_exchange = upstream_tokens(
+            self.token_exchange_settings,
+            self.log,  # type: ignore[attr-defined]
+            sessions=self.token_upstream_sessions(app),
+        )
         metrics.register()
         self.log.info(  # type: ignore[attr-defined]
             "Token cache on the %s backend; REST API at %s%s",
@@ -143,16 +155,22 @@ class TokenCacheMixin:
             API_PREFIX,
         )
 
-    def token_ends_committed(self, ended: list[EndedToken], changes: list[UserChange]) -> None:
-        """Tokens ended and users changed in a commit: evict their entries, then tell everyone."""
+    def token_upstream_sessions(self, app: Any) -> UpstreamSessionTable:
+        """Where the token exchange records upstream sessions: the hub database."""
+        cache = self.token_cache
+        lifetimes = [cache.notebook_lifetime, *(p["lifetime"] for p in cache.services.values())]
+        return UpstreamSessionTable(app.db, keep=max(lifetimes))
+
+    def token_ends_committed(self, ended: list[EndedToken], changes: list[Change]) -> None:
+        """Tokens ended and powers changed in a commit: evict their entries, then tell everyone."""
         self.token_service.forget(
             MintedRow(ref=e.ref, user=e.owner, scopes=e.scopes, lineage=e.lineage)
             for e in ended
             if e.lineage is not None and e.owner is not None
         )
         for change in changes:
-            if change.reason in ("renamed", "deleted"):
-                self.token_service.forget_user(change.previous_name or change.user)
+            if change.kind == USER and change.reason in ("renamed", "deleted"):
+                self.token_service.forget_user(change.previous_name or change.name)
         for e in ended:
             if e.reason == "logout" and e.session_id:
                 self.token_ended_logins.add(e.session_id)
@@ -169,10 +187,7 @@ class TokenCacheMixin:
                     )
                     for e in ended
                 ),
-                *(
-                    Event(USER_CHANGED, user=c.user, reason=c.reason, previous_name=c.previous_name)
-                    for c in changes
-                ),
+                *(change_event(c) for c in changes),
             ]
         )
 
@@ -202,6 +217,24 @@ class TokenCacheMixin:
             self.log.info(  # type: ignore[attr-defined]
                 "Revoked %i token(s) minted for %s", count, spawner._log_name
             )
+
+
+def change_event(change: Change) -> Event:
+    """The event of a change of what tokens may do (see ``observer._changes``)."""
+    if change.kind == USER:
+        return Event(
+            USER_CHANGED, user=change.name, reason=change.reason, previous_name=change.previous_name
+        )
+    if change.kind == GROUP:
+        return Event(
+            GROUP_CHANGED,
+            group=change.name,
+            reason=change.reason,
+            previous_name=change.previous_name,
+        )
+    if change.kind == SERVICE:
+        return Event(SERVICE_CHANGED, service=change.name, reason=change.reason)
+    return Event(SCOPES_CHANGED, reason=change.reason)
 
 
 class EndedLogins:

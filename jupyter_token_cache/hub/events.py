@@ -2,9 +2,13 @@
 
 Notes
 -----
-Events are numbered from the microsecond the broker starts, so ids keep increasing
-across hub restarts and a client resuming with an id from before a restart is told to
-``reset`` rather than silently skipping what it missed.
+Events are numbered by stream position (:mod:`jupyter_token_cache.tokens.trust`: the
+microsecond they are published, at least one above the last), so ids keep increasing
+across hub restarts, and a client resuming with an id from before a restart, or from
+before what the buffer still holds, is told to ``reset`` rather than silently skipping
+what it missed. Every stream opens by saying from which position it vouches for its
+history and where the hub stands; heartbeats carry the hub's position too, so a follower
+of a quiet hub still knows it has missed nothing up to now.
 
 Publishing never waits: each stream subscriber has a bounded queue, and one that falls
 that far behind is dropped (its connection closed); it resumes with ``Last-Event-ID``
@@ -20,7 +24,6 @@ The same events go to JupyterHub's event logging (``jupyter_events``, with the s
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -30,6 +33,7 @@ from typing import Any
 
 from ..cache import CacheEngine
 from ..tokens.events import RESET, Event
+from ..tokens.trust import EventHistory, Opening
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "event-schemas" / "token-event" / "v1.yaml"
 SCHEMA_ID = "https://schema.jupyter.org/jupyter-token-cache/token-event"
@@ -39,9 +43,9 @@ _OUTBOX = 10_000
 
 @dataclass(eq=False)
 class Subscription:
-    """One stream client: what it missed (``backlog``) and what comes next (``queue``)."""
+    """One stream client: how its stream opens (``opening``) and what comes next (``queue``)."""
 
-    backlog: list[Event]
+    opening: Opening
     queue: asyncio.Queue[Event | None]
     #: Set when it fell too far behind or the broker closed: the stream must end.
     dropped: bool = False
@@ -62,8 +66,7 @@ class EventBroker:
     ) -> None:
         self.log = log
         self.queue_size = queue_size
-        self._buffer: deque[Event] = deque(maxlen=buffer_size)
-        self._last = int(time.time() * 1_000_000)
+        self._history = EventHistory(buffer_size)
         self._subscribers: set[Subscription] = set()
         self._eventlog = eventlog
         self._cache = cache
@@ -76,7 +79,12 @@ class EventBroker:
 
     @property
     def last_id(self) -> int:
-        return self._last
+        """The id of the last event published (or the broker's start position)."""
+        return self._history.last
+
+    def position(self) -> int:
+        """The stream's position now: an answer made now is vouched for at it."""
+        return self._history.position()
 
     @property
     def subscribers(self) -> int:
@@ -85,8 +93,9 @@ class EventBroker:
     def stats(self) -> dict[str, int]:
         """What the admin stats route shows about the stream."""
         return {
-            "last_id": self._last,
-            "buffered": len(self._buffer),
+            "last_id": self._history.last,
+            "complete_from": self._history.complete_from,
+            "buffered": len(self._history),
             "subscribers": len(self._subscribers),
             **self.counts,
         }
@@ -94,9 +103,7 @@ class EventBroker:
     def publish(self, events: Iterable[Event]) -> None:
         """Number and deliver ``events``; never blocks, never raises."""
         for event in events:
-            self._last += 1
-            event = replace(event, id=self._last, time=time.time())
-            self._buffer.append(event)
+            event = self._history.append(event)
             self.counts["published"] += 1
             for sub in list(self._subscribers):
                 try:
@@ -114,26 +121,25 @@ class EventBroker:
 
     # -- subscribers ----------------------------------------------------------------------
 
-    def subscribe(self, last_event_id: str | None) -> Subscription:
-        """A new subscriber, resuming after ``last_event_id`` when the buffer still has it."""
-        sub = Subscription(backlog=self._since(last_event_id), queue=asyncio.Queue(self.queue_size))
+    def subscribe(self, last_event_id: str | None, replay: float | None = None) -> Subscription:
+        """A new subscriber, resuming after ``last_event_id`` or, new, replaying ``replay`` seconds.
+
+        An id that is not a number, from before what the buffer holds (or before this hub
+        started) or from the future gets a ``reset`` at the top of its replay.
+        """
+        after: int | None = None
+        if last_event_id is not None:
+            try:
+                after = int(last_event_id.strip())
+            except ValueError:
+                after = -1
+        opening = self._history.opening(after, replay=replay)
+        if opening.lost:
+            reset = Event(RESET, id=opening.since, time=time.time())
+            opening = replace(opening, replay=[reset, *opening.replay])
+        sub = Subscription(opening=opening, queue=asyncio.Queue(self.queue_size))
         self._subscribers.add(sub)
         return sub
-
-    def _since(self, last_event_id: str | None) -> list[Event]:
-        if last_event_id is None:
-            return []
-        try:
-            after = int(last_event_id.strip())
-        except ValueError:
-            after = -1
-        if after == self._last:
-            return []
-        first = self._buffer[0].id if self._buffer else self._last + 1
-        if first - 1 <= after < self._last:
-            return [event for event in self._buffer if event.id > after]
-        # gone from the buffer, from another hub, or from the future: start over
-        return [Event(RESET, id=self._last, time=time.time())]
 
     def unsubscribe(self, sub: Subscription) -> None:
         self._subscribers.discard(sub)
@@ -198,8 +204,3 @@ def register_schema(eventlog: Any) -> None:
     """Register the token-event schema with a jupyter_events EventLogger (once)."""
     if SCHEMA_ID not in getattr(eventlog.schemas, "schema_ids", ()):
         eventlog.register_event_schema(SCHEMA_PATH)
-
-
-def sse(event: Event) -> str:
-    """One event in text/event-stream framing."""
-    return f"id: {event.id}\nevent: {event.type}\ndata: {json.dumps(event.model())}\n\n"

@@ -12,7 +12,8 @@ from tornado.iostream import StreamClosedError
 from ..rest import NOTEBOOK_FIELDS, internal_body, parse_body, with_message, write_json
 from ..scopes import ADMIN_SCOPE, EVENTS_SCOPE
 from ..tokens.models import TokenRequestError, shown
-from .events import Subscription, sse
+from ..tokens.stream import sse, sse_caught_up, sse_heartbeat, sse_open
+from .events import Subscription
 
 if TYPE_CHECKING:
     from ..tokens.events import Event
@@ -179,11 +180,15 @@ class ResetHandler(TokenCacheAPIHandler):
 class EventsHandler(TokenCacheAPIHandler):
     """GET /hub/api/token-cache/events: lifecycle events as Server-Sent Events.
 
-    Admins and holders of ``custom:token-cache:events``. Resumes after ``Last-Event-ID``
-    (header, or ``last_event_id`` in the query for clients that cannot set headers);
-    an id no longer buffered gets a ``reset`` event first. The replay is followed by a
-    ``retry`` field, which tells a follower it has caught up. Idle streams carry a
-    comment every ``event_heartbeat`` seconds.
+    Admins and holders of ``custom:token-cache:events``. Every stream opens with an
+    ``open`` event saying from which position it vouches for its history (``since``) and
+    where the hub stands (``position``); then the replay; then a ``retry`` block, which
+    tells a follower it has caught up; then live events. A client resumes after
+    ``Last-Event-ID`` (header, or ``last_event_id`` in the query for clients that cannot
+    set headers) — an id no longer buffered gets a ``reset`` event first — or, new, asks
+    for the events of the last ``replay`` seconds (``all``: whatever is buffered). Idle
+    streams carry a heartbeat every ``event_heartbeat`` seconds whose ``id`` is the hub's
+    position: everything up to it has been sent.
     """
 
     _sub: Subscription | None = None
@@ -192,23 +197,23 @@ class EventsHandler(TokenCacheAPIHandler):
         self.require_admin(EVENTS_SCOPE)
         broker = self.extension.token_events
         last = self.request.headers.get("Last-Event-ID") or self.get_argument("last_event_id", None)
-        sub = self._sub = broker.subscribe(last)
+        sub = self._sub = broker.subscribe(last, replay_seconds(self.get_argument("replay", None)))
         heartbeat = self.extension.token_cache.event_heartbeat
         self.set_header("Content-Type", "text/event-stream; charset=UTF-8")
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Accel-Buffering", "no")  # no proxy buffering (nginx)
         try:
             event: Event | None
-            for event in sub.backlog:
+            self.write(sse_open(sub.opening))
+            for event in sub.opening.replay:
                 self.write(sse(event))
-            # after the replay: a follower that sees it has caught up
-            self.write("retry: 1000\n\n")
+            self.write(sse_caught_up(sub.opening.position))
             await self.flush()
             while not sub.dropped:
                 try:
                     event = await asyncio.wait_for(sub.queue.get(), heartbeat)
                 except asyncio.TimeoutError:
-                    self.write(": heartbeat\n\n")
+                    self.write(sse_heartbeat(broker.position()))
                 else:
                     while event is not None:
                         self.write(sse(event))
@@ -224,3 +229,18 @@ class EventsHandler(TokenCacheAPIHandler):
     def on_connection_close(self) -> None:
         if self._sub is not None:
             self.extension.token_events.end(self._sub)
+
+
+def replay_seconds(value: str | None) -> float | None:
+    """The ``replay`` argument of the event stream: seconds (>= 0), ``all``, or absent."""
+    if value is None:
+        return None
+    if value.strip().lower() == "all":
+        return float("inf")
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise web.HTTPError(400, "replay must be a number of seconds or all")
+    return seconds

@@ -14,9 +14,11 @@ Every inactive answer looks and costs the same: a token that is malformed, empty
 huge is replaced by a random one of the usual length and looked up like any other, so
 neither the answer, its status nor its timing tells an unknown token from an expired,
 deleted or malformed one. Active answers carry ``last_event_id``, the hub's event
-stream position when the answer was made: a cache that follows the stream drops the
-answer when a later event ends the token or changes its owner (ids are reused, so an
-event older than the answer says nothing about it).
+stream position just before the token was looked up (:mod:`jupyter_token_cache.tokens.trust`):
+a cache that follows the stream drops the answer when a later event ends the token or
+changes its owner, its groups or its roles (ids are reused, so an event older than the
+answer says nothing about it), and a process that has not seen every event since that
+position asks again.
 """
 
 from __future__ import annotations
@@ -54,12 +56,14 @@ class IntrospectHandler(TokenCacheAPIHandler):
         token = introspected_token(self)
         stats = self.extension.token_introspections
         stats["requests"] += 1
+        # before the lookup: every event after it is judged against the answer
+        position = self.extension.token_events.position()
         orm_token = orm.APIToken.find(self.db, token)
-        answer = self._answer(orm_token) if orm_token is not None else None
+        answer = self._answer(orm_token, position) if orm_token is not None else None
         stats["active" if answer is not None else "inactive"] += 1
         write_json(self, INACTIVE if answer is None else answer)
 
-    def _answer(self, orm_token: Any) -> dict[str, Any] | None:
+    def _answer(self, orm_token: Any, position: int) -> dict[str, Any] | None:
         owner = orm_token.user or orm_token.service
         if owner is None:
             return None
@@ -86,7 +90,7 @@ class IntrospectHandler(TokenCacheAPIHandler):
             "kind": token_kind(orm_token, lineage),
             "groups": sorted(g.name for g in getattr(owner, "groups", ())),
             "admin": bool(getattr(owner, "admin", False)),
-            "last_event_id": self.extension.token_events.last_id,
+            "last_event_id": position,
         }
         if lineage is not None and lineage.service:
             answer["service"] = lineage.service

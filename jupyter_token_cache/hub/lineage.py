@@ -51,6 +51,18 @@ LINEAGE = Table(
     Column("service", Unicode(255)),
 )
 
+#: Which upstream (identity provider) session each subject token of the token exchange was
+#: verified for: what revokes that session's hub tokens when the provider ends it. A row
+#: lives until its token expires (see hub/upstream.py).
+UPSTREAM = Table(
+    "jupyter_token_cache_upstream",
+    metadata,
+    Column("token_digest", String(64), primary_key=True),
+    Column("session_ref", Unicode(64), nullable=False),
+    Column("username", Unicode(255), nullable=False),
+    Column("expires_at", Float, nullable=False, index=True),
+)
+
 SCHEMA = Table(
     "jupyter_token_cache_schema",
     metadata,

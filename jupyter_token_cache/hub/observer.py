@@ -12,9 +12,9 @@ that sees them all is SQLAlchemy's unit of work:
 - ``after_flush_postexec`` deletes, in the same transaction, every token this extension
   minted from a deleted row, which repeats until nothing is left (the cascade): a parent
   and its children disappear in one commit, before the response that deleted it;
-- ``after_commit`` hands what ended (and user renames, deletions, role and group
-  changes) to the extension, which evicts cache entries and publishes events; a rollback
-  forgets it.
+- ``after_commit`` hands what ended (and every change of what a token may do: users
+  renamed or deleted, roles, groups, shares, services — see :func:`_changes`) to the
+  extension, which evicts cache entries and publishes events; a rollback forgets it.
 
 Bulk ``DELETE`` statements on the token table bypass the unit of work; ``do_orm_execute``
 reads the rows they will delete first and treats them the same way. What no session
@@ -105,11 +105,17 @@ class EndedToken:
     cascaded: bool = False
 
 
-@dataclass(slots=True)
-class UserChange:
-    """A change to a user that can make a cached answer about them wrong."""
+#: Whom a :class:`Change` is about.
+USER, GROUP, SERVICE, EVERYONE = "user", "group", "service", "everyone"
 
-    user: str
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A change that can make a cached answer wrong: about one user, group or service, or
+    about everyone (a role's scopes, a rename that scope filters follow)."""
+
+    kind: str
+    name: str
     reason: str
     previous_name: str | None = None
 
@@ -117,7 +123,7 @@ class UserChange:
 @dataclass(slots=True)
 class _Pending:
     ended: dict[int, EndedToken] = field(default_factory=dict)
-    changes: list[UserChange] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
     deleted_users: set[int] = field(default_factory=set)
     #: token id -> reason, for children the cascade is deleting
     cascading: dict[int, str] = field(default_factory=dict)
@@ -142,7 +148,7 @@ class DatabaseObserver:
     def __init__(
         self,
         db: Session,
-        on_commit: Callable[[list[EndedToken], list[UserChange]], None],
+        on_commit: Callable[[list[EndedToken], list[Change]], None],
         *,
         log: Any,
     ) -> None:
@@ -212,26 +218,28 @@ class DatabaseObserver:
 
     def user_deleted(self, target: Any) -> None:
         self._pending.deleted_users.add(target.id)
-        self._pending.changes.append(UserChange(target.name, "deleted"))
+        self._pending.changes.append(Change(USER, target.name, "deleted"))
 
     def user_updated(self, target: Any) -> None:
         history = _history(target, "name")
         if history.deleted and history.added:
-            self._pending.changes.append(
-                UserChange(history.added[0], "renamed", previous_name=history.deleted[0])
-            )
+            self._pending.changes += [
+                Change(USER, history.added[0], "renamed", previous_name=history.deleted[0]),
+                # scopes filtered by the old name (!user=, !server=) now name someone else
+                Change(EVERYONE, "", "renamed"),
+            ]
 
     def _after_flush(self, session: Session, context: Any) -> None:
         pending = self._pending
         for ended in pending.ended.values():
             if ended.user_id in pending.deleted_users:
                 ended.reason = "user-deleted"
-        seen = {(c.user, c.reason) for c in pending.changes}
-        for obj in (*session.dirty, *session.deleted):
-            for user, reason in _membership_changes(obj):
-                if (user, reason) not in seen:
-                    seen.add((user, reason))
-                    pending.changes.append(UserChange(user, reason))
+        seen = set(pending.changes)
+        for obj in (*session.new, *session.dirty, *session.deleted):
+            for change in _changes(obj, session):
+                if change not in seen:
+                    seen.add(change)
+                    pending.changes.append(change)
 
     def _bulk_delete(self, state: Any) -> None:
         """A bulk ``DELETE`` of token rows: record each row and cascade, as a flush would.
@@ -241,6 +249,9 @@ class DatabaseObserver:
         criteria, in the same transaction.
         """
         if not (state.is_delete and state.bind_mapper is not None):
+            return
+        if state.bind_mapper.class_ is orm.Share:
+            self._shares_deleted(state)
             return
         if state.bind_mapper.class_ is not orm.APIToken:
             return
@@ -256,6 +267,28 @@ class DatabaseObserver:
                 self._cascade_once(session)
         except Exception:
             self.log.exception("Token cache: could not follow a bulk delete of tokens")
+
+    def _shares_deleted(self, state: Any) -> None:
+        """A bulk ``DELETE`` of shares (JupyterHub's "revoke all shares of a server"): whom
+        they granted something loses it, as when a flush deletes one share."""
+        user_name = select(orm.User.name).where(orm.User.id == orm.Share.user_id)
+        group_name = select(orm.Group.name).where(orm.Group.id == orm.Share.group_id)
+        query = select(user_name.scalar_subquery(), group_name.scalar_subquery()).select_from(
+            orm.Share
+        )
+        where = state.statement.whereclause
+        if where is not None:
+            query = query.where(where)
+        try:
+            with state.session.no_autoflush:
+                holders = state.session.execute(query, state.parameters).all()
+        except Exception:
+            self.log.exception("Token cache: could not follow a bulk delete of shares")
+            return
+        for user, group in holders:
+            kind, name = (USER, user) if user is not None else (GROUP, group)
+            if name is not None and Change(kind, name, "shares") not in self._pending.changes:
+                self._pending.changes.append(Change(kind, name, "shares"))
 
     def _cascade(self, session: Session, context: Any) -> None:
         """Delete, in this transaction, what was minted from the rows this flush deleted.
@@ -387,36 +420,53 @@ def _owner_name(connection: Any, target: Any) -> str | None:
     )
 
 
-def _membership_changes(obj: Any) -> Iterator[tuple[str, str]]:
-    """(user, "roles" | "groups") for each user whose roles or groups ``obj``'s change touched.
+def _changes(obj: Any, session: Session) -> Iterator[Change]:
+    """What ``obj``'s change (new, dirty or deleted in this flush) does to what tokens may do.
 
     Histories are read without loading anything: this runs on every flush, and a dirty
-    user (its last activity, say) must not cost a query.
+    user (its last activity, say) must not cost a query. Whole groups and services are
+    named once rather than member by member; changes no list of names can bound (a role's
+    scopes, a deleted role, a group renamed under ``!group=`` filters) concern everyone.
     """
+    gone = obj in session.deleted
     if isinstance(obj, orm.User):
         if _changed(obj, "roles") or _changed(obj, "admin"):
-            yield obj.name, "roles"
+            yield Change(USER, obj.name, "roles")
         if _changed(obj, "groups"):
-            yield obj.name, "groups"
+            yield Change(USER, obj.name, "groups")
     elif isinstance(obj, orm.Group):
         history = _history(obj, "users")
-        session = object_session(obj)
-        gone = session is not None and obj in session.deleted
-        # a deleted group's members (loaded to delete their memberships) all lose it
-        members = (*history.added, *history.deleted, *(history.unchanged if gone else ()))
-        for user in members:
-            yield user.name, "groups"
-        if _changed(obj, "roles") or (gone and _history(obj, "roles").unchanged):
-            for user in obj.users if not gone else members:
-                yield user.name, "roles"
-    elif isinstance(obj, orm.Role):
-        history = _history(obj, "users")
         for user in (*history.added, *history.deleted):
-            yield user.name, "roles"
-        groups = _history(obj, "groups")  # a role granted to or taken from whole groups
-        for group in (*groups.added, *groups.deleted):
-            for user in group.users:
-                yield user.name, "roles"
+            yield Change(USER, user.name, "groups")
+        names = _history(obj, "name")
+        if gone:
+            yield Change(GROUP, obj.name, "deleted")
+        elif names.deleted and names.added:
+            yield Change(GROUP, names.added[0], "renamed", previous_name=names.deleted[0])
+            yield Change(EVERYONE, "", "renamed")
+        elif _changed(obj, "roles"):
+            yield Change(GROUP, obj.name, "roles")
+    elif isinstance(obj, orm.Service):
+        if gone:
+            yield Change(SERVICE, obj.name, "deleted")
+        elif _changed(obj, "roles") or _changed(obj, "admin"):
+            yield Change(SERVICE, obj.name, "roles")
+    elif isinstance(obj, orm.Role):
+        if gone or (_changed(obj, "scopes") and obj not in session.new):
+            yield Change(EVERYONE, "", "scopes")
+            return
+        for kind, name in ((USER, "users"), (GROUP, "groups"), (SERVICE, "services")):
+            history = _history(obj, name)
+            for holder in (*history.added, *history.deleted):
+                yield Change(kind, holder.name, "roles")
+    elif isinstance(obj, orm.Share):
+        if obj in session.new or gone or _changed(obj, "_scopes") or _changed(obj, "expires_at"):
+            for kind, holder in (
+                (USER, obj.__dict__.get("user")),
+                (GROUP, obj.__dict__.get("group")),
+            ):
+                if holder is not None:
+                    yield Change(kind, holder.name, "shares")
 
 
 def _history(obj: Any, name: str) -> Any:

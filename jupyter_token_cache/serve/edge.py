@@ -10,10 +10,12 @@ sent. A later request is served from it when both hold:
   the function the hub's cache calls) — with the token's creation time known exactly
   for a fresh mint (the request was sent before it) and otherwise bounded below by
   ``expires_at - lifetime``, which can only make the rule stricter;
-- the :class:`~jupyter_token_cache.services.revocations.RevocationState` fed by the
-  hub's event stream says no event after that position ended the token (by id), changed
-  or reset its user, or reset everything. A position taken before the request is at or
-  below the hub's own when it answered, so this errs only towards asking the hub again.
+- the :class:`~jupyter_token_cache.tokens.trust.RevocationState` fed by the hub's
+  event stream has seen every event since that position, and none of them ended the
+  token (by id), changed or reset its user or one of the caller's groups, or reset
+  everything. A position taken before the request is at or below the hub's own when it
+  answered, so this errs only towards asking the hub again; an entry written before
+  this replica's history begins (it was just started) is asked of the hub again, once.
 
 The state forgets a revocation ``remember`` seconds after hearing of it, so an entry
 is kept on the backend for at most that long after its request was sent (and never past
@@ -38,11 +40,11 @@ from traitlets import default
 
 from ..cache import CacheKey
 from ..cache.codec import Codec
-from ..services.revocations import USABLE, RevocationState
 from ..times import parse_iso8601
 from ..tokens.models import IssuedToken
 from ..tokens.policy import TokenCache
 from ..tokens.service import may_reuse, required_lifetime
+from ..tokens.trust import USABLE, RevocationState
 from .hub import HubForwarder
 
 #: Where the stream cut leaves a request the edge cannot answer: ask the hub, or 503.
@@ -78,6 +80,8 @@ class Entry(NamedTuple):
     service: str | None
     #: Epoch seconds the request was sent.
     checked_at: float
+    #: The caller's groups when it was asked (a group's change makes the entry stale).
+    groups: list[str]
 
 
 class HubRefusal(Exception):
@@ -141,7 +145,8 @@ class EdgeTokens:
             if not may_reuse(entry.expires_at, entry.created, need, minimum):
                 return False
             judged = {"last_event_id": entry.position, "token_id": entry.id,
-                      "username": entry.user, "checked_at": entry.checked_at}  # fmt: skip
+                      "username": entry.user, "groups": entry.groups,
+                      "checked_at": entry.checked_at}  # fmt: skip
             return self.state.verdict(judged) == USABLE
 
         async def create() -> tuple[list[Any], float]:
@@ -153,7 +158,8 @@ class EdgeTokens:
             if not hub_cached:
                 created = max(created, sent)  # minted after the request was sent
             entry = Entry(model["token"], model["id"], expires_at, created, position, user,
-                          list(model["scopes"]), model.get("service"), sent)  # fmt: skip
+                          list(model["scopes"]), model.get("service"), sent,
+                          list(caller.get("groups") or []))  # fmt: skip
             # never past the revocation records that judge it (see the module's notes)
             ends = min(expires_at, sent + self.state.remember)
             if key != shared:
@@ -190,8 +196,8 @@ class EdgeTokens:
         """The hub's token answer, the stream position before it was asked, and when."""
         if self.on_stream_cut == REFUSE and not self.state.connected:
             raise HubRefusal(503, "The hub's event stream is cut; try again shortly")
-        last = self.state.last_event_id
-        position = int(last) if last is not None else -1  # -1: judged stale, never served
+        # -1: no position yet (no stream since this replica started): judged stale, never served
+        position = self.state.position if self.state.position is not None else -1
         sent = time.time()
         answer = await self.hub.call("POST", f"/{kind}", f"token {credential}", body=body)
         if answer.status != 200 or not isinstance(answer.body, dict):

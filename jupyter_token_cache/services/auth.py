@@ -9,7 +9,7 @@ handlers, ``check_scopes``, ``c.HubAuth`` settings and OAuth keep working unchan
 Instead of ``GET /hub/api/user`` *with the token being checked*, a miss introspects it
 with the service's own token (``POST /hub/api/token-cache/introspect``), and the answer
 is cached (see :mod:`.checker`) and judged against the hub's event stream (see
-:mod:`.revocations` and :mod:`.follower`).
+:mod:`jupyter_token_cache.tokens.trust` and :mod:`.follower`).
 
 ``HubAuth``'s synchronous API runs its coroutines on a background thread with a loop of
 its own; a checker (and, on Redis or memcached, a connection pool) is kept per event
@@ -27,10 +27,10 @@ from tornado import web
 from traitlets import Bool, CaselessStrEnum, Float, Integer
 from traitlets.config import Configurable
 
+from ..tokens.trust import KEEP, Eviction, RevocationState
 from . import metrics
 from .checker import AnswerCache, HubUnavailable, IntrospectionRefused, TokenChecker
 from .follower import EventFollower
-from .revocations import KEEP, Eviction, RevocationState
 
 
 class CachedTokenChecks(Configurable):
@@ -110,6 +110,7 @@ class CachedTokenChecks(Configurable):
             on_disconnect=self.on_disconnect,
             disconnected_ttl=self.disconnected_ttl,
             remember=max(self.cache_ttl, self.disconnected_ttl),
+            follows=self.follow_events,
         )
         self._follower = None
         metrics.track(self)

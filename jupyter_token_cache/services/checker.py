@@ -10,9 +10,10 @@ the token: with a random per-process secret in memory, and with a secret derived
 the encryption key on a shared backend, so that replicas find each other's answers.
 
 Active answers are kept until the token's ``exp`` and at most ``cache_ttl``; inactive
-ones for ``negative_ttl``. Every hit is judged by the :class:`RevocationState` the event
-follower keeps (see :mod:`.revocations`), so a revoked token is refused whichever
-replica cached it. Hub calls are bounded (``max_concurrent_checks``): a flood of
+ones for ``negative_ttl``. Every hit is judged by the
+:class:`~jupyter_token_cache.tokens.trust.RevocationState` the event follower keeps, by
+the stream position the hub answered at, so a revoked token is refused whichever
+replica cached it and whenever this process started. Hub calls are bounded (``max_concurrent_checks``): a flood of
 garbage tokens queues behind them instead of pinning the hub, and a caller that waits
 longer than the hub call's timeout gets :class:`HubUnavailable` (a 503).
 """
@@ -31,7 +32,7 @@ from traitlets import Unicode, default
 from ..cache import CacheEngine, CacheKey
 from ..cache.answers import INACTIVE, CachedAnswers, Unavailable
 from ..scopes import INTROSPECT_SCOPE
-from .revocations import ENDED, USABLE, Eviction, RevocationState
+from ..tokens.trust import ENDED, USABLE, Eviction, RevocationState, principals
 
 KIND = "answer"
 
@@ -108,9 +109,10 @@ class TokenChecker:
             prefix="hub",
             unavailable=HubUnavailable,
         )
-        #: Keys this process has seen, by token id and by user: what an event evicts.
-        self._by_token: OrderedDict[str, set[CacheKey]] = OrderedDict()
-        self._by_user: OrderedDict[str, set[CacheKey]] = OrderedDict()
+        #: Keys this process has seen, with the position their answer was vouched for at, by
+        #: token id and by principal (user, group, service): what an event evicts.
+        self._by_token: OrderedDict[str, dict[CacheKey, int]] = OrderedDict()
+        self._by_principal: OrderedDict[str, dict[CacheKey, int]] = OrderedDict()
         self._index_size = max(cache.max_size, 1000)
         self.loop = asyncio.get_running_loop()
 
@@ -164,18 +166,21 @@ class TokenChecker:
         return answer if isinstance(answer, dict) else dict(INACTIVE)
 
     def _index(self, key: CacheKey, answer: dict[str, Any]) -> None:
-        for index, name in ((self._by_token, answer.get("token_id")),
-                            (self._by_user, answer.get("username"))):  # fmt: skip
-            if not isinstance(name, str):
-                continue
+        position = answer.get("last_event_id")
+        if not isinstance(position, int):
+            return
+        token_id = answer.get("token_id")
+        names = [(self._by_token, token_id)] if isinstance(token_id, str) else []
+        names += [(self._by_principal, name) for name in principals(answer)]
+        for index, name in names:
             keys = index.get(name)
             if keys is None:
-                keys = index[name] = set()
+                keys = index[name] = {}
                 if len(index) > self._index_size:
                     index.popitem(last=False)
             else:
                 index.move_to_end(name)
-            keys.add(key)
+            keys[key] = position
 
     def evict_soon(self, eviction: Eviction) -> None:
         """From any thread (the follower's): run :meth:`evict` on this checker's loop."""
@@ -186,20 +191,17 @@ class TokenChecker:
         """Drop what ``eviction`` names from this process now (and from a shared backend).
 
         Only an optimisation and a count: the revocation state already refuses these
-        answers wherever they are cached.
+        answers wherever they are cached. Only answers vouched for *before* the event
+        are touched: a younger one is about whichever token holds the id now.
         """
         if eviction.everything:
             self._by_token.clear()
-            self._by_user.clear()
+            self._by_principal.clear()
             self.cache._background(self.cache.clear())
             self.counts[f"evictions:{eviction.reason}"] += 1
             return 0
-        ended: set[CacheKey] = set()
-        for token_id in eviction.token_ids:
-            ended |= self._by_token.pop(token_id, set())
-        changed: set[CacheKey] = set()
-        for user in eviction.users:
-            changed |= self._by_user.pop(user, set())
+        ended = self._older(self._by_token, eviction.token_ids, eviction.position)
+        changed = self._older(self._by_principal, eviction.principals, eviction.position)
         # an ended token's entry becomes a refusal (its secret can never be valid again),
         # so that asking about it again costs no hub call, here or at another replica
         expires_at = time.time() + self.negative_ttl
@@ -209,6 +211,24 @@ class TokenChecker:
             self.cache.discard(key)
         self.counts[f"evictions:{eviction.reason}"] += len(ended | changed)
         return len(ended | changed)
+
+    @staticmethod
+    def _older(
+        index: OrderedDict[str, dict[CacheKey, int]], names: tuple[str, ...], position: int
+    ) -> set[CacheKey]:
+        """The keys indexed under ``names`` whose answers are older than ``position`` (removed)."""
+        found: set[CacheKey] = set()
+        for name in names:
+            keys = index.get(name)
+            if not keys:
+                continue
+            for key, vouched in list(keys.items()):
+                if vouched < position:
+                    found.add(key)
+                    del keys[key]
+            if not keys:
+                del index[name]
+        return found
 
     async def close(self) -> None:
         await self._http.aclose()

@@ -13,20 +13,24 @@ A stream that says nothing for ``idle_timeout`` (the hub sends a heartbeat every
 seconds) is considered cut, which is how a frozen hub (SIGSTOP) or a silent network
 failure is noticed. Reconnects back off from 0.1 s to 2 s and resume with
 ``Last-Event-ID``; the hub replays what was missed, or sends ``reset`` when it cannot.
+A follower that has no position yet (it just started) asks for the events of the last
+``replay`` seconds — as long as an answer it may find cached can live — so that a
+process restarted beside a shared cache trusts what the replay vouches for and asks
+the hub about the rest (:mod:`jupyter_token_cache.tokens.trust`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 
 from ..scopes import EVENTS_SCOPE
-from .revocations import Eviction, RevocationState
+from ..tokens.stream import Block, read_blocks
+from ..tokens.trust import Eviction, RevocationState
 
 
 class EventFollower:
@@ -96,10 +100,13 @@ class EventFollower:
     def _follow(self, client: httpx.Client) -> bool:
         """One connection; True when it was open (so the next one starts quickly)."""
         headers = dict(self._headers)
+        params = {}
         if self.state.last_event_id is not None:
             headers["Last-Event-ID"] = self.state.last_event_id
+        else:
+            params["replay"] = f"{self.state.remember:g}"
         try:
-            with client.stream("GET", self.url, headers=headers) as response:
+            with client.stream("GET", self.url, headers=headers, params=params) as response:
                 self._response = response
                 if response.status_code != 200:
                     self.error = _refusal(response)
@@ -109,16 +116,10 @@ class EventFollower:
                     return False
                 self.error, self.refused = None, False
                 self.connects += 1
-                for event in read_events(response.iter_lines()):
+                for block in read_blocks(response.iter_lines()):
                     if self._stop.is_set():
                         break
-                    if event is None:  # the stream's opening block, after any replay
-                        self.state.opened()
-                        self.first_attempt.set()
-                        continue
-                    eviction = self.state.apply(event)
-                    if eviction is not None:
-                        self.evict(eviction)
+                    self._take(block)
                 return True
         except (httpx.HTTPError, OSError) as e:
             self.error = f"{type(e).__name__}: the hub's event stream is unreachable"
@@ -129,6 +130,24 @@ class EventFollower:
         finally:
             self._response = None
 
+    def _take(self, block: Block) -> None:
+        """Feed one block of the stream to the state (see :mod:`jupyter_token_cache.tokens.stream`)."""
+        state = self.state
+        if block.opening:
+            assert block.data is not None
+            since = block.data.get("since")
+            if isinstance(since, int):
+                state.begin(since)
+        elif block.data is not None:
+            eviction = state.apply(block.data)
+            if eviction is not None:
+                self.evict(eviction)
+        elif block.caught_up:
+            state.caught_up(block.position)
+            self.first_attempt.set()
+        elif block.position is not None:  # a heartbeat
+            state.moved(block.position)
+
 
 def _refusal(response: httpx.Response) -> str:
     response.read()
@@ -138,28 +157,3 @@ def _refusal(response: httpx.Response) -> str:
             "(add it to the service's role in c.JupyterHub.load_roles)"
         )
     return f"{response.status_code} from {response.request.url.path}"
-
-
-def read_events(lines: Iterator[str]) -> Iterator[dict[str, Any] | None]:
-    """Parse text/event-stream: each event's data as a dict; None for the ``retry`` block."""
-    data: list[str] = []
-    retry = False
-    for line in lines:
-        if line.startswith(":"):
-            continue
-        if line == "":
-            if data:
-                try:
-                    yield json.loads("\n".join(data))
-                except ValueError:
-                    pass
-            elif retry:
-                yield None
-            data, retry = [], False
-            continue
-        name, _, value = line.partition(":")
-        value = value[1:] if value.startswith(" ") else value
-        if name == "data":
-            data.append(value)
-        elif name == "retry":
-            retry = True

@@ -13,9 +13,18 @@ from typing import Any, Protocol
 MINTED = "token-minted"
 REVOKED = "token-revoked"
 USER_CHANGED = "user-changed"
+#: A group's roles or shares changed, or it was renamed or deleted: what its members may do.
+GROUP_CHANGED = "group-changed"
+#: A service's roles changed, or it was deleted.
+SERVICE_CHANGED = "service-changed"
+#: What any token may do may have changed in a way no list of users can name (a role's
+#: scopes, a role deleted, a rename that filters like ``!user=`` or ``!group=`` follow).
+SCOPES_CHANGED = "scopes-changed"
 CACHE_RESET = "cache-reset"
-#: Sent to a stream client whose last event id has left the buffer: drop everything.
+#: Sent to a stream client whose history the hub no longer has: drop everything before it.
 RESET = "reset"
+#: Opens every stream: from which position it vouches for its history, and the hub's now.
+OPEN = "open"
 
 #: Why a token ended (token-revoked).
 REVOKE_REASONS = (
@@ -27,8 +36,9 @@ REVOKE_REASONS = (
     "expired",
     "admin-reset",
 )
-#: What changed about a user (user-changed).
-USER_REASONS = ("deleted", "renamed", "roles", "groups")
+#: What changed about a user, group or service (user-changed, group-changed,
+#: service-changed), or about scopes at large (scopes-changed).
+CHANGE_REASONS = ("deleted", "renamed", "roles", "groups", "shares", "scopes")
 #: Kinds of token an event may name.
 TOKEN_KINDS = ("notebook", "internal", "server", "api", "oauth", "service")
 
@@ -56,15 +66,17 @@ class Event:
     token_ids: tuple[str, ...] = ()
     kind: str | None = None
     service: str | None = None
+    #: The group a group-changed event is about.
+    group: str | None = None
     reason: str | None = None
-    #: For a rename: the name the user had before.
+    #: For a rename: the name the user (or group) had before.
     previous_name: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def model(self) -> dict[str, Any]:
         """The JSON form: on the stream, in the audit log and on Redis."""
         body: dict[str, Any] = {"id": self.id, "type": self.type, "time": self.time}
-        for name in ("user", "kind", "service", "reason", "previous_name"):
+        for name in ("user", "kind", "service", "group", "reason", "previous_name"):
             value = getattr(self, name)
             if value is not None:
                 body[name] = value

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .exchange import ExchangeError, Identity, UpstreamTokens
+from .exchange import ExchangeError, Identity, UpstreamSessions, UpstreamTokens
 from .settings import TokenExchange, UpstreamCache
 
 __all__ = [
@@ -13,13 +13,14 @@ __all__ = [
     "Identity",
     "TokenExchange",
     "UpstreamCache",
+    "UpstreamSessions",
     "UpstreamTokens",
     "upstream_tokens",
 ]
 
 
 def upstream_tokens(
-    settings: TokenExchange, log: logging.Logger, **kwargs: Any
+    settings: TokenExchange, log: logging.Logger, *, sessions: UpstreamSessions, **kwargs: Any
 ) -> UpstreamTokens | None:
     """The exchange's verifier for ``settings``, or None when no issuer is configured.
 
@@ -40,7 +41,6 @@ def upstream_tokens(
         problem = "introspection needs client_id and client_secret"
     if problem:
         raise ValueError(f"c.TokenExchange: {problem}")
-    # answers are kept introspection_ttl at most by CachedAnswers; the engine's own ttl
-    # bounds the upstream-session entries, which must last as long as the upstream token
+    # answers are kept introspection_ttl at most by CachedAnswers
     cache = UpstreamCache(parent=settings)
-    return UpstreamTokens(settings=settings, cache=cache, log=log, **kwargs)
+    return UpstreamTokens(settings=settings, cache=cache, sessions=sessions, log=log, **kwargs)

@@ -8,12 +8,13 @@ identity and mints with the token policy. The rule for caching the provider's an
 is the project's one (:class:`~jupyter_token_cache.cache.answers.CachedAnswers`).
 
 The upstream *session* is the parent of every hub token minted for it: the token's
-``sid`` (its login session at the provider), else its ``jti``, else an HMAC of the
-token. When the provider later calls a token inactive, the session it was seen with
-is reported as ended, so the hub revokes what was minted for it. Which session a token
-was seen with is kept on the cache engine (``upstream-session`` entries, until the
-upstream token expires), not in this process: on a shared backend a restarted hub, or
-another hub process, still knows it.
+``sid`` (its login session at the provider), else its ``jti``, else a digest of the
+token. When the provider later calls a token inactive before its expiry, the session it
+was seen with is reported as ended, so the hub revokes what was minted for it. Which
+session a token was seen with is recorded where revocation can rely on it
+(:class:`UpstreamSessions`: the hub's database), never in a cache — a cache may evict it
+(a flood of garbage tokens fills a bounded one), may be switched off, and forgets
+everything when a memory backend's hub restarts.
 """
 
 from __future__ import annotations
@@ -21,20 +22,38 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
-from ..cache import CacheKey
 from ..cache.answers import CachedAnswers
 from .settings import TokenExchange, UpstreamCache
 from .verify import VERIFIERS, Provider, ProviderUnavailable
 
 KIND = "upstream"
-#: Cache entries naming the upstream session a token was seen with (to revoke its children).
-SESSION_KIND = "upstream-session"
+
+
+def digest(token: str) -> str:
+    """The name under which a subject token's session is recorded (SHA-256, hex).
+
+    Not an HMAC under a per-process key, as cache keys are: it must name the same token
+    after a restart. Subject tokens are signed, high-entropy credentials of the
+    provider, so their digest in the hub database reveals nothing usable.
+    """
+    return hashlib.sha256(b"jupyter-token-cache upstream\0" + token.encode()).hexdigest()
+
+
+class UpstreamSessions(Protocol):
+    """Where the hub records which upstream session each verified subject token belonged to."""
+
+    def seen(self, name: str, session: str, username: str, expires_at: float | None) -> None:
+        """The token ``name`` (a :func:`digest`) was active, for ``session`` and ``username``."""
+
+    def ended(self, name: str) -> tuple[str, str, float | None] | None:
+        """Forget the token ``name``; its (session, username, expiry) if it was recorded."""
 
 
 class ExchangeError(Exception):
@@ -74,10 +93,12 @@ class UpstreamTokens:
         *,
         settings: TokenExchange,
         cache: UpstreamCache,
+        sessions: UpstreamSessions,
         log: logging.Logger | None = None,
         verify: Any = True,
     ) -> None:
         self.settings = settings
+        self.sessions = sessions
         self.log = log or logging.getLogger(__name__)
         self.counts: Counter[str] = Counter()
         self._http = httpx.AsyncClient(timeout=settings.timeout, verify=verify)
@@ -104,13 +125,12 @@ class UpstreamTokens:
             self.log.warning("Token exchange refused: %s", e)
             raise ExchangeError("temporarily_unavailable", str(e), 503) from None
         self.counts["misses" if asked else "hits"] += 1
-        name = self.answers.name(token)
         if not answer.get("active"):
             error = ExchangeError(
                 "invalid_grant", answer.get("reason") or "The subject token is not active"
             )
             if asked:  # the provider says so now: what was minted for its session ends
-                error.ended_session = await self._ended_session(name)
+                error.ended_session = self._ended_session(token)
             raise error
         if self.settings.verification != "userinfo" and not self._for_us(answer.get("aud")):
             raise ExchangeError("invalid_grant", "The subject token is meant for another audience")
@@ -125,19 +145,16 @@ class UpstreamTokens:
             found = answer.get(self.settings.groups_claim)
             if isinstance(found, list) and all(isinstance(g, str) for g in found):
                 groups = tuple(found)
-        session = self._session(answer, name)
+        session = self._session(answer, token)
         exp = answer.get("exp")
+        expires_at = float(exp) if isinstance(exp, (int, float)) else None
         if asked:  # once per provider answer, not per exchange: hits write nothing
-            await self.answers.cache.set(
-                CacheKey("", SESSION_KIND, (name,)),
-                [session, username],
-                expires_at=float(exp) if isinstance(exp, (int, float)) else None,
-            )
+            self.sessions.seen(digest(token), session, username, expires_at)
         return Identity(
             username=username,
             groups=groups,
             session=session,
-            expires_at=float(exp) if isinstance(exp, (int, float)) else None,
+            expires_at=expires_at,
             cached=not asked,
         )
 
@@ -147,14 +164,17 @@ class UpstreamTokens:
         names = ("hits", "misses", "provider_calls", "provider_busy", "provider_errors")
         return {name: self.counts[name] for name in names}
 
-    async def _ended_session(self, name: str) -> tuple[str, str] | None:
-        """The (session, username claim) the token ``name`` was last seen active with, forgotten."""
-        key = CacheKey("", SESSION_KIND, (name,))
-        seen = await self.answers.cache.get(key)
-        if not (isinstance(seen, list) and len(seen) == 2):
+    def _ended_session(self, token: str) -> tuple[str, str] | None:
+        """The (session, username claim) ``token`` was last seen active with, if it ended
+        before its expiry (a token that merely expired ends nothing: what was minted for
+        it never outlives it, and a refreshed token of the same session may live on)."""
+        seen = self.sessions.ended(digest(token))
+        if seen is None:
             return None
-        await self.answers.cache.delete(key)
-        return seen[0], seen[1]
+        session, username, expires_at = seen
+        if expires_at is not None and expires_at <= time.time():
+            return None
+        return session, username
 
     def _for_us(self, audience: Any) -> bool:
         """Whether the token names one of ``allowed_audiences`` (RFC 7519 ``aud``: one or a list)."""
@@ -163,14 +183,14 @@ class UpstreamTokens:
             set(audiences) & set(self.settings.allowed_audiences)
         )
 
-    def _session(self, answer: dict[str, Any], token_name: str) -> str:
-        """``upstream:<digest>`` of the token's sid, else jti, else the token's HMAC."""
+    def _session(self, answer: dict[str, Any], token: str) -> str:
+        """``upstream:<digest>`` of the token's sid, else jti, else the token itself."""
         for claim in ("sid", "jti"):
             value = answer.get(claim)
             if isinstance(value, str) and value:
                 origin = f"{self.settings.issuer}\0{claim}\0{value}"
                 return f"{KIND}:{hashlib.sha256(origin.encode()).hexdigest()[:40]}"
-        return f"{KIND}:{token_name[:40]}"
+        return f"{KIND}:{digest(token)[:40]}"
 
     async def close(self) -> None:
         await self._http.aclose()

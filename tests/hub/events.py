@@ -23,6 +23,8 @@ class EventReader:
         if last_event_id is not None:
             self.headers["Last-Event-ID"] = last_event_id
         self.events: list[dict[str, Any]] = []
+        #: The stream's ``open`` event: ``since`` and ``position``.
+        self.opening: dict[str, Any] | None = None
         self.raw: list[str] = []
         self.heartbeats = 0
         self.status: int | None = None
@@ -43,7 +45,9 @@ class EventReader:
                 if line.startswith(":"):
                     self.heartbeats += 1
                 elif line == "":
-                    if "data" in fields:
+                    if fields.get("event") == "open":  # how the stream vouches, not an event
+                        self.opening = json.loads(fields["data"])
+                    elif "data" in fields:
                         self.events.append(
                             {**json.loads(fields["data"]), "_event": fields.get("event")}
                         )

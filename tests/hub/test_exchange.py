@@ -367,14 +367,16 @@ async def test_on_a_shared_backend_no_token_is_stored_in_the_clear(
 async def test_a_restarted_hub_still_revokes_what_an_upstream_session_was_given(
     on_redis: None, hub: Hub, provider: OIDCProvider
 ) -> None:
-    """Which session a token was seen with lives on the backend, not in the hub process."""
+    """Which session a token was seen with lives in the hub database, not in the hub process."""
     extension = hub.app.authenticator
     before = extension.token_exchange
     before.answers.ttl = 0.5  # introspection_ttl, short
     upstream = alices(hub, provider)
     minted = (await exchange(hub, upstream)).json()["access_token"]
     # a new process: its own verifier and cache engine, on the same Redis
-    extension.token_exchange = upstream_tokens(extension.token_exchange_settings, before.log)
+    extension.token_exchange = upstream_tokens(
+        extension.token_exchange_settings, before.log, sessions=before.sessions
+    )
     extension.token_exchange.answers.ttl = 0.5
     try:
         provider.revoke(upstream)

@@ -210,7 +210,7 @@ async def test_a_bulk_delete_is_followed_like_any_other(hub: Hub) -> None:
     assert await status(hub, grandchild["token"]) == 403
     ended = {
         e.token_ids[0]: e.reason
-        for e in broker._buffer
+        for e in broker._history
         if e.id > before and e.type == "token-revoked"
     }
     assert ended == {

@@ -16,10 +16,23 @@ from ..oidc.server import HUB_CLIENT, OIDCProvider
 LOG = logging.getLogger("test")
 
 
+class Sessions:
+    """Upstream sessions in a dict (the hub keeps them in its database)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, tuple[str, str, float | None]] = {}
+
+    def seen(self, name: str, session: str, username: str, expires_at: float | None) -> None:
+        self.rows[name] = (session, username, expires_at)
+
+    def ended(self, name: str) -> tuple[str, str, float | None] | None:
+        return self.rows.pop(name, None)
+
+
 def tokens(provider: OIDCProvider, **settings: object) -> UpstreamTokens:
     exchange = TokenExchange(issuer=provider.issuer, allowed_audiences=["jupyterhub"],
                              client_id=HUB_CLIENT[0], client_secret=HUB_CLIENT[1], **settings)  # fmt: skip
-    made = upstream_tokens(exchange, LOG)
+    made = upstream_tokens(exchange, LOG, sessions=Sessions())
     assert made is not None
     return made
 
@@ -67,11 +80,17 @@ def test_symmetric_and_none_algorithms_are_refused() -> None:
 
 
 def test_settings_that_cannot_work_stop_the_hub(oidc_provider: OIDCProvider) -> None:
-    assert upstream_tokens(TokenExchange(), LOG) is None  # no issuer: no exchange
+    assert (
+        upstream_tokens(TokenExchange(), LOG, sessions=Sessions()) is None
+    )  # no issuer: no exchange
     with pytest.raises(ValueError, match="allowed_audiences"):
-        upstream_tokens(TokenExchange(issuer=oidc_provider.issuer), LOG)
+        upstream_tokens(TokenExchange(issuer=oidc_provider.issuer), LOG, sessions=Sessions())
     with pytest.raises(ValueError, match="client_id"):
-        upstream_tokens(TokenExchange(issuer=oidc_provider.issuer, allowed_audiences=["x"]), LOG)
+        upstream_tokens(
+            TokenExchange(issuer=oidc_provider.issuer, allowed_audiences=["x"]),
+            LOG,
+            sessions=Sessions(),
+        )
 
 
 def test_the_provider_key_file_is_a_private_jwk(oidc_provider: OIDCProvider) -> None:
