@@ -46,6 +46,7 @@ from .observer import GROUP, SERVICE, USER, Change, DatabaseObserver, EndedToken
 from .page import AdminPageHandler, page_routes
 from .sessions import SessionResolver
 from .upstream import UpstreamSessionTable
+from .watch import WatchedTokens
 
 #: Where the REST API lives, under the hub prefix (/hub).
 API_PREFIX = "/api/token-cache"
@@ -84,6 +85,8 @@ class TokenCacheMixin:
     token_events: EventBroker
     token_observer: DatabaseObserver
     token_minter: OrmMinter
+    #: Tokens described to caches outside the hub (introspection), watched for raw deletes.
+    token_watch: WatchedTokens
     #: The token exchange (None unless c.TokenExchange.issuer is set) and its settings.
     token_exchange: UpstreamTokens | None
     token_exchange_settings: TokenExchange
@@ -137,10 +140,20 @@ class TokenCacheMixin:
         self.token_sessions = SessionResolver(service=self.token_service, minter=minter)
         self.token_observer = DatabaseObserver(app.db, self.token_ends_committed, log=self.log)  # type: ignore[attr-defined]
         self.token_observer.install()
+        self.token_watch = WatchedTokens(
+            horizon=cache.answer_horizon,
+            size=cache.watched_tokens,
+            publish=self.token_events.publish,
+        )
         if cache.sweep_interval > 0:
             sweep = PeriodicCallback(self.token_observer.sweep, cache.sweep_interval * 1000)  # type: ignore[arg-type]  # its count is unused
             sweep.start()
             app._periodic_callbacks["token_cache_sweep"] = sweep
+            watch = PeriodicCallback(
+                lambda: self.token_watch.check(app.db), cache.sweep_interval * 1000
+            )
+            watch.start()
+            app._periodic_callbacks["token_cache_watch"] = watch
         self.token_exchange_settings = TokenExchange(parent=self)
         self.token_exchange = upstream_tokens(
             self.token_exchange_settings,

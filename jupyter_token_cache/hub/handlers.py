@@ -123,6 +123,7 @@ class StatsHandler(TokenCacheAPIHandler):
         self.require_admin()
         stats = self.extension.token_service.stats()
         stats["events"] = self.extension.token_events.stats()
+        stats["watched"] = dict(self.extension.token_watch.counts)
         stats["introspections"] = dict(self.extension.token_introspections)
         exchange = getattr(self.extension, "token_exchange", None)
         if exchange is not None:  # only when c.TokenExchange.issuer is set
@@ -204,7 +205,8 @@ class EventsHandler(TokenCacheAPIHandler):
         self.set_header("X-Accel-Buffering", "no")  # no proxy buffering (nginx)
         try:
             event: Event | None
-            self.write(sse_open(sub.opening))
+            horizon = self.extension.token_cache.answer_horizon
+            self.write(sse_open(sub.opening, heartbeat=heartbeat, horizon=horizon))
             for event in sub.opening.replay:
                 self.write(sse(event))
             self.write(sse_caught_up(sub.opening.position))

@@ -96,6 +96,7 @@ class IntrospectHandler(TokenCacheAPIHandler):
             answer["service"] = lineage.service
         if answer["exp"] is None:
             del answer["exp"]
+        self.extension.token_watch.described(orm_token)
         return answer
 
 

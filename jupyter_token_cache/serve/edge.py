@@ -120,6 +120,7 @@ class EdgeTokens:
         self, kind: str, credential: str, caller: dict[str, Any], body: dict[str, Any]
     ) -> dict[str, Any]:
         """The answer to ``POST /{kind}`` with ``body`` for ``credential`` (whose introspection is ``caller``)."""
+        await self.state.catch_up()  # after a freeze, read what the hub sent meanwhile
         service = body.get("service") if kind == "internal" else None
         minimum = body.get("minimum_lifetime")
         lifetime = self.cache.lifetime_of(kind, service)

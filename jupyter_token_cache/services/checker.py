@@ -118,6 +118,7 @@ class TokenChecker:
 
     async def check(self, token: str) -> dict[str, Any] | None:
         """The active answer for ``token``, or None; raises :class:`HubUnavailable`."""
+        await self.state.catch_up()  # after a freeze, read what the hub sent meanwhile
         revoked = False
 
         def accept(answer: dict[str, Any]) -> bool:

@@ -133,11 +133,16 @@ class EventFollower:
     def _take(self, block: Block) -> None:
         """Feed one block of the stream to the state (see :mod:`jupyter_token_cache.tokens.stream`)."""
         state = self.state
+        state.heard()
         if block.opening:
             assert block.data is not None
             since = block.data.get("since")
             if isinstance(since, int):
-                state.begin(since)
+                state.begin(
+                    since,
+                    heartbeat=_seconds(block.data.get("heartbeat")),
+                    horizon=_seconds(block.data.get("horizon")),
+                )
         elif block.data is not None:
             eviction = state.apply(block.data)
             if eviction is not None:
@@ -147,6 +152,10 @@ class EventFollower:
             self.first_attempt.set()
         elif block.position is not None:  # a heartbeat
             state.moved(block.position)
+
+
+def _seconds(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and value > 0 else None
 
 
 def _refusal(response: httpx.Response) -> str:

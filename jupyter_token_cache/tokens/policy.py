@@ -118,6 +118,23 @@ class TokenCache(CacheEngine):
         hub). 0 disables the sweep.""",
     )
 
+    answer_horizon = Float(
+        600.0,
+        config=True,
+        help="""Longest (seconds) a service or replica may trust an answer the hub gave it
+        about a token (introspection) before asking again; followers of the event stream
+        are told so. For as long, the hub watches the tokens it described, and reports
+        one deleted where its database session cannot see it (raw SQL, another process)
+        as revoked at the next sweep (`sweep_interval`).""",
+    )
+    watched_tokens = Integer(
+        100_000,
+        config=True,
+        help="""Most tokens watched at once (see `answer_horizon`). Beyond, the oldest is
+        let go, and at the next sweep one event tells every cache to ask again about
+        whatever it holds.""",
+    )
+
     def lifetime_of(self, kind: str, service: str | None = None) -> int | None:
         """The policy lifetime of ``kind`` tokens (for ``service``); None for an unknown service."""
         if kind == "notebook":
@@ -152,7 +169,13 @@ class TokenCache(CacheEngine):
             services[name] = {"scopes": sorted(set(scopes)), "lifetime": lifetime}
         return services
 
-    @validate("event_buffer_size", "event_queue_size", "event_heartbeat")
+    @validate(
+        "event_buffer_size",
+        "event_queue_size",
+        "event_heartbeat",
+        "answer_horizon",
+        "watched_tokens",
+    )
     def _check_event_settings(self, proposal: Any) -> Any:
         if proposal.value <= 0:
             raise TraitError(f"TokenCache.{proposal.trait.name} must be positive")

@@ -6,7 +6,10 @@ One module for both directions, so that what the hub writes and what services, r
 and the command line read cannot drift apart. A stream is, in order:
 
 1. an ``open`` event: ``since`` (the position from which the stream vouches for its
-   history) and ``position`` (the hub's, when the stream opened); its ``id`` is ``since``;
+   history), ``position`` (the hub's, when the stream opened), ``heartbeat`` (the
+   seconds between heartbeats: a follower that hears nothing for longer knows it may be
+   behind) and ``horizon`` (the longest a follower may trust an answer the hub gave it:
+   the hub watches the tokens it described for that long); its ``id`` is ``since``;
 2. the replay: a ``reset`` first when the subscriber's position is no longer covered, then
    every buffered event after ``since``;
 3. a block with a ``retry`` field and the hub's position as ``id``: the replay is over;
@@ -34,9 +37,15 @@ def sse(event: Event) -> str:
     return f"id: {event.id}\nevent: {event.type}\ndata: {json.dumps(event.model())}\n\n"
 
 
-def sse_open(opening: Opening) -> str:
+def sse_open(opening: Opening, *, heartbeat: float, horizon: float) -> str:
     """The block every stream starts with: from where its history is vouched for."""
-    data = {"type": OPEN, "since": opening.since, "position": opening.position}
+    data = {
+        "type": OPEN,
+        "since": opening.since,
+        "position": opening.position,
+        "heartbeat": heartbeat,
+        "horizon": horizon,
+    }
     return f"id: {opening.since}\nevent: {OPEN}\ndata: {json.dumps(data)}\n\n"
 
 

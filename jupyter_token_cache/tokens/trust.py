@@ -41,6 +41,7 @@ a stream that drops events (the reconnect says so and raises the floor).
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import OrderedDict, deque
@@ -212,6 +213,13 @@ class RevocationState:
     lag: float | None = None
     #: Events the hub said were lost to this process (resets it was sent).
     resets: int = 0
+    #: Seconds between the hub's heartbeats on an idle stream (its ``open`` event says).
+    heartbeat: float | None = None
+    #: Longest (seconds) an answer may be trusted after the hub gave it (the hub watches
+    #: the tokens it described for that long; its ``open`` event says).
+    horizon: float | None = None
+    #: Epoch seconds the last block of the stream arrived.
+    heard_at: float = 0.0
     _tokens: OrderedDict[str, tuple[int, float]] = field(default_factory=OrderedDict)
     _principals: OrderedDict[str, tuple[int, float]] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -223,13 +231,45 @@ class RevocationState:
 
     # -- the stream ---------------------------------------------------------------------
 
-    def begin(self, since: int) -> None:
+    def heard(self, now: float | None = None) -> None:
+        """A block of the stream arrived (an event, a heartbeat): the stream is current."""
+        self.heard_at = time.time() if now is None else now
+
+    def behind(self, now: float | None = None) -> bool:
+        """True while a live stream has said nothing for longer than two heartbeats.
+
+        Then this process may have missed what the hub sent: the hub is frozen, the
+        network stalled, or this very process was frozen (SIGSTOP) or starved and has
+        not read what waits in its socket yet. Its answers are judged as during a cut.
+        """
+        if not self.connected or not self.heartbeat:
+            return False
+        return (time.time() if now is None else now) > self.heard_at + self._tolerance()
+
+    def _tolerance(self) -> float:
+        return 2 * (self.heartbeat or 0.0) + 0.5
+
+    async def catch_up(self, wait: float = 1.0) -> None:
+        """When :meth:`behind`, give the follower up to ``wait`` seconds (at most a
+        heartbeat) to read what may be waiting for it — after a freeze of this process,
+        the events sent meanwhile — before an answer is judged."""
+        if not self.behind():
+            return
+        deadline = time.monotonic() + min(wait, self.heartbeat or wait)
+        while self.behind() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+
+    def begin(
+        self, since: int, *, heartbeat: float | None = None, horizon: float | None = None
+    ) -> None:
         """A stream opens whose history is complete from ``since`` (its replay follows).
 
         A fresh process starts its floor there; a resuming one only when the hub could not
         replay from where it stood (events were lost: a ``reset`` follows too).
         """
         with self._lock:
+            self.heartbeat = heartbeat or self.heartbeat
+            self.horizon = horizon or self.horizon
             if self.position is None or since > self.position:
                 self.floor = since if self.floor is None else max(self.floor, since)
 
@@ -325,10 +365,14 @@ class RevocationState:
                 if changed is not None and changed[0] > position:
                     return STALE
             floor, connected, cut_at = self.floor, self.connected, self.cut_at
+        if connected and self.behind(now):  # silent too long: as if cut when it fell silent
+            connected, cut_at = False, self.heard_at + self._tolerance()
         checked = answer.get("checked_at", 0)
         checked = float(checked) if isinstance(checked, (int, float)) else 0.0
         if not self.follows:  # no history at all: a hub answer lives disconnected_ttl
             return USABLE if now < checked + self.disconnected_ttl else STALE
+        if self.horizon is not None and now > checked + self.horizon:
+            return STALE  # the hub no longer watches its token: ask again
         if floor is None or position < floor:
             return STALE
         if connected:

@@ -3,7 +3,9 @@
 JupyterHub computes a token's powers from its owner's roles, groups, groups' roles and
 the servers shared with them (or their groups), with scope filters naming users, groups
 and servers. Each change below is one event; a service caching answers refuses the
-powers it lost without waiting for ``cache_ttl``.
+powers it lost without waiting for ``cache_ttl``. A token row deleted where the hub's
+database session cannot see it (raw SQL) is found by the next sweep of the tokens the
+hub described to services.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 import pytest
 from jupyterhub import orm, roles
+from sqlalchemy import text
 
 from jupyter_token_cache.services import CachedHubAuth
 from jupyter_token_cache.tokens.stream import read_blocks, sse
@@ -27,6 +30,7 @@ pytestmark = pytest.mark.hub_config(
     JupyterHub__services=[{"name": "checker", "api_token": SERVICE}],
     JupyterHub__load_roles=ROLES,
     TokenCache__event_heartbeat=0.5,
+    TokenCache__sweep_interval=0.5,
 )
 
 Seen = tuple[str, str | None, str | None]
@@ -224,3 +228,40 @@ async def test_a_late_event_for_a_reused_id_does_not_condemn_the_new_token(
     assert await auth.user_for_token(bob, sync=False) == bob_answer
     assert auth._token_counts["hub_calls"] == calls  # no false refusal, not even a re-check
     assert await auth.user_for_token(carol, sync=False) is None
+
+
+async def test_a_token_deleted_by_raw_sql_is_refused_after_the_next_sweep(
+    hub: Hub, auth: CachedHubAuth
+) -> None:
+    alice = hub.token("alice")
+    assert await auth.user_for_token(alice, sync=False) is not None
+    row_id = orm.APIToken.find(hub.db, alice).id
+    hub.db.execute(text("DELETE FROM api_tokens WHERE id = :id"), {"id": row_id})
+    hub.db.commit()  # no flush saw it: no observer event
+
+    async def refused() -> bool:
+        return await auth.user_for_token(alice, sync=False) is None
+
+    assert await within(2, refused) < 2  # a sweep every 0.5 s
+    watch = hub.app.authenticator.token_watch
+    assert watch.counts["vanished"] == 1
+    assert auth._token_counts["evictions:deleted"] == 1
+
+
+async def test_a_full_watch_list_makes_every_cache_ask_again(hub: Hub, auth: CachedHubAuth) -> None:
+    watch = hub.app.authenticator.token_watch
+    watch.size = 2
+    tokens = [hub.token(name) for name in ("alice", "bob", "carol")]
+    for token in tokens:
+        assert await auth.user_for_token(token, sync=False) is not None
+    assert watch.counts["let_go"] == 1
+    floor = auth.revocations.floor
+    calls = auth._token_counts["hub_calls"]
+
+    async def raised() -> bool:
+        return (auth.revocations.floor or 0) > (floor or 0)
+
+    assert await within(2, raised) < 2  # one scopes-changed event ("unwatched")
+    for token in tokens:
+        assert await auth.user_for_token(token, sync=False) is not None
+    assert auth._token_counts["hub_calls"] == calls + 3  # each asked again, once

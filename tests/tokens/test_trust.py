@@ -176,3 +176,22 @@ def test_history_openings() -> None:
     assert everything.since == history.complete_from
     now_on = history.opening(now=1010.0)
     assert not now_on.lost and not now_on.replay and now_on.since == now_on.position
+
+
+def test_a_stream_silent_for_two_heartbeats_is_judged_as_cut() -> None:
+    """A frozen hub, a stalled network, or this process frozen with events in its socket."""
+    keep = RevocationState(disconnected_ttl=30)
+    keep.begin(0, heartbeat=1.0)
+    keep.caught_up(1)
+    keep.heard(now=1000)
+    assert not keep.behind(now=1002.4) and keep.usable(answer(1), now=1002.4)
+    assert keep.behind(now=1002.6)
+    assert keep.usable(answer(1), now=1032)  # "keep": 30 s after it fell silent (1002.5)
+    assert not keep.usable(answer(1), now=1033)
+    keep.heard(now=1033)  # the follower read what was waiting
+    assert not keep.behind(now=1033) and keep.usable(answer(1), now=1033)
+    clear = RevocationState(on_disconnect=CLEAR)
+    clear.begin(0, heartbeat=1.0)
+    clear.caught_up(1)
+    clear.heard(now=1000)
+    assert clear.usable(answer(1), now=1001) and not clear.usable(answer(1), now=1003)
