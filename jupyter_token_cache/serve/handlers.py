@@ -207,7 +207,11 @@ class StatsHandler(ServeHandler):
 
     async def get(self) -> None:
         answer = await self.pass_on("GET", "/stats")
-        replica = {**self.replica.edge.stats(), "introspections": dict(self.replica.introspections)}
+        replica = {
+            **self.replica.edge.stats(),
+            "introspections": dict(self.replica.introspections),
+            "checks": self.replica.auth.token_check_stats(),
+        }
         write_json(self, {**answer.body, "replica": replica})
 
 
