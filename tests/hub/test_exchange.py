@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from traitlets.config import Config
 
 from jupyter_token_cache.upstream import upstream_tokens
+from jupyter_token_cache.upstream.exchange import digest
 
 from ..oidc.server import HUB_CLIENT, OIDCProvider
 from ..servers import RedisServer
@@ -396,3 +397,46 @@ async def test_the_claim_goes_through_the_authenticators_normalize_username(
     r = await exchange(hub, provider.token("BoB", "urn:hub:opaque"))  # preferred_username "BoB"
     assert r.status_code == 200, r.text
     assert (await whoami(hub, r.json()["access_token"])).json()["name"] == "bob"
+
+
+# -- which session a token was seen with is durable -----------------------------------------
+
+
+async def revoked_after_garbage(hub: Hub, provider: OIDCProvider, garbage: int) -> None:
+    """Exchange alice's token, send ``garbage`` garbage subject tokens, revoke hers at the
+    provider: presenting it again ends what it was given."""
+    hub.app.authenticator.token_exchange.answers.ttl = 0.5  # introspection_ttl, short
+    upstream = alices(hub, provider)
+    minted = (await exchange(hub, upstream)).json()["access_token"]
+    for n in range(garbage):  # no credential needed: anyone can send these
+        refused(await exchange(hub, f"garbage-{n}-" + "x" * 20), "invalid_grant")
+    provider.revoke(upstream)
+    await asyncio.sleep(0.6)
+    refused(await exchange(hub, upstream), "invalid_grant")
+    assert (await whoami(hub, minted)).status_code == 403
+    assert hub.minted_rows("alice") == []
+
+
+@pytest.mark.hub_config(UpstreamCache__max_size=10)
+async def test_a_flood_of_garbage_tokens_cannot_push_a_session_out(
+    hub: Hub, provider: OIDCProvider
+) -> None:
+    await revoked_after_garbage(hub, provider, garbage=20)  # 2 x max_size
+
+
+@pytest.mark.hub_config(UpstreamCache__enabled=False)
+async def test_without_an_answer_cache_the_session_is_still_recorded(
+    hub: Hub, provider: OIDCProvider
+) -> None:
+    await revoked_after_garbage(hub, provider, garbage=3)
+
+
+async def test_a_token_that_merely_expired_ends_nothing(hub: Hub) -> None:
+    """An expired token of a session says nothing of the session: a refreshed one lives on."""
+    tokens = hub.app.authenticator.token_exchange
+    tokens.sessions.seen(digest("an-old-token"), "upstream:s1", "alice", time.time() + 0.3)
+    await asyncio.sleep(0.4)
+    assert tokens._ended_session("an-old-token") is None
+    tokens.sessions.seen(digest("a-revoked-token"), "upstream:s2", "alice", time.time() + 60)
+    assert tokens._ended_session("a-revoked-token") == ("upstream:s2", "alice")
+    assert tokens._ended_session("a-revoked-token") is None  # forgotten once told
