@@ -105,7 +105,7 @@ def read_blocks(lines: Iterator[str]) -> Iterator[Block]:
                 if data:
                     try:
                         parsed = json.loads("\n".join(data))
-                    except ValueError:
+                    except (ValueError, RecursionError):  # not JSON, or nested too deep
                         parsed = None
                 yield Block(event, ident, parsed if isinstance(parsed, dict) else None, retry)
             data, event, ident, retry = [], None, None, False

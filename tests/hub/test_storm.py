@@ -55,7 +55,7 @@ async def test_revocation_storm(hub: Hub) -> None:
         if me.status_code != 200:
             kinds["ended while in flight"] += 1
             # ids are reused: only the end of the row minted last under this id counts
-            events = [e for e in broker._buffer if token["id"] in e.token_ids and e.id <= answered]
+            events = [e for e in broker._history if token["id"] in e.token_ids and e.id <= answered]
             minted = max((e.id for e in events if e.type == "token-minted"), default=0)
             ended = [e.id for e in events if e.type == "token-revoked" and e.id > minted]
             if ended and min(ended) <= started:
