@@ -128,10 +128,14 @@ async def test_no_sqlalchemy_warning_from_a_server_s_life(hub: Hub) -> None:
         assert (await hub.post("internal", spawner.api_token, {"service": "dask"})).is_success
         await stop(hub, admin, "alice")
         await asyncio.sleep(0.1)  # post_spawn_stop runs after the stop is reported
-        listed = await hub.http.get("api/token-cache/tokens", headers={"Authorization": f"token {admin}"})
+        listed = await hub.http.get(
+            "api/token-cache/tokens", headers={"Authorization": f"token {admin}"}
+        )
         assert listed.is_success, listed.text
         reset = await hub.http.delete(
-            "api/token-cache", params={"revoke": "true"}, headers={"Authorization": f"token {admin}"}
+            "api/token-cache",
+            params={"revoke": "true"},
+            headers={"Authorization": f"token {admin}"},
         )
         assert reset.is_success, reset.text
     # post_spawn_stop's own errors are logged by the hub, not raised here
