@@ -68,7 +68,7 @@ def held_by_users(
     else:
         where += "; no role of c.JupyterHub.load_roles names users or groups"
     if extra_user_scopes is not None and overridden is None:
-        fix = "c.JupyterHub.extra_user_scopes.append({scope!r}), or a role naming the users"
+        fix = "c.JupyterHub.extra_user_scopes.add({scope!r}), or a role naming the users"
     else:
         fix = (
             "add {scope!r} to the scopes of the 'user' role in c.JupyterHub.load_roles, "

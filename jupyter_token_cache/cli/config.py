@@ -150,7 +150,7 @@ def _held_by_users(config: Config) -> Any:
     hub = config.JupyterHub
     extra = None
     if JupyterHub.class_traits().get("extra_user_scopes") is not None:  # JupyterHub 6
-        extra = _value(hub.get("extra_user_scopes"), [])
+        extra = _value(hub.get("extra_user_scopes"), set())  # a set: .append does nothing
     return held_by_users(_value(hub.get("load_roles"), []), extra_user_scopes=extra)
 
 

@@ -214,7 +214,9 @@ def test_a_scope_no_user_can_hold(tmp_path: Path) -> None:
     # a role that names no users or groups is held by nobody
     assert len(problems(tmp_path, GOOD + roles + group.replace('"groups"', '"services"'))) == 1
     alone = GOOD.replace("c.JupyterHub.load_roles", "ignored")
-    extra = 'c.JupyterHub.extra_user_scopes.extend(["access:services!service=dask", "custom:dask:use"])\n'
+    extra = 'c.JupyterHub.extra_user_scopes.update(["access:services!service=dask", "custom:dask:use"])\n'
     assert problems(tmp_path, alone + extra) == []
+    # a set: .append and .extend do nothing there, for the hub as for the check
+    assert len(problems(tmp_path, alone + extra.replace(".update(", ".extend("))) == 3
     # an authenticator that manages roles gives them at login: not judged
     assert problems(tmp_path, alone + "c.Authenticator.manage_roles = True\n") == []
