@@ -242,11 +242,11 @@ async def _ping(store: SharedStore, namespace: str, timeout: float) -> str | Non
 
 
 def _location(url: str) -> str:
-    """``host:port`` of a backend URL: never its password."""
+    """``host:port`` of a backend URL (each of them for Sentinel and Cluster): never its
+    password."""
     if not url:
         return "its default address"
-    parsed = urllib.parse.urlparse(url)
-    return f"{parsed.hostname}:{parsed.port}" if parsed.port else str(parsed.hostname)
+    return urllib.parse.urlsplit(url).netloc.rpartition("@")[2] or url
 
 
 def _value(value: Any, initial: Any) -> Any:

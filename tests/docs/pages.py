@@ -23,8 +23,8 @@ kind of block means:
   starts its own hub. ``% docs-test: answer NAME``: the JSON block that follows is an
   answer the page shows; the test makes the same request (``ANSWERS`` in
   test_pages.py) and compares the two. ``% docs-test: abridged "why"``: the console
-  output that follows is a sample; its command must succeed and its first output line
-  match.
+  output that follows is a sample, not compared: its command must succeed, and the
+  page says why.
 
 What a page names that only exists on the operator's machine (Redis on 6379, the hub
 on 8081, /etc/jupyterhub) is replaced by this machine's equivalent (``substitutions``);
@@ -42,7 +42,7 @@ import re
 import shutil
 import subprocess
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -215,7 +215,7 @@ class PageRun:
         os.environ.update(self.env)
         result = eval(code, self.namespace)  # noqa: S307 - the documentation's own code
         if inspect.iscoroutine(result):
-            asyncio.run(result)
+            asyncio.run(cell(result))
         return "code"
 
     # -- shell ----------------------------------------------------------------------
@@ -255,12 +255,8 @@ class PageRun:
                     f"{self.where(example)}: `{command}` exited with {status}:\n{output}"
                 )
             if marker and marker[0] == "abridged":
-                if shown:
-                    assert same(output.splitlines()[:1], shown[:1]), (
-                        f"{self.where(example)}: `{command}` printed\n{output}\nnot\n"
-                        + "\n".join(shown)
-                    )
-            elif shown:
+                continue  # a sample: the command ran, and succeeded
+            if shown:
                 assert same(output.splitlines(), shown), (
                     f"{self.where(example)}: `{command}` printed\n{output}\nthe page shows\n"
                     + "\n".join(shown)
@@ -348,9 +344,23 @@ class PageRun:
                 self.stop_hub()
                 self.hub = self.hub_starter(self.load(composition))
                 self.started.append((len(composition.lines), self.hub))
-            found.append((composition, check(self.config_files(composition), ping_timeout=3)))
-            self.stop_hub()
+            self.stop_hub()  # first: check-config runs as a process of its own would
+            found.append((composition, check(self.config_files(composition), ping_timeout=10)))
         return found
+
+
+async def cell(coroutine: Awaitable[Any]) -> Any:
+    """Await a block's top-level ``await``s as a notebook cell would, on a loop of its own;
+    then close the cache stores the block opened there, before that loop ends (a kernel's
+    loop would live on; this one does not, and a store is bound to its loop)."""
+    from jupyter_token_cache.cache import engine
+
+    before = set(engine._STORES)
+    try:
+        return await coroutine
+    finally:
+        for key in set(engine._STORES) - before:
+            await engine._STORES.pop(key).close()
 
 
 #: Values that differ from run to run, and the same in both texts compared.
@@ -370,10 +380,12 @@ def normal(line: str) -> str:
 def same(real: list[str], shown: list[str]) -> bool:
     """Whether the real lines are the shown ones, volatile values aside; a shown ``...``
     line stands for any number of lines."""
-    pattern = "\n".join(
+    pattern = "".join(
         r"(?:.*\n)*?" if line.strip() == "..." else re.escape(normal(line)) + r"\n"
         for line in shown
     )
+    while real and not real[-1].strip():  # a trailing blank line is not shown
+        real = real[:-1]
     text = "".join(normal(line) + "\n" for line in real)
     return re.fullmatch(pattern, text) is not None
 

@@ -63,6 +63,7 @@ class PageHub:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
+        forget_custom_scopes()
         MockHub.clear_instance()
         self.app = MockHub.instance(config=config)
         try:
@@ -104,13 +105,30 @@ class PageHub:
                 await stopped
 
         try:
-            self.call(stop())
+            if hasattr(self.app, "db"):  # it got as far as initializing
+                self.call(stop())
         except (asyncio.CancelledError, concurrent.futures.CancelledError):
             pass  # the hub's stop cancels the tasks of its loop, its own caller's too
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(30)
             MockHub.clear_instance()
+
+
+def forget_custom_scopes() -> None:
+    """Forget the custom scopes earlier pages' hubs defined: JupyterHub keeps them in a
+    module-level table, and two pages may describe one scope in different words (each
+    page is the operator's one file, not a sum of every page)."""
+    from jupyterhub.scopes import scope_definitions
+
+    for name in [name for name in scope_definitions if name.startswith("custom:")]:
+        del scope_definitions[name]
+
+
+def checked(path: Path, **options: Any) -> list[Any]:
+    """check-config's problems with the composed file, as for a file of its own."""
+    forget_custom_scopes()
+    return check_config(path, **options)
 
 
 def internal_token(hub: PageHub, service: str) -> str:
@@ -272,7 +290,7 @@ def test_page(
     try:
         for example in run.examples():
             run.run(example)
-        started = run.finish_compositions(check_config)
+        started = run.finish_compositions(checked)
     finally:
         run.stop_hub()
         os.environ.clear()
