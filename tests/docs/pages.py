@@ -87,6 +87,8 @@ class Composition:
 
     files: dict[str, list[str]] = field(default_factory=dict)
     lines: list[int] = field(default_factory=list)
+    #: The answers the page shows of this configuration's hub: (line, name, answer).
+    answers: list[tuple[int, str, Any]] = field(default_factory=list)
 
     def add(self, name: str, source: str, line: int) -> None:
         self.files.setdefault(name, []).append(source)
@@ -238,6 +240,8 @@ class PageRun:
     def console(self, example: Example, source: str, marker: tuple[str, str] | None) -> str:
         """``$ command`` lines (a trailing ``\\`` continues one), each followed by its output."""
         self.ensure_hub_if_named(source)
+        if self.compositions[-1].files:  # the file a command is given is the page's so far
+            self.config_files(self.compositions[-1])
         commands: list[tuple[str, list[str]]] = []
         for line in self.substitute(source).splitlines():
             if line.startswith("$ "):
@@ -284,14 +288,18 @@ class PageRun:
                 f"{self.where(example)}: an answer the page shows is neither compared "
                 f'(% docs-test: answer NAME) nor marked % skip: next "why"'
             )
-        self.ensure_hub()
-        real = self.answers[marker[1]](self.hub)
-        shown = json.loads(source)
-        assert shape(shown) == shape(real), (
-            f"{self.where(example)}: the page shows\n{json.dumps(shown, indent=1)}\nthe hub "
-            f"answers\n{json.dumps(real, indent=1)}"
-        )
+        # compared at the end of the page's configuration: a page shows the answers of the
+        # hub it configures, whose configuration may go on after the answer
+        self.compositions[-1].answers.append((example.line, marker[1], json.loads(source)))
         return "answer"
+
+    def compare_answers(self, composition: Composition) -> None:
+        for line, name, shown in composition.answers:
+            real = self.answers[name](self.hub)
+            assert shape(shown) == shape(real), (
+                f"{self.where(line)}: the page shows\n{json.dumps(shown, indent=1)}\nthe hub "
+                f"answers\n{json.dumps(real, indent=1)}"
+            )
 
     # -- the hub --------------------------------------------------------------------
 
@@ -344,6 +352,7 @@ class PageRun:
                 self.stop_hub()
                 self.hub = self.hub_starter(self.load(composition))
                 self.started.append((len(composition.lines), self.hub))
+            self.compare_answers(composition)
             self.stop_hub()  # first: check-config runs as a process of its own would
             found.append((composition, check(self.config_files(composition), ping_timeout=10)))
         return found
