@@ -410,3 +410,11 @@ def shape(value: Any, key: str = "") -> Any:
     if isinstance(value, list):
         return [shape(v) for v in value]
     return "<volatile>" if key in VOLATILE_KEYS else value
+
+
+def page_config(path: Path, substitute: Callable[[str], str] = str) -> str:
+    """The ``jupyterhub_config.py`` a page composes (its configuration blocks in page order,
+    ``substitute``d), for tests that run it with the real ``jupyterhub`` command."""
+    document = Document(path.read_text(), str(path))
+    blocks = [str(region.lexemes["source"]) for region in FencedCodeBlockLexer("python")(document)]
+    return "\n\n".join(substitute(b) for b in blocks if CONFIG_LINE.search(b)) + "\n"
