@@ -49,6 +49,7 @@ from typing import Any
 from unittest import SkipTest
 
 from sybil import Document, Example, Region
+from sybil.evaluators.skip import Skipper
 from sybil.parsers.abstract.lexers import LexerCollection
 from sybil.parsers.markdown.lexers import DirectiveInHTMLCommentLexer, FencedCodeBlockLexer
 from sybil.parsers.myst.lexers import DirectiveInPercentCommentLexer
@@ -163,7 +164,14 @@ class PageRun:
     # -- running ------------------------------------------------------------------
 
     def examples(self) -> list[Example]:
-        return list(self.document.examples())
+        """The page's examples, in page order; every skip must say why."""
+        examples = list(self.document.examples())
+        for example in examples:
+            if isinstance(example.region.evaluator, Skipper):
+                action, reason = example.parsed
+                if action in ("next", "start") and not (reason or "").strip('" '):
+                    raise AssertionError(f'{self.where(example)}: say why: skip: {action} "why"')
+        return examples
 
     def run(self, example: Example) -> None:
         """Evaluate one example; a block skipped by ``% skip`` is recorded with its reason."""
@@ -204,14 +212,14 @@ class PageRun:
     # -- Python ---------------------------------------------------------------------
 
     def python(self, example: Example, source: str, marker: tuple[str, str] | None) -> str:
+        match = FILE_LINE.match(source)  # the file the page names, as it names it
         source = self.substitute(source)
         if CONFIG_LINE.search(source) and not re.search(r"^c = Config\(\)", source, re.M):
             compile(source, self.where(example), "exec")
             if marker and marker[0] == "alternative":
                 self.compositions.append(Composition())
-            match = FILE_LINE.match(source)
-            name = match.group(1) if match else "jupyterhub_config.py"
-            self.compositions[-1].add(name.lstrip("/"), source, example.line)
+            name = self.substitute(match.group(1)) if match else "jupyterhub_config.py"
+            self.compositions[-1].add(name, source, example.line)
             return "configuration"
         code = compile(source, self.where(example), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
         os.environ.update(self.env)
@@ -306,7 +314,11 @@ class PageRun:
     def config_files(self, composition: Composition) -> Path:
         """Write ``composition``'s files into the scratch directory; the main one's path."""
         for name, sources in composition.files.items():
-            path = self.scratch / name
+            path = self.scratch / name  # an absolute name (substituted) stays as it is
+            if not path.is_relative_to(self.scratch):
+                raise AssertionError(
+                    f"{self.path.name} writes {name}, outside its scratch directory"
+                )
             path.parent.mkdir(parents=True, exist_ok=True)
             text = "\n\n".join(sources)
             if name == "jupyterhub_config.py" and "authenticator_class" not in text:
