@@ -340,9 +340,19 @@ class PageRun:
             return self.hub
         assert composition.files, "the page talks to a hub, but configures none"
         self.stop_hub()
-        self.hub = self.hub_starter(self.load(composition))
+        self.hub = self.start(composition)
         self.started.append((composed, self.hub))
         return self.hub
+
+    def start(self, composition: Composition) -> Any:
+        """A hub with ``composition``; a failure names the page and the blocks composed."""
+        try:
+            return self.hub_starter(self.load(composition))
+        except Exception as e:
+            raise AssertionError(
+                f"{self.path.relative_to(ROOT)}: the hub does not start with the configuration "
+                f"of the blocks at lines {composition.lines}: {type(e).__name__}: {e}"
+            ) from e
 
     def stop_hub(self) -> None:
         if self.hub is not None:
@@ -362,7 +372,7 @@ class PageRun:
             running = self.hub is not None and self.started[-1][0] == len(composition.lines)
             if not (last and running):
                 self.stop_hub()
-                self.hub = self.hub_starter(self.load(composition))
+                self.hub = self.start(composition)
                 self.started.append((len(composition.lines), self.hub))
             self.compare_answers(composition)
             self.stop_hub()  # first: check-config runs as a process of its own would
