@@ -440,3 +440,23 @@ def page_config(path: Path, substitute: Callable[[str], str] = str) -> str:
     document = Document(path.read_text(), str(path))
     blocks = [str(region.lexemes["source"]) for region in FencedCodeBlockLexer("python")(document)]
     return "\n\n".join(substitute(b) for b in blocks if CONFIG_LINE.search(b)) + "\n"
+
+
+#: What the pages say to do on JupyterHub 5, which has no ``extra_user_scopes``: the same
+#: scopes in a "user" role with "self" (appended to a composed file run on JupyterHub 5).
+JUPYTERHUB_5_USER_ROLE = """
+# JupyterHub 5: the scopes given to users, in the "user" role (as the pages say)
+c.JupyterHub.load_roles.append({"name": "user", "scopes": ["self", *sorted(
+    c.JupyterHub.extra_user_scopes.get_value(set())
+    if hasattr(c.JupyterHub.extra_user_scopes, "get_value") else c.JupyterHub.extra_user_scopes
+)]})
+"""
+
+
+def for_this_jupyterhub(config: str) -> str:
+    """``config``, plus the pages' JupyterHub 5 instruction when this hub is JupyterHub 5."""
+    from jupyterhub.app import JupyterHub
+
+    if "extra_user_scopes" in JupyterHub.class_trait_names():
+        return config
+    return config + JUPYTERHUB_5_USER_ROLE

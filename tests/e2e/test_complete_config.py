@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from ..cli.cli import cli
-from ..docs.pages import ROOT, page_config
+from ..docs.pages import ROOT, for_this_jupyterhub, page_config
 from ..hubprocess import HubProcess, running_hub
 from ..servers import RedisServer, free_port
 from .services import api_token
@@ -48,7 +48,8 @@ def hub(
         env.setenv("JUPYTERHUB_CRYPT_KEY", secrets.token_hex(32))
         env.setenv("TOKEN_CACHE_ADMIN_TOKEN", admin_token)
         workdir = tmp_path_factory.mktemp("complete-config")
-        with running_hub(workdir, page_config(PAGE, substitute)) as hub:
+        config = for_this_jupyterhub(page_config(PAGE, substitute))
+        with running_hub(workdir, config) as hub:
             yield hub
 
 

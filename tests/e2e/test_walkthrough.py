@@ -30,7 +30,7 @@ import httpx
 import pytest
 
 from ..browser.admin import CHROMIUM, CHROMIUM_ARGS
-from ..docs.pages import ROOT, page_config
+from ..docs.pages import ROOT, for_this_jupyterhub, page_config
 from ..hubprocess import HubProcess, running_hub
 from ..servers import MissingBinary, RedisServer, unavailable
 from .services import api_token
@@ -79,7 +79,7 @@ def hub(
 ) -> Iterator[HubProcess]:
     workdir = tmp_path_factory.mktemp("walkthrough")
     singleuser = Path(sys.executable).with_name("jupyterhub-singleuser")
-    config = quickstart_config(redis_server) + SPAWNER.format(
+    config = for_this_jupyterhub(quickstart_config(redis_server)) + SPAWNER.format(
         workdir=workdir, password=PASSWORD, singleuser=singleuser
     )
     with pytest.MonkeyPatch.context() as env:
