@@ -20,19 +20,26 @@ c.TokenCache.backend = "redis"
 c.TokenCache.url = "redis://127.0.0.1:6379/0"
 c.TokenCache.namespace = "hub-prod"  # several hubs can share one server
 
-# Policy.
-c.TokenCache.notebook_scopes = ["access:servers!user", "read:users!user"]
+# Policy. Every setting adds to what is there, so this file composes with others.
 c.TokenCache.notebook_lifetime = 86400
 c.TokenCache.minimum_lifetime = 300
-c.TokenCache.services = {
-    "dask": {"scopes": ["access:services!service=dask"], "lifetime": 3600},
-}
+c.TokenCache.services.update(
+    {
+        "dask": {"scopes": ["access:services!service=dask"], "lifetime": 3600},
+    }
+)
+# Notebooks may ask for dask tokens: users must hold the scope, as tokens never get more
+# than their user (JupyterHub 6; on 5, a "user" role of load_roles with "self" and it).
+c.TokenCache.notebook_scopes.append("access:services!service=dask")
+c.JupyterHub.extra_user_scopes.add("access:services!service=dask")
 
 # Admin routes (GET /hub/api/token-cache/stats, DELETE /hub/api/token-cache[/users/x])
 # need admin:users or this custom scope; here it goes to a non-admin operator.
-c.JupyterHub.custom_scopes = {
-    "custom:token-cache:admin": {"description": "See token cache stats and reset it"},
-}
-c.JupyterHub.load_roles = [
+c.JupyterHub.custom_scopes.update(
+    {
+        "custom:token-cache:admin": {"description": "See token cache stats and reset it"},
+    }
+)
+c.JupyterHub.load_roles.append(
     {"name": "token-cache-operator", "scopes": ["custom:token-cache:admin"], "users": ["ops"]},
-]
+)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from .servers import MissingBinary, free_port, unavailable
+from .servers import PORT_ATTEMPTS, PORT_TAKEN, MissingBinary, free_port, unavailable
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,9 +47,9 @@ c.JupyterHub.custom_scopes = {{"custom:token-cache:admin": {{"description": "Tok
 
 
 def wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float,
-                  stop: Callable[[], None]) -> None:  # fmt: skip
-    """Poll ``url`` until it answers 200; if ``process`` exits or time runs out, stop it and
-    raise with the end of its log."""
+                  stop: Callable[[], None], broken: Callable[[], bool] = bool) -> None:  # fmt: skip
+    """Poll ``url`` until it answers 200; if ``process`` exits, ``broken()`` says it cannot
+    come up or time runs out, stop it and raise with the end of its log."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -57,7 +57,7 @@ def wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path, timeout
                 return
         except httpx.HTTPError:
             pass
-        if process.poll() is not None or time.monotonic() > deadline:
+        if process.poll() is not None or broken() or time.monotonic() > deadline:
             stop()
             raise RuntimeError(f"{process.args!r} did not start:\n{log.read_text()[-3000:]}")
         time.sleep(0.1)
@@ -72,30 +72,53 @@ class HubProcess:
                 "configurable-http-proxy not found (npm install -g configurable-http-proxy)"
             )
         self.workdir = workdir
-        self.port, self.hub_port = free_port(), free_port()
         self.service_token = secrets.token_hex(16)
-        self.url = f"http://127.0.0.1:{self.port}"
-        #: The hub itself, without the proxy in between.
-        self.hub_url = f"http://127.0.0.1:{self.hub_port}"
+        self.config = config
         workdir.mkdir(parents=True, exist_ok=True)
-        text = BASE_CONFIG.format(port=self.port, hub_port=self.hub_port, proxy_api_port=free_port(),
-                                  workdir=workdir, service_token=self.service_token) + config  # fmt: skip
-        (workdir / "jupyterhub_config.py").write_text(text)
+        self.pick_ports()
         self.log_path = workdir / "jupyterhub.log"
         self.process: subprocess.Popen[bytes] | None = None
         #: Process groups of every start (a restarted hub leaves its proxy in the first).
         self._groups: list[int] = []
 
+    def pick_ports(self) -> None:
+        """Ports for the proxy, its API and the hub, written into the hub's config file."""
+        self.port, self.hub_port = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        #: The hub itself, without the proxy in between.
+        self.hub_url = f"http://127.0.0.1:{self.hub_port}"
+        text = BASE_CONFIG.format(port=self.port, hub_port=self.hub_port, proxy_api_port=free_port(),
+                                  workdir=self.workdir, service_token=self.service_token) + self.config  # fmt: skip
+        (self.workdir / "jupyterhub_config.py").write_text(text)
+
     def start(self, timeout: float = 60) -> HubProcess:
-        log = self.log_path.open("ab")
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        self.process = subprocess.Popen(
-            [str(Path(sys.executable).with_name("jupyterhub")), "-f", "jupyterhub_config.py"],
-            cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-        )  # fmt: skip
-        log.close()
-        self._groups.append(self.process.pid)
-        wait_until_up(f"{self.url}/hub/api/", self.process, self.log_path, timeout, self.stop)
+        """Start the hub (and its proxy); the first start, on new ports again if another
+        process took one of them first (a restart keeps them: clients hold the URLs)."""
+        attempts = PORT_ATTEMPTS if self.process is None else 1
+        for attempt in range(1, attempts + 1):
+            mark = self.log_path.stat().st_size if self.log_path.exists() else 0
+            log = self.log_path.open("ab")
+            env = {**os.environ, "PYTHONPATH": str(ROOT)}
+            self.process = subprocess.Popen(
+                [str(Path(sys.executable).with_name("jupyterhub")), "-f", "jupyterhub_config.py"],
+                cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            )  # fmt: skip
+            log.close()
+            self._groups.append(self.process.pid)
+
+            def port_taken(mark: int = mark) -> bool:
+                # the proxy then lives on, its API answering, the public port another's
+                said = self.log_path.read_bytes()[mark:].decode(errors="replace")
+                return "EADDRINUSE" in said or PORT_TAKEN in said
+
+            try:
+                wait_until_up(f"{self.url}/hub/api/", self.process, self.log_path, timeout,
+                              self.stop, port_taken)  # fmt: skip
+                return self
+            except RuntimeError:
+                if attempt == attempts or not port_taken():
+                    raise
+                self.pick_ports()
         return self
 
     def admin(self, *, direct: bool = False) -> httpx.Client:

@@ -6,6 +6,7 @@ Used by the tests (through conftest fixtures) and by the benchmarks.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import glob
 import itertools
 import os
@@ -23,12 +24,49 @@ from typing import Any, NoReturn
 import pytest
 
 LOOPBACK = "127.0.0.1"
+#: How often a server is started on new ports when another process took one first.
+PORT_ATTEMPTS = 5
+#: What a server says (in its log) when its port was taken (EADDRINUSE).
+PORT_TAKEN = "in use"
 
 
 def free_port() -> int:
+    """A port nothing listens on now; another process may take it before we do, so the
+    servers below start again on new ports when theirs was taken (``Server.start``)."""
     with socket.socket() as s:
         s.bind((LOOPBACK, 0))
         return s.getsockname()[1]
+
+
+def listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` itself listens on ``port``, not merely whether something does:
+    a server that lost its port to another program must not pass for started.
+
+    Linux's /proc: the listening sockets on ``port`` (/proc/net/tcp, tcp6) among ``pid``'s
+    open files. Elsewhere, whether the port accepts a connection.
+    """
+    try:
+        sockets = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with open(table) as f:
+                for line in itertools.islice(f, 1, None):
+                    fields = line.split()
+                    if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                        sockets.add(f"socket:[{fields[9]}]")
+        if not sockets:
+            return False
+        fds = f"/proc/{pid}/fd"
+        for fd in os.listdir(fds):
+            with contextlib.suppress(OSError):
+                if os.readlink(os.path.join(fds, fd)) in sockets:
+                    return True
+        return False
+    except (OSError, IndexError, ValueError):  # no /proc here
+        try:
+            with socket.create_connection((LOOPBACK, port), timeout=0.2):
+                return True
+        except OSError:
+            return False
 
 
 def unavailable(reason: object) -> NoReturn:
@@ -50,16 +88,29 @@ def require_binary(name: str, package: str) -> str:
 
 
 class Server:
-    """One server process; ``kill``/``restart``/``pause``/``resume`` for fault tests."""
+    """One server process; ``kill``/``restart``/``pause``/``resume`` for fault tests.
+
+    What the program prints goes to ``output`` (a file of its own), so that a server
+    that fails to start is reported with its own last lines, not only its exit status.
+    """
 
     binary = ""
     package = ""
     scheme = ""
+    #: Seconds a start may take.
+    start_timeout = 10.0
 
     def __init__(self) -> None:
         self.path = require_binary(self.binary, self.package)
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self.output = self._output_file()
+
+    def _output_file(self) -> str:
+        fd, path = tempfile.mkstemp(prefix=f"pytest-{self.binary}-", suffix=".out")
+        os.close(fd)
+        atexit.register(lambda: os.path.exists(path) and os.remove(path))
+        return path
 
     @property
     def url(self) -> str:
@@ -68,20 +119,74 @@ class Server:
     def command(self) -> list[str]:
         raise NotImplementedError
 
+    def popen_options(self) -> dict[str, Any]:
+        """More arguments for ``subprocess.Popen`` (an environment, a user...)."""
+        return {}
+
+    def log_files(self) -> list[str]:
+        """Where the server writes what it says: ``output``, and a log file of its own."""
+        return [self.output]
+
+    def pick_ports(self) -> None:
+        """New ports, for a start again after another process took one."""
+        self.port = free_port()
+
+    def ready(self) -> bool:
+        """Whether the started server serves: it listens on its port itself."""
+        assert self.process is not None
+        return listens(self.process.pid, self.port)
+
     def start(self) -> Server:
-        self.process = subprocess.Popen(
-            self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 10
+        """Start the server and wait until it serves; on a port another process took
+        first, again on new ports (``PORT_ATTEMPTS`` times).
+
+        Raises RuntimeError with the server's own last lines when it exits or does not
+        serve within ``start_timeout``.
+        """
+        # a restart keeps its ports: clients of the server hold its address
+        attempts = 1 if getattr(self, "_served", False) else PORT_ATTEMPTS
+        for attempt in range(1, attempts + 1):
+            marks = {path: _size(path) for path in self.log_files()}
+            with open(self.output, "ab") as out:
+                self.process = subprocess.Popen(
+                    self.command(), stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                    **self.popen_options(),
+                )  # fmt: skip
+            failure = self._wait_ready()
+            if failure is None:
+                self._served = True
+                return self
+            said = self.last_lines(marks)
+            if PORT_TAKEN in said and attempt < attempts:
+                self.pick_ports()
+                continue
+            raise RuntimeError(f"{self.binary} {failure}; its last lines:\n{said or '(none)'}")
+        raise AssertionError("unreachable")
+
+    def _wait_ready(self) -> str | None:
+        """None once the server serves; else what went wrong (it is then stopped)."""
+        assert self.process is not None
+        deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"{self.binary} exited with {self.process.returncode}")
+                return f"exited with {self.process.returncode} (port {self.port})"
             try:
-                with socket.create_connection((LOOPBACK, self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError(f"{self.binary} did not listen on {self.port}")
+                if self.ready():
+                    return None
+            except Exception:  # noqa: BLE001, S110 - not serving yet
+                pass
+            time.sleep(0.02)
+        self.kill()
+        return f"did not serve on port {self.port} within {self.start_timeout:g} s"
+
+    def last_lines(self, marks: dict[str, int] | None = None, count: int = 20) -> str:
+        """The last ``count`` lines the server wrote (since ``marks``: offsets per file)."""
+        lines: list[str] = []
+        for path in self.log_files():
+            with contextlib.suppress(OSError), open(path, "rb") as f:
+                f.seek((marks or {}).get(path, 0))
+                lines += f.read().decode(errors="replace").splitlines()
+        return "\n".join(lines[-count:])
 
     def kill(self) -> None:
         """SIGKILL: the server vanishes mid-conversation, as in a crash."""
@@ -110,6 +215,13 @@ class Server:
     def resume(self) -> None:
         assert self.process is not None
         self.process.send_signal(signal.SIGCONT)
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 class RedisServer(Server):
@@ -238,6 +350,7 @@ class PostgresServer(Server):
     binary = "postgres"
     package = "postgresql"
     scheme = "postgresql"
+    start_timeout = 30.0
     _names = itertools.count()
 
     def __init__(self) -> None:
@@ -263,7 +376,7 @@ class PostgresServer(Server):
             base = "/tmp"  # noqa: S108 - a parent the postgres user cannot enter
         self.dir = tempfile.mkdtemp(prefix="pytest-postgres-", dir=base)
         self.data = os.path.join(self.dir, "data")
-        self.log = os.path.join(self.dir, "postgres.log")
+        self.log = self.output = os.path.join(self.dir, "postgres.log")
         if self.user is not None:
             os.chown(self.dir, self.user.pw_uid, self.user.pw_gid)
         atexit.register(self.stop)  # a backstop: the session fixture stops it first
@@ -290,12 +403,18 @@ class PostgresServer(Server):
             "-c", "max_connections=200",
         ]  # fmt: skip
 
-    def _log_tail(self) -> str:
-        try:
-            with open(self.log, errors="replace") as f:
-                return f.read()[-2000:]
-        except OSError:
-            return ""
+    def popen_options(self) -> dict[str, Any]:
+        # its own session: kill() reaches the backends too, not just the postmaster
+        return {"cwd": self.dir, "start_new_session": True, **self._as_user()}
+
+    def ready(self) -> bool:
+        """The port opens before the server accepts logins: wait for a real one."""
+        import psycopg2
+
+        if not super().ready():  # ours, not another test's server on a port taken first
+            return False
+        psycopg2.connect(self._dsn("postgres"), connect_timeout=1).close()
+        return True
 
     def start(self) -> PostgresServer:
         if not os.path.isdir(self.data):
@@ -323,36 +442,8 @@ class PostgresServer(Server):
                 raise RuntimeError(
                     f"initdb failed ({done.returncode}):\n{done.stdout}{done.stderr}"
                 )
-        with open(self.log, "ab") as log:
-            if self.user is not None:
-                os.fchown(log.fileno(), self.user.pw_uid, self.user.pw_gid)
-            # its own session: kill() reaches the backends too, not just the postmaster
-            self.process = subprocess.Popen(
-                self.command(),
-                cwd=self.dir,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-                **self._as_user(),
-            )
-        import psycopg2
-
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"postgres exited with {self.process.returncode}:\n{self._log_tail()}"
-                )
-            try:  # the port opens before the server accepts logins: wait for a real one
-                psycopg2.connect(self._dsn("postgres"), connect_timeout=1).close()
-                return self
-            except psycopg2.OperationalError:
-                time.sleep(0.05)
-        self.kill()
-        raise RuntimeError(
-            f"postgres did not accept connections on {self.port}:\n{self._log_tail()}"
-        )
+        super().start()
+        return self
 
     def _dsn(self, dbname: str) -> str:
         return f"host={LOOPBACK} port={self.port} user=postgres dbname={dbname}"
@@ -430,17 +521,32 @@ class ReplicatedRedisServer(RedisServer):
         super().__init__()
         self.dir = directory
         self.extra = list(extra)
+        #: A Cluster node's bus port (port + 10000 may be out of range), or None.
+        self.bus_port: int | None = None
         os.makedirs(directory, exist_ok=True)
 
     def command(self) -> list[str]:
-        log = os.path.join(self.dir, "redis.log")
+        bus = ["--cluster-port", str(self.bus_port)] if self.bus_port else []
         return [
             *super().command(),
             "--dir", self.dir,
-            "--logfile", log,
+            "--logfile", self.logfile,
             "--repl-diskless-sync-delay", "0",  # a replica syncs at once, not after 5 s
+            *bus,
             *self.extra,
         ]  # fmt: skip
+
+    @property
+    def logfile(self) -> str:
+        return os.path.join(self.dir, "redis.log")
+
+    def log_files(self) -> list[str]:
+        return [self.output, self.logfile]
+
+    def pick_ports(self) -> None:
+        super().pick_ports()
+        if self.bus_port:
+            self.bus_port = free_port()
 
     def info(self, section: str) -> dict[str, str]:
         text = self.call("INFO", section)
@@ -469,7 +575,7 @@ class SentinelServer(Server):
     package = "redis-sentinel"
     scheme = "redis"
 
-    def __init__(self, directory: str, service: str, master_port: int) -> None:
+    def __init__(self, directory: str, service: str, master: Server) -> None:
         try:
             self.path = require_binary("redis-sentinel", "redis-sentinel")
             self.args: list[str] = []
@@ -478,19 +584,26 @@ class SentinelServer(Server):
             self.args = ["--sentinel"]
         self.port = free_port()
         self.process = None
-        os.makedirs(directory, exist_ok=True)
+        self.output = self._output_file()
+        self.dir = directory
+        self.service = service
+        self.master = master
         self.config = os.path.join(directory, "sentinel.conf")
-        with open(self.config, "w") as f:
-            f.write(
-                f"port {self.port}\nbind {LOOPBACK}\ndir {directory}\nprotected-mode no\n"
-                f"sentinel announce-ip {LOOPBACK}\n"
-                f"sentinel monitor {service} {LOOPBACK} {master_port} 2\n"
-                f"sentinel down-after-milliseconds {service} 1000\n"
-                f"sentinel failover-timeout {service} 3000\n"
-                f"sentinel parallel-syncs {service} 1\n"
-            )
+        self._configured_port = 0
+        os.makedirs(directory, exist_ok=True)
 
     def command(self) -> list[str]:
+        if self._configured_port != self.port:  # the first start, or new ports: sentinels
+            self._configured_port = self.port  # rewrite the file, which a restart keeps
+            with open(self.config, "w") as f:
+                f.write(
+                    f"port {self.port}\nbind {LOOPBACK}\ndir {self.dir}\nprotected-mode no\n"
+                    f"sentinel announce-ip {LOOPBACK}\n"
+                    f"sentinel monitor {self.service} {LOOPBACK} {self.master.port} 2\n"
+                    f"sentinel down-after-milliseconds {self.service} 1000\n"
+                    f"sentinel failover-timeout {self.service} 3000\n"
+                    f"sentinel parallel-syncs {self.service} 1\n"
+                )
         return [self.path, self.config, *self.args]
 
     def call(self, *args: Any) -> Any:
@@ -511,14 +624,10 @@ class SentinelSet:
         self.master = ReplicatedRedisServer(os.path.join(self.dir, "r0"))
         replica_dir = os.path.join(self.dir, "r1")
         self.replica = ReplicatedRedisServer(replica_dir)
-        self.replica.extra = [
-            "--replicaof", LOOPBACK, str(self.master.port),
-            "--replica-announce-ip", LOOPBACK,
-        ]  # fmt: skip
         self.master.extra = ["--replica-announce-ip", LOOPBACK]
         self.servers = [self.master, self.replica]
         self.sentinels = [
-            SentinelServer(os.path.join(self.dir, f"s{i}"), self.service, self.master.port)
+            SentinelServer(os.path.join(self.dir, f"s{i}"), self.service, self.master)
             for i in range(3)
         ]
         atexit.register(self.stop)
@@ -529,8 +638,12 @@ class SentinelSet:
         return f"redis+sentinel://{hosts}/{self.service}/0"
 
     def start(self) -> SentinelSet:
-        for server in self.servers:
-            server.start()
+        self.master.start()  # first: the replica and the sentinels name its port
+        self.replica.extra = [
+            "--replicaof", LOOPBACK, str(self.master.port),
+            "--replica-announce-ip", LOOPBACK,
+        ]  # fmt: skip
+        self.replica.start()
         _wait(lambda: self.replica.info("replication")["master_link_status"] == "up",
               "the replica to sync")  # fmt: skip
         for sentinel in self.sentinels:
@@ -597,11 +710,11 @@ class RedisClusterSet:
             node_dir = os.path.join(self.dir, f"n{i}")
             self.servers.append(ReplicatedRedisServer(node_dir))
         for server in self.servers:
+            server.bus_port = free_port()
             server.extra = [
                 "--cluster-enabled", "yes",
                 "--cluster-config-file", os.path.join(server.dir, "nodes.conf"),
                 "--cluster-node-timeout", "1000",
-                "--cluster-port", str(free_port()),  # port+10000 may be out of range
                 "--cluster-announce-ip", LOOPBACK,
                 "--cluster-require-full-coverage", "no",
             ]  # fmt: skip
@@ -615,11 +728,16 @@ class RedisClusterSet:
         for server in self.servers:
             server.start()
         nodes = [f"{LOOPBACK}:{s.port}" for s in self.servers]
-        subprocess.run(
+        done = subprocess.run(
             [self.cli, "--cluster", "create", *nodes, "--cluster-replicas", "1",
              "--cluster-yes"],
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60,
+            capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"redis-cli --cluster create exited with {done.returncode}:\n"
+                f"{(done.stdout + done.stderr)[-3000:]}"
+            )
         self.wait_ok()
         return self
 

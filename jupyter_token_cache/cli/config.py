@@ -16,8 +16,8 @@ from traitlets.config.loader import LazyConfigValue, PyFileConfigLoader
 from ..cache import TokenCacheConfigError, close_all
 from ..cache.codec import EncryptionKeyError, parse_keys
 from ..cache.shared import SharedStore
-from ..hub.authenticator import TokenCacheMixin, authenticator_class
-from ..scopes import scope_error
+from ..hub.authenticator import AuthenticatorNotFound, TokenCacheMixin, authenticator_class
+from ..scopes import held_by_users, scope_error
 from ..services.auth import CachedTokenChecks
 from ..services.checker import AnswerCache
 from ..tokens.policy import Problem, TokenCache
@@ -82,6 +82,8 @@ def check_config(path: Path, *, ping_timeout: float) -> list[Problem]:
     """Every problem with the token cache settings of the config file at ``path``."""
     try:
         config = PyFileConfigLoader(path.name, path=str(path.parent.resolve())).load_config()
+    except AuthenticatorNotFound as e:  # with_token_cache("github") without oauthenticator
+        return [_authenticator_not_found(e)]
     except Exception as e:  # noqa: BLE001 - any error in the operator's file is a finding
         return [
             Problem(
@@ -104,7 +106,9 @@ def check_config(path: Path, *, ping_timeout: float) -> list[Problem]:
     cache, found = _settings(config)
     problems += found
     cap = _value(hub.get("token_expires_in_max_seconds"), 0)
-    problems += cache.problems(scope_error, max_lifetime=cap if isinstance(cap, int) else 0)
+    problems += cache.problems(
+        scope_error, max_lifetime=cap if isinstance(cap, int) else 0, unheld=_held_by_users(config)
+    )
     problems += _storage(cache, config, ping_timeout)
     return problems
 
@@ -114,6 +118,8 @@ def _authenticator(configured: Any) -> list[Problem]:
     name = configured or "pam"  # JupyterHub's default
     try:
         cls = authenticator_class(name)
+    except AuthenticatorNotFound as e:
+        return [_authenticator_not_found(e)]
     except Exception:  # noqa: BLE001 - not importable here: the hub's environment may differ
         return []
     if not isinstance(cls, type) or issubclass(cls, TokenCacheMixin):
@@ -128,6 +134,34 @@ def _authenticator(configured: Any) -> list[Problem]:
             "(from jupyter_token_cache import with_token_cache)",
         )
     ]
+
+
+def _held_by_users(config: Config) -> Any:
+    """The check of scopes no user can hold (TokenCache.problems' ``unheld``), from the
+    file's roles; None when the authenticator manages roles (it gives them at login)."""
+    from jupyterhub.app import JupyterHub
+
+    if any(
+        _value(section.get("manage_roles"), False)
+        for section in config.values()
+        if isinstance(section, Config)
+    ):
+        return None
+    hub = config.JupyterHub
+    extra = None
+    if JupyterHub.class_traits().get("extra_user_scopes") is not None:  # JupyterHub 6
+        extra = _value(hub.get("extra_user_scopes"), set())  # a set: .append does nothing
+    return held_by_users(_value(hub.get("load_roles"), []), extra_user_scopes=extra)
+
+
+def _authenticator_not_found(error: AuthenticatorNotFound) -> Problem:
+    """The authenticator the file names is not installed: the hub would not start either."""
+    return Problem(
+        "JupyterHub.authenticator_class",
+        _line(error),
+        "install the authenticator's package in the hub's environment, or name one of the "
+        'installed entry points (`with_token_cache("dummy")` to try things out)',
+    )
 
 
 def _settings(config: Config) -> tuple[TokenCache, list[Problem]]:
@@ -208,11 +242,11 @@ async def _ping(store: SharedStore, namespace: str, timeout: float) -> str | Non
 
 
 def _location(url: str) -> str:
-    """``host:port`` of a backend URL: never its password."""
+    """``host:port`` of a backend URL (each of them for Sentinel and Cluster): never its
+    password."""
     if not url:
         return "its default address"
-    parsed = urllib.parse.urlparse(url)
-    return f"{parsed.hostname}:{parsed.port}" if parsed.port else str(parsed.hostname)
+    return urllib.parse.urlsplit(url).netloc.rpartition("@")[2] or url
 
 
 def _value(value: Any, initial: Any) -> Any:

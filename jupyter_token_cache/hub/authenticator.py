@@ -14,7 +14,7 @@ from traitlets.utils.importstring import import_item
 
 from .. import metrics
 from ..client import API_URL_ENV
-from ..scopes import scope_error
+from ..scopes import held_by_users, scope_error
 from ..tokens.events import (
     GROUP_CHANGED,
     REVOKED,
@@ -114,7 +114,11 @@ class TokenCacheMixin:
         """Build the cache, policy, minter, observer and event broker; a bad setting stops the hub here."""
         self.token_cache = self.token_cache_class(parent=self)
         cap = getattr(app, "token_expires_in_max_seconds", 0) or 0
-        for problem in self.token_cache.problems(scope_error, max_lifetime=cap):
+        unheld = None
+        if not getattr(self, "manage_roles", False):  # else the authenticator gives roles
+            extra = app.extra_user_scopes if app.has_trait("extra_user_scopes") else None  # 6+
+            unheld = held_by_users(app.load_roles, extra_user_scopes=extra)
+        for problem in self.token_cache.problems(scope_error, max_lifetime=cap, unheld=unheld):
             self.log.warning("%s: %s; %s", *problem)  # type: ignore[attr-defined]
         create_tables(app.db.get_bind())
         self.token_ended_logins = EndedLogins()
@@ -279,13 +283,67 @@ def _server_active(app: Any) -> Any:
     return active
 
 
+#: The pip package of each well-known authenticator entry-point name (what a name needs).
+AUTHENTICATOR_PACKAGES = {
+    **{
+        name: "oauthenticator"
+        for base in (
+            "auth0", "azuread", "bitbucket", "cilogon", "generic-oauth", "github",
+            "gitlab", "globus", "google", "openshift",
+        )
+        for name in (base, f"local-{base}")
+    },
+    "mediawiki": "oauthenticator",
+    "ldap": "jupyterhub-ldapauthenticator",
+    "ldapauthenticator": "jupyterhub-ldapauthenticator",
+    "native": "jupyterhub-nativeauthenticator",
+    "firstuse": "jupyterhub-firstuseauthenticator",
+    "firstuseauthenticator": "jupyterhub-firstuseauthenticator",
+    "tmp": "jupyterhub-tmpauthenticator",
+}  # fmt: skip
+
+
+class AuthenticatorNotFound(ImportError):
+    """No installed authenticator answers to a name given to ``with_token_cache``.
+
+    An ``ImportError``, as the failed import it replaces was; its message names the
+    package the name needs (when it is a well-known one) and the entry points installed.
+    """
+
+
+def installed_authenticators() -> list[str]:
+    """The ``jupyterhub.authenticators`` entry-point names installed here."""
+    return sorted({e.name for e in entry_points(group="jupyterhub.authenticators")})
+
+
 def authenticator_class(authenticator: str | type[Authenticator]) -> Any:
     """The class ``authenticator`` names, as JupyterHub resolves it: an entry-point name
-    ("github"), an import path, or the class itself."""
-    if isinstance(authenticator, str):
-        found = entry_points(group="jupyterhub.authenticators", name=authenticator)
-        return next(iter(found)).load() if found else import_item(authenticator)
-    return authenticator
+    ("github"), an import path, or the class itself.
+
+    A name that is neither an installed entry point nor importable raises
+    :class:`AuthenticatorNotFound`, naming the package it needs and what is installed,
+    rather than the bare ``No module named 'github'`` that importing the name gives.
+    """
+    if not isinstance(authenticator, str):
+        return authenticator
+    found = entry_points(group="jupyterhub.authenticators", name=authenticator)
+    if found:
+        return next(iter(found)).load()
+    try:
+        return import_item(authenticator)
+    except ImportError as e:
+        package = AUTHENTICATOR_PACKAGES.get(authenticator)
+        if package:
+            why = f"it is an entry point of the {package} package, which is not installed here"
+        elif "." in authenticator:
+            why = f"it does not import ({type(e).__name__}: {e})"
+        else:
+            why = "no installed package declares that entry point, and it is no import path"
+        raise AuthenticatorNotFound(
+            f"No authenticator {authenticator!r}: {why}. Installed authenticator entry "
+            f"points: {', '.join(installed_authenticators()) or 'none'}"
+            + (f". Install it: pip install {package}" if package else "")
+        ) from None
 
 
 def with_token_cache(authenticator: str | type[Authenticator]) -> type[Authenticator]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Container, Iterable
@@ -16,7 +17,7 @@ from jupyterhub.scopes import (
     expand_scopes,
     get_scopes_for,
 )
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import UnicodeText, delete, insert, literal_column, select, text
 
 from ..tokens.lineage import Lineage, note_for
 from ..tokens.minter import MintedRow
@@ -35,6 +36,16 @@ def epoch_seconds(when: datetime | None) -> float | None:
 
 
 _HASHED = text(f"SELECT hashed FROM {orm.APIToken.__tablename__} WHERE id = :id")  # noqa: S608 - a constant table name
+
+#: A token row's scopes as the JSON text JupyterHub stores, not as its ``JSONList`` column:
+#: that type sets no ``cache_ok``, so SQLAlchemy warns (SAWarning) each time a statement
+#: naming the column is compiled. JupyterHub's own entity queries never name it that way.
+_SCOPES = literal_column(f"{orm.APIToken.__tablename__}.scopes", UnicodeText).label("scopes")
+
+
+def _scopes_of(stored: str | None) -> tuple[str, ...]:
+    """``_SCOPES`` read back as JupyterHub's ``JSONList`` reads it (NULL is no scopes)."""
+    return tuple(json.loads(stored)) if stored else ()
 
 
 def naive_utc(epoch: float) -> datetime:
@@ -205,7 +216,7 @@ class OrmMinter:
             select(
                 LINEAGE,
                 orm.APIToken.hashed,
-                orm.APIToken.scopes,
+                _SCOPES,
                 orm.APIToken.created,
                 orm.APIToken.expires_at,
                 orm.APIToken.last_activity,
@@ -223,7 +234,7 @@ class OrmMinter:
             MintedRow(
                 ref=TokenRef(f"a{row.token_id}", row.token_fp),
                 user=row.name,
-                scopes=tuple(row.scopes),
+                scopes=_scopes_of(row.scopes),
                 lineage=from_row(row),
                 created=epoch_seconds(row.created),
                 expires_at=epoch_seconds(row.expires_at),

@@ -194,12 +194,15 @@ class TokenCache(CacheEngine):
         scope_error: Callable[[str], str | None] | None = None,
         *,
         max_lifetime: int = 0,
+        unheld: Callable[[str], tuple[str, str] | None] | None = None,
     ) -> list[Problem]:
         """What in these settings is valid for each trait alone but wrong as a whole.
 
         ``scope_error(scope)`` says why JupyterHub would not know a scope (None when it
         does); without it, scopes are not checked. ``max_lifetime`` is the hub's
-        ``token_expires_in_max_seconds`` (0: no cap).
+        ``token_expires_in_max_seconds`` (0: no cap). ``unheld(scope)`` says why no user
+        can hold a known scope, and how to grant it (None when some user can): a token
+        never gets a scope its user lacks, so such a scope is refused on every request.
 
         Notes
         -----
@@ -253,4 +256,6 @@ class TokenCache(CacheEngine):
                         "rbac/scopes.html) or define custom: scopes in c.JupyterHub.custom_scopes",
                     )
                 )
+            elif unheld is not None and (nobody := unheld(scope)) is not None:
+                found.append(Problem(setting, *nobody))
         return found

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import subprocess
+from importlib.metadata import EntryPoint
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,6 +23,10 @@ c.TokenCache.services = {
     "dask": {"scopes": ["access:services!service=dask", "custom:dask:use"], "lifetime": 3600},
 }
 c.TokenCache.minimum_lifetime = 600
+# users hold what notebooks and dask's tokens are given
+c.JupyterHub.load_roles = [
+    {"name": "user", "scopes": ["self", "access:services!service=dask", "custom:dask:use"]},
+]
 """
 
 SHARED = """
@@ -144,3 +150,73 @@ def test_generate_config(tmp_path: Path) -> None:
 
     settings = json.loads(cli("generate-config", "--json").stdout)
     assert settings["TokenCache"]["minimum_lifetime"]["default"] == "300"
+
+
+def without_oauthenticator(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hub's environment without oauthenticator: its entry points are not installed."""
+    from importlib.metadata import entry_points
+
+    from jupyter_token_cache.hub import authenticator
+
+    def installed(**select: str) -> list[EntryPoint]:
+        return [e for e in entry_points(**select) if e.value.split(".")[0] != "oauthenticator"]
+
+    monkeypatch.setattr(authenticator, "entry_points", installed)
+
+
+def test_an_authenticator_that_is_not_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``with_token_cache("github")`` without oauthenticator: the problem names the package
+    and what is installed, instead of "the file does not load: No module named 'github'"."""
+    from jupyter_token_cache.cli.config import check_config
+
+    without_oauthenticator(monkeypatch)
+    path = tmp_path / "jupyterhub_config.py"
+    path.write_text(GOOD.replace('"dummy"', '"github"'))
+    (problem,) = check_config(path, ping_timeout=1)
+    assert problem.setting == "JupyterHub.authenticator_class"
+    assert "'github'" in problem.message and "pip install oauthenticator" in problem.message
+    assert "dummy, null, pam" in problem.message  # what is installed
+    # named without the mixin, as a string: the same
+    path.write_text('c.JupyterHub.authenticator_class = "google"\n')
+    (problem,) = check_config(path, ping_timeout=1)
+    assert "pip install oauthenticator" in problem.message
+
+
+def problems(tmp_path: Path, text: str) -> list[Any]:
+    """check-config's findings, in this process (the command itself is tested above)."""
+    from jupyter_token_cache.cli.config import check_config
+
+    path = tmp_path / "jupyterhub_config.py"
+    path.write_text(text)
+    return check_config(path, ping_timeout=1)
+
+
+def test_a_scope_no_user_can_hold(tmp_path: Path) -> None:
+    """The quickstart granted notebooks ``access:services!service=dask`` and users only
+    ``self``: every notebook's request for a dask token was refused (403), and nothing said
+    so. Roles given to users or groups count; JupyterHub 6's extra_user_scopes too."""
+    roles = 'c.JupyterHub.load_roles = [{"name": "user", "scopes": ["self", "custom:dask:use"]}]\n'
+    result = check(tmp_path, GOOD + roles, "--json")
+    assert result.returncode == 1
+    (problem,) = json.loads(result.stdout)["problems"]
+    assert problem["setting"] == "TokenCache.services['dask']['scopes']"
+    assert "no user can hold 'access:services!service=dask'" in problem["message"]
+    assert "the 'user' role (self, custom:dask:use)" in problem["message"]
+    assert "'user' role in c.JupyterHub.load_roles" in problem["fix"]
+
+    group = (
+        'c.JupyterHub.load_roles.append({"name": "dask", "groups": ["science"],'
+        ' "scopes": ["access:services!service=dask"]})\n'
+    )
+    assert problems(tmp_path, GOOD + roles + group) == []
+    # a role that names no users or groups is held by nobody
+    assert len(problems(tmp_path, GOOD + roles + group.replace('"groups"', '"services"'))) == 1
+    alone = GOOD.replace("c.JupyterHub.load_roles", "ignored")
+    extra = 'c.JupyterHub.extra_user_scopes.update(["access:services!service=dask", "custom:dask:use"])\n'
+    assert problems(tmp_path, alone + extra) == []
+    # a set: .append and .extend do nothing there, for the hub as for the check
+    assert len(problems(tmp_path, alone + extra.replace(".update(", ".extend("))) == 3
+    # an authenticator that manages roles gives them at login: not judged
+    assert problems(tmp_path, alone + "c.Authenticator.manage_roles = True\n") == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import warnings
 from typing import Any
 
 import pytest
@@ -110,3 +111,32 @@ async def test_in_the_replicated_mode_servers_are_told_where_the_service_is(hub:
     spawner = await spawn(hub, admin, "alice")
     assert spawner.get_env()[API_URL_ENV] == "http://proxy-public/services/token-cache/"
     assert "JUPYTERHUB_NOTEBOOK_TOKEN" in spawner.get_env()  # and the rest as before
+
+
+async def test_no_sqlalchemy_warning_from_a_server_s_life(hub: Hub) -> None:
+    """Our statements never put JupyterHub's ``JSONList`` columns (token scopes) where
+    SQLAlchemy must build a cache key for their type, which has no ``cache_ok``: a hub
+    log carried "SAWarning: TypeDecorator JSONList() will not produce a cache key" each
+    time a server stopped. Every SAWarning is an error here, from a spawn to a reset."""
+    from sqlalchemy.exc import SAWarning
+
+    admin = hub.token("admin", admin=True)
+    hub.add_user("alice")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SAWarning)
+        spawner = await spawn(hub, admin, "alice")
+        assert (await hub.post("internal", spawner.api_token, {"service": "dask"})).is_success
+        await stop(hub, admin, "alice")
+        await asyncio.sleep(0.1)  # post_spawn_stop runs after the stop is reported
+        listed = await hub.http.get(
+            "api/token-cache/tokens", headers={"Authorization": f"token {admin}"}
+        )
+        assert listed.is_success, listed.text
+        reset = await hub.http.delete(
+            "api/token-cache",
+            params={"revoke": "true"},
+            headers={"Authorization": f"token {admin}"},
+        )
+        assert reset.is_success, reset.text
+    # post_spawn_stop's own errors are logged by the hub, not raised here
+    assert not hub.minted_rows("alice"), "the stop did not revoke what was minted for it"

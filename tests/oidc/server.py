@@ -15,10 +15,7 @@ import json
 import os
 import secrets
 import shutil
-import socket
-import subprocess
 import tempfile
-import time
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -43,6 +40,7 @@ class OIDCProvider(Server):
     binary = "node"
     package = "nodejs"
     scheme = "http"
+    start_timeout = 20.0
 
     def __init__(self, short_ttl: int = 3) -> None:
         super().__init__()
@@ -71,27 +69,10 @@ class OIDCProvider(Server):
     def command(self) -> list[str]:
         return [self.path, str(HERE / "provider.mjs")]
 
-    def start(self) -> OIDCProvider:
+    def popen_options(self) -> dict[str, Any]:
         env = {**os.environ, "PORT": str(self.port), "KEY_FILE": str(self.dir / "key.json"),
                "LOG_FILE": str(self.log), "SHORT_TTL": str(self.short_ttl)}  # fmt: skip
-        self.process = subprocess.Popen(
-            self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
-        )
-        self._wait_listening()
-        return self
-
-    def _wait_listening(self) -> None:
-        assert self.process is not None
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"node exited with {self.process.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"oidc-provider did not listen on {self.port}")
+        return {"env": env}
 
     def stop(self) -> None:
         super().stop()

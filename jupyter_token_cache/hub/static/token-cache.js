@@ -81,7 +81,7 @@
         : "none",
     );
     ["hits", "misses", "mints", "entries", "evictions", "errors"].forEach(function (name) {
-      setText("tc-" + name, s[name] === undefined ? "–" : String(s[name]));
+      setText("tc-" + name, s[name] == null ? "–" : String(s[name])); // null: not counted
     });
     var asked = (s.hits || 0) + (s.misses || 0);
     setText("tc-hit-rate", asked ? ((100 * s.hits) / asked).toFixed(1) + " %" : "–");
