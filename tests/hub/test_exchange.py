@@ -25,6 +25,7 @@ from traitlets.config import Config
 
 from jupyter_token_cache.upstream import upstream_tokens
 
+from ..oidc.jwks import KeySet
 from ..oidc.server import HUB_CLIENT, OIDCProvider
 from ..servers import RedisServer
 from .conftest import Hub
@@ -394,3 +395,25 @@ async def test_the_claim_goes_through_the_authenticators_normalize_username(
     r = await exchange(hub, provider.token("BoB", "urn:hub:opaque"))  # preferred_username "BoB"
     assert r.status_code == 200, r.text
     assert (await whoami(hub, r.json()["access_token"])).json()["name"] == "bob"
+
+
+# -- bad input (issue 23): never a 500, never a wider token ---------------------------------
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+@jwt_mode(TokenExchange__algorithms=["RS256", "ES256", "ES384", "ES512", "EdDSA"])
+async def test_a_jwt_header_naming_another_key_type_is_invalid_grant_not_500(
+    hub: Hub, provider: OIDCProvider
+) -> None:
+    hub.add_user("alice")
+    keys = KeySet()  # keys of other types, never published by the provider
+    now = int(time.time())
+    claims = {"iss": provider.issuer, "aud": "jupyterhub", "sub": "alice", "iat": now,
+              "exp": now + 600, "preferred_username": "alice"}  # fmt: skip
+    for key in ("ec256", "ec384", "ec521", "ed25519"):
+        for header in ({"kid": provider.kid}, {"kid": None}, {"kid": "foreign"}):
+            r = await exchange(hub, keys.sign(claims, key, **header))
+            refused(r, "invalid_grant")
+    keys.stop()
+    assert hub.minted_rows("alice") == []
