@@ -28,6 +28,7 @@ from jupyter_token_cache.upstream import upstream_tokens
 from ..oidc.jwks import KeySet
 from ..oidc.server import HUB_CLIENT, OIDCProvider
 from ..servers import RedisServer
+from ..times import epoch
 from .conftest import Hub
 
 GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -417,3 +418,42 @@ async def test_a_jwt_header_naming_another_key_type_is_invalid_grant_not_500(
             refused(r, "invalid_grant")
     keys.stop()
     assert hub.minted_rows("alice") == []
+
+
+@jwt_mode()
+async def test_tokens_of_one_upstream_login_share_one_hub_token(
+    hub: Hub, provider: OIDCProvider
+) -> None:
+    """Same ``sid``, the refreshed token expiring later: one hub token (docs/exchange.md),
+    never outliving the token presented."""
+    hub.add_user("alice")
+    first, second = provider.tokens_of_one_login("alice", "urn:hub:jwt")
+    ends = [jwt.decode(t, options={"verify_signature": False})["exp"] for t in (first, second)]
+    assert ends[0] < ends[1]
+    one = await exchange(hub, first)
+    assert one.status_code == 200, one.text
+    two = await exchange(hub, second)
+    assert two.status_code == 200, two.text
+    assert (two.json()["id"], two.json()["cached"]) == (one.json()["id"], True)
+    assert epoch(two.json()["expires_at"]) <= ends[0]  # capped by the token it was minted for
+    assert len(hub.minted_rows("alice")) == 1
+
+
+@jwt_mode()
+async def test_an_older_token_of_a_login_never_gets_a_hub_token_outliving_it(
+    hub: Hub, provider: OIDCProvider
+) -> None:
+    """The later token first: its hub token would outlive the earlier one, so the earlier
+    one gets a token of its own, capped by its own expiry."""
+    hub.add_user("alice")
+    first, second = provider.tokens_of_one_login("alice", "urn:hub:jwt")
+    ends = [jwt.decode(t, options={"verify_signature": False})["exp"] for t in (first, second)]
+    later = (await exchange(hub, second)).json()
+    earlier = (await exchange(hub, first)).json()
+    assert epoch(later["expires_at"]) <= ends[1]
+    assert epoch(earlier["expires_at"]) <= ends[0]
+    assert earlier["id"] != later["id"]
+    # the later token again: the earlier one's hub token does not outlive it, and is reused
+    again = (await exchange(hub, second)).json()
+    assert again["id"] == earlier["id"] and again["cached"] is True
+
