@@ -9,7 +9,17 @@ from jupyterhub.apihandlers.base import APIHandler
 from tornado import web
 from tornado.iostream import StreamClosedError
 
-from ..rest import NOTEBOOK_FIELDS, internal_body, parse_body, with_message, write_json
+from ..rest import (
+    LISTING_PARAMS,
+    NOTEBOOK_FIELDS,
+    RESET_PARAMS,
+    header,
+    internal_body,
+    parse_body,
+    query,
+    with_message,
+    write_json,
+)
 from ..scopes import ADMIN_SCOPE, EVENTS_SCOPE
 from ..tokens.models import TokenRequestError, shown
 from .events import Subscription, sse
@@ -140,6 +150,7 @@ class TokensHandler(TokenCacheAPIHandler):
 
     async def get(self) -> None:
         self.require_admin()
+        query(self, LISTING_PARAMS)  # each given once, as at the replicas
         offset, limit = self.get_api_pagination()
         try:
             rows = await self.extension.token_service.listing(
@@ -161,7 +172,7 @@ class ResetHandler(TokenCacheAPIHandler):
 
     async def delete(self, name: str | None = None) -> None:
         self.require_admin()
-        revoke = self.get_argument("revoke", "false").lower()
+        revoke = query(self, RESET_PARAMS).get("revoke", "false").lower()
         if revoke not in ("true", "false", "1", "0"):
             raise web.HTTPError(400, "revoke must be true or false")
         if name is not None and self.find_user(name) is None:
@@ -191,7 +202,7 @@ class EventsHandler(TokenCacheAPIHandler):
     async def get(self) -> None:
         self.require_admin(EVENTS_SCOPE)
         broker = self.extension.token_events
-        last = self.request.headers.get("Last-Event-ID") or self.get_argument("last_event_id", None)
+        last = header(self, "Last-Event-ID") or query(self, ("last_event_id",)).get("last_event_id")
         sub = self._sub = broker.subscribe(last)
         heartbeat = self.extension.token_cache.event_heartbeat
         self.set_header("Content-Type", "text/event-stream; charset=UTF-8")

@@ -403,6 +403,48 @@ async def test_the_claim_goes_through_the_authenticators_normalize_username(
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
+async def test_a_repeated_parameter_is_refused_never_widened(
+    hub: Hub, provider: OIDCProvider
+) -> None:
+    """``scope=A&scope=B`` (what httpx and requests send for a list) counted as absent: every
+    notebook scope; ``resource=x&resource=x`` a notebook token instead of x's."""
+    upstream = alices(hub, provider)
+    hub.secrets.add(upstream)
+    base = [("grant_type", GRANT), ("subject_token", upstream), ("subject_token_type", ACCESS)]
+    repeats = {
+        "scope": [("scope", "read:users!user"), ("scope", "read:users:name!user")],
+        "resource": [("resource", "dask"), ("resource", "dask")],
+        "audience": [("audience", "dask"), ("audience", "short")],
+        "subject_token": [("subject_token", upstream)],
+        "grant_type": [("grant_type", GRANT)],
+        "subject_token_type": [("subject_token_type", ACCESS)],
+    }
+    for name, extra in repeats.items():
+        r = await hub.post("exchange", None, urllib.parse.urlencode(base + extra), headers=FORM)
+        assert refused(r, "invalid_request") == f"{name} is given more than once", name
+    duplicated = (
+        f'{{"grant_type": "{GRANT}", "subject_token": "{upstream}", '
+        f'"subject_token_type": "{ACCESS}", "scope": "read:users!user", "scope": "admin:users"}}'
+    )
+    r = await hub.post("exchange", None, duplicated, headers={"Content-Type": "application/json"})
+    assert refused(r, "invalid_request") == "scope is given more than once"
+    assert hub.minted_rows("alice") == []
+
+
+async def test_a_form_without_grant_type_is_an_invalid_request(
+    hub: Hub, provider: OIDCProvider
+) -> None:
+    """RFC 6749 section 5.2 and the OpenAPI document: a missing parameter is invalid_request."""
+    upstream = alices(hub, provider)
+    hub.secrets.add(upstream)
+    body = urllib.parse.urlencode({"subject_token": upstream, "subject_token_type": ACCESS})
+    assert "grant_type" in refused(await hub.post("exchange", None, body, headers=FORM),
+                                   "invalid_request")  # fmt: skip
+    no_type = {"subject_token": upstream, "subject_token_type": ACCESS}
+    assert "grant_type" in refused(await hub.post("exchange", None, no_type), "invalid_request")
+    assert hub.minted_rows("alice") == []
+
+
 @jwt_mode(TokenExchange__algorithms=["RS256", "ES256", "ES384", "ES512", "EdDSA"])
 async def test_a_jwt_header_naming_another_key_type_is_invalid_grant_not_500(
     hub: Hub, provider: OIDCProvider
@@ -456,4 +498,3 @@ async def test_an_older_token_of_a_login_never_gets_a_hub_token_outliving_it(
     # the later token again: the earlier one's hub token does not outlive it, and is reused
     again = (await exchange(hub, second)).json()
     assert again["id"] == earlier["id"] and again["cached"] is True
-
