@@ -101,7 +101,9 @@ class Hub:
                 UNREACHABLE,
             ) from None
         except (httpx.TransportError, OSError) as e:
-            reason = str(e) or type(e).__name__
+            # a request the library refused to send: its message may quote a header
+            local = isinstance(e, httpx.LocalProtocolError)
+            reason = type(e).__name__ if local else str(e) or type(e).__name__
             raise CommandError(
                 f"cannot reach the hub at {self.url}: {reason}", UNREACHABLE
             ) from None
