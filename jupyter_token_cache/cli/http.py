@@ -64,7 +64,7 @@ class Hub:
         self.check(response)
         try:
             return response.json()
-        except ValueError:
+        except (ValueError, RecursionError):
             raise CommandError(f"{method} {self.where(path)}: the answer is not JSON") from None
 
     def get(self, path: str, **kwargs: Any) -> Any:
@@ -107,6 +107,10 @@ class Hub:
             raise CommandError(
                 f"cannot reach the hub at {self.url}: {reason}", UNREACHABLE
             ) from None
+        except httpx.HTTPError as e:  # an answer httpx could not read (its encoding, ...)
+            raise CommandError(
+                f"{method} {self.where(path)}: the answer cannot be read ({type(e).__name__})"
+            ) from None
 
     def check(self, response: httpx.Response) -> None:
         """Raise the :class:`CommandError` an error answer means."""
@@ -131,7 +135,7 @@ def _message(response: httpx.Response) -> str:
     """The ``message`` of a JupyterHub JSON error on one line, or an empty string."""
     try:
         body = json.loads(response.text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return ""
     return " ".join(error_message(body).split())
 

@@ -61,7 +61,7 @@ def json_of(response: httpx.Response, what: str) -> Any:
         )
     try:
         return response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested past the parser
         raise ProviderUnavailable(f"The identity provider's answer to {what} is not JSON") from None
 
 
