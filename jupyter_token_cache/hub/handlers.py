@@ -149,8 +149,8 @@ class TokensHandler(TokenCacheAPIHandler):
     """
 
     async def get(self) -> None:
+        query(self, LISTING_PARAMS)  # each given once: refused first, as a replica refuses it
         self.require_admin()
-        query(self, LISTING_PARAMS)  # each given once, as at the replicas
         offset, limit = self.get_api_pagination()
         try:
             rows = await self.extension.token_service.listing(
@@ -171,8 +171,9 @@ class ResetHandler(TokenCacheAPIHandler):
     """DELETE /hub/api/token-cache[/users/{name}][?revoke=true] (admin): forget (and revoke)."""
 
     async def delete(self, name: str | None = None) -> None:
+        arguments = query(self, RESET_PARAMS)  # refused first, as a replica refuses it
         self.require_admin()
-        revoke = query(self, RESET_PARAMS).get("revoke", "false").lower()
+        revoke = arguments.get("revoke", "false").lower()
         if revoke not in ("true", "false", "1", "0"):
             raise web.HTTPError(400, "revoke must be true or false")
         if name is not None and self.find_user(name) is None:

@@ -100,11 +100,11 @@ class UpstreamTokens:
     async def identify(self, token: str) -> Identity:
         """The identity ``token`` speaks for; :class:`ExchangeError` when it is not good.
 
-        A token that cannot be one (not printable ASCII, or holding a space: neither a
+        A token that cannot be one (empty, not printable ASCII, or holding a space: neither a
         bearer token of RFC 6750 nor a JWT) is refused before the provider is asked, so it
         never reaches a header of the provider's request nor counts as a provider error.
         """
-        if not printable(token) or " " in token:
+        if not token or not printable(token) or " " in token:
             raise ExchangeError("invalid_grant", "The subject token is malformed")
         try:
             answer, asked = await self.answers.check(token)

@@ -128,24 +128,20 @@ class KeySet:
         """A JWT signed with ``key`` (a published one, or a forger's of that type).
 
         The header is the key's own algorithm and kid unless ``header`` says otherwise
-        (``kid=None`` leaves the kid out).
+        (``kid=None`` leaves the kid out); it is written as given, whatever it holds (a
+        ``kid`` that is not a string, ``jku``, ``jwk``...), and the signature is made
+        over it with the key's own algorithm, whatever the header names.
         """
         private = (self.foreign if foreign else self.keys)[key]
         alg = KEYS[key][1]
-        wanted = header.pop("alg", alg)
-        fields = {"kid": key, **header}
+        fields = {"typ": "JWT", "alg": alg, "kid": key, **header}
         fields = {k: v for k, v in fields.items() if v is not None}
-        token = jwt.encode(claims, private, algorithm=alg, headers=fields)
-        return token if wanted == alg else relabel(token, wanted)
-
-
-def relabel(token: str, alg: str) -> str:
-    """``token`` with its header's ``alg`` replaced (the signature left as it was)."""
-    head, body, signature = token.split(".")
-    header = json.loads(jwt.utils.base64url_decode(head))
-    header["alg"] = alg
-    encoded = jwt.utils.base64url_encode(json.dumps(header).encode()).decode()
-    return f"{encoded}.{body}.{signature}"
+        signing = b".".join(
+            jwt.utils.base64url_encode(json.dumps(part, separators=(",", ":")).encode())
+            for part in (fields, claims)
+        )
+        signature = jwt.get_algorithm_by_name(alg).sign(signing, private)
+        return (signing + b"." + jwt.utils.base64url_encode(signature)).decode()
 
 
 def running_keyset(**options: Any) -> Iterator[KeySet]:

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from traitlets import TraitError
 
 from jupyter_token_cache.upstream import TokenExchange, upstream_tokens
 from jupyter_token_cache.upstream.exchange import ExchangeError, UpstreamTokens
 from jupyter_token_cache.upstream.settings import ASYMMETRIC
 
+from ..fuzz import Tally, nasty_text
 from ..oidc.jwks import AUDIENCE, KEYS, KeySet, running_keyset
 from ..oidc.server import HUB_CLIENT, OIDCProvider
 
@@ -170,3 +174,34 @@ async def test_inactive_answers_stay_generic_and_log_the_reason_at_debug(
         assert logged and all(r.levelno == logging.DEBUG for r in logged), reason
         assert not [r for r in caplog.records if token in r.getMessage()]
     await checker.close()
+
+
+@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "150")), deadline=None,
+          derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(token=nasty_text | st.binary(max_size=60).map(lambda b: b.decode("latin-1")),
+       verification=st.sampled_from(["introspection", "userinfo", "jwt"]))  # fmt: skip
+async def test_fuzz_subject_tokens_in_every_mode(
+    oidc_provider: OIDCProvider, token: str, verification: str
+) -> None:
+    """Control characters and non-ASCII text as subject tokens, in each verification mode
+    against the real provider: an invalid grant, never another error nor a provider error."""
+    checker = tokens(oidc_provider, verification=verification)
+    try:
+        with pytest.raises(ExchangeError) as refused:
+            await checker.identify(token)
+        TALLY.add("verifier", verification, refused.value.status)
+        assert refused.value.error == "invalid_grant", refused.value.description
+        assert checker.stats()["provider_errors"] == 0
+        TALLY.checks["provider calls"] += checker.stats()["provider_calls"]
+    finally:
+        await checker.close()
+
+
+TALLY = Tally()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report() -> Iterator[None]:
+    yield
+    if TALLY.statuses:
+        print("\nsubject tokens at the verifier (real provider):\n" + TALLY.table())
