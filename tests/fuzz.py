@@ -224,41 +224,42 @@ def sendable_by_httpx(value: bytes) -> bool:
     return all(b == 9 or 32 <= b != 127 for b in value) and value == value.strip()
 
 
-async def raw_request(
-    host: str, port: int, method: str, target: str, headers: list[tuple[bytes, bytes]],
-    body: bytes,
-) -> tuple[int, bytes]:  # fmt: skip
-    """One HTTP/1.1 request written byte for byte (header values httpx refuses to send)."""
-    reader, writer = await asyncio.open_connection(host, port)
+def _request_bytes(host: str, port: int, method: str, target: str,
+                   headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:  # fmt: skip
     lines = [f"{method} {target} HTTP/1.1".encode(), f"Host: {host}:{port}".encode(),
              b"Connection: close", f"Content-Length: {len(body)}".encode()]  # fmt: skip
     lines += [name + b": " + value for name, value in headers]
-    writer.write(b"\r\n".join(lines) + b"\r\n\r\n" + body)
-    await writer.drain()
-    answer = await asyncio.wait_for(reader.read(), 30)
-    writer.close()
-    head, _, content = answer.partition(b"\r\n\r\n")
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+def _answer(raw: bytes) -> tuple[int, bytes]:
+    head, _, content = raw.partition(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
     if b"transfer-encoding: chunked" in head.lower():
         content = _unchunk(content)
     return status, content
+
+
+async def raw_request(host: str, port: int, method: str, target: str,
+                      headers: list[tuple[bytes, bytes]], body: bytes) -> tuple[int, bytes]:  # fmt: skip
+    """One HTTP/1.1 request written byte for byte (header values httpx refuses to send)."""
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(_request_bytes(host, port, method, target, headers, body))
+    await writer.drain()
+    raw = await asyncio.wait_for(reader.read(), 30)
+    writer.close()
+    return _answer(raw)
 
 
 def raw_request_sync(host: str, port: int, method: str, target: str,
                      headers: list[tuple[bytes, bytes]], body: bytes) -> tuple[int, bytes]:  # fmt: skip
+    """:func:`raw_request`, blocking."""
     with socket.create_connection((host, port), timeout=30) as conn:
-        lines = [f"{method} {target} HTTP/1.1".encode(), f"Host: {host}:{port}".encode(),
-                 b"Connection: close", f"Content-Length: {len(body)}".encode()]  # fmt: skip
-        lines += [name + b": " + value for name, value in headers]
-        conn.sendall(b"\r\n".join(lines) + b"\r\n\r\n" + body)
+        conn.sendall(_request_bytes(host, port, method, target, headers, body))
         chunks = []
         while chunk := conn.recv(65536):
             chunks.append(chunk)
-    head, _, content = b"".join(chunks).partition(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
-    if b"transfer-encoding: chunked" in head.lower():
-        content = _unchunk(content)
-    return status, content
+    return _answer(b"".join(chunks))
 
 
 def _unchunk(data: bytes) -> bytes:

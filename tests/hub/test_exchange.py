@@ -26,7 +26,7 @@ from traitlets.config import Config
 from jupyter_token_cache.upstream import upstream_tokens
 
 from ..oidc.jwks import KeySet
-from ..oidc.server import HUB_CLIENT, OIDCProvider
+from ..oidc.server import OIDCProvider, trust
 from ..servers import RedisServer
 from ..times import epoch
 from .conftest import Hub
@@ -53,10 +53,7 @@ def provider(request: pytest.FixtureRequest) -> OIDCProvider:
 @pytest.fixture
 def hub_config(hub_config: Config, provider: OIDCProvider) -> Config:
     """The hub trusts the provider; alice and bob may log in, mallory is blocked."""
-    exchange = hub_config.TokenExchange
-    exchange.issuer = provider.issuer
-    exchange.client_id, exchange.client_secret = HUB_CLIENT
-    exchange.allowed_audiences = ["jupyterhub"]
+    trust(hub_config, provider)
     hub_config.Authenticator.allowed_users = {"alice", "bob", "mallory"}
     hub_config.Authenticator.blocked_users = {"mallory"}
     hub_config.Authenticator.manage_groups = True

@@ -41,7 +41,7 @@ from ..fuzz import (
     widened,
 )
 from ..oidc.jwks import ALGORITHMS, AUDIENCE, KEYS, KeySet, running_keyset
-from ..oidc.server import HUB_CLIENT, OIDCProvider
+from ..oidc.server import OIDCProvider, trust
 from .conftest import Hub
 from .openapi import check
 
@@ -72,10 +72,7 @@ def report() -> Iterator[None]:
 
 @pytest.fixture
 def hub_config(hub_config: Config, oidc_provider: OIDCProvider) -> Config:
-    exchange = hub_config.TokenExchange
-    exchange.issuer = oidc_provider.issuer
-    exchange.client_id, exchange.client_secret = HUB_CLIENT
-    exchange.allowed_audiences = ["jupyterhub"]
+    trust(hub_config, oidc_provider)
     hub_config.JupyterHub.services = [{"name": "checker", "api_token": CHECKER}]
     hub_config.JupyterHub.load_roles = [
         {"name": "introspector", "scopes": ["custom:token-cache:introspect"],

@@ -27,6 +27,7 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
+from traitlets.config import Config
 
 from ..servers import MissingBinary, Server
 
@@ -35,6 +36,14 @@ REDIRECT = "http://127.0.0.1/callback"
 WEBAPP = ("webapp", "webapp-secret")
 #: The client the hub introspects as.
 HUB_CLIENT = ("jupyterhub", "hub-secret")
+
+
+def trust(config: Config, provider: OIDCProvider) -> None:
+    """Hub settings that exchange ``provider``'s tokens (introspected as the hub's client)."""
+    exchange = config.TokenExchange
+    exchange.issuer = provider.issuer
+    exchange.client_id, exchange.client_secret = HUB_CLIENT
+    exchange.allowed_audiences = ["jupyterhub"]
 
 
 class OIDCProvider(Server):
