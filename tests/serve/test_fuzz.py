@@ -101,6 +101,8 @@ def test_fuzz_both_adapters_alike(setup: Setup, fuzzed: dict[str, Any], request:
     (hub_status, hub_content, _), (status, content, built) = answers["hub"], answers["replica"]
     assert status == hub_status, (request, hub_content[:300], content[:300])
     TALLY.checks["same status at both"] += 1
+    TALLY.checks["with a duplicate"] += repeats(built.pairs) or repeats(request.query)
+    TALLY.checks["widened"] += 0  # counted below, for an answer with a token
     for adapter, (status, content, built) in answers.items():
         if not content:  # Tornado's HTTP parser refused a header (at the proxy or the server)
             assert status == 400, (adapter, status)
