@@ -100,15 +100,23 @@ class _Calls:
 
     @staticmethod
     def read(response: httpx.Response) -> Token:
+        """The token of a 200 answer; :class:`TokenCacheError` for anything else."""
         try:
             body = response.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested past the parser
+            body = {}
+        if not isinstance(body, dict):
             body = {}
         if response.status_code != 200:
             raise TokenCacheError(
                 response.status_code, str(body.get("message") or response.reason_phrase)
             )
-        return Token.from_model(body)
+        try:
+            return Token.from_model(body)
+        except (KeyError, TypeError, ValueError):
+            raise TokenCacheError(
+                200, "The answer holds no token (is the URL the hub's?)"
+            ) from None
 
 
 class TokenCacheClient:

@@ -12,6 +12,18 @@ body it cannot parse; a body is the caller's and may hold anything, secrets incl
 Every refusal is a :class:`tornado.web.HTTPError`, which both adapters write as
 ``{"status": ..., "message": ...}``; messages name fields, scopes and services, never
 a token.
+
+What every route of both adapters refuses, here once:
+
+- a parameter given more than once — a JSON key, a form field, a query parameter: no
+  route takes a list that way, and reading one of the values (or none, as "absent")
+  would answer another request than the one sent (RFC 6749 section 3.2 forbids repeats
+  in OAuth requests; RFC 8693 allows several ``resource`` and ``audience`` values, but
+  a hub token is for one service, so they are refused too, never narrowed to one);
+- a scope that cannot be one (whitespace, a control character, not starting with a
+  letter, as ``"*"``), which both adapters refuse before any cache sees it;
+- a header value with control characters or non-ASCII text, which no route reads and
+  no HTTP client library would pass on (:func:`header` treats it as absent).
 """
 
 from __future__ import annotations
@@ -23,7 +35,7 @@ from typing import Any, NoReturn
 
 from tornado import web
 
-from .tokens.models import shown
+from .tokens.models import printable, shown
 
 #: Longest minimum_lifetime worth asking for: ten years.
 MAX_LIFETIME = 10 * 365 * 86400
@@ -34,6 +46,42 @@ MAX_INTROSPECTED = 255
 #: Fields of each token route's body.
 NOTEBOOK_FIELDS = ("minimum_lifetime",)
 INTERNAL_FIELDS = ("service", "scopes", "minimum_lifetime")
+#: Query parameters of the admin listing (filters, JupyterHub's pagination) and reset.
+LISTING_PARAMS = ("user", "kind", "service", "offset", "limit")
+RESET_PARAMS = ("revoke",)
+
+
+class Repeated(ValueError):
+    """A JSON object names a key twice (which ``json.loads`` would settle by keeping the last)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in found:
+            raise Repeated(name)
+        found[name] = value
+    return found
+
+
+def load_json(raw: bytes) -> Any:
+    """``raw`` as JSON; :class:`Repeated` for an object naming a key twice, at any depth."""
+    return json.loads(raw, object_pairs_hook=_object)
+
+
+def repeated(name: str, known: tuple[str, ...]) -> str:
+    """The refusal of a parameter given more than once (its name shown only if it is ours)."""
+    return f"{name if name in known else shown(name)} is given more than once"
+
+
+def is_scope(value: str) -> bool:
+    """Whether ``value`` can be a scope: it starts with a letter and holds no whitespace or
+    control character (JupyterHub's own, custom ones and their filters all do)."""
+    return value[:1].isascii() and value[:1].isalpha() and value.isprintable() and " " not in value
 
 
 def parse_body(raw: bytes, allowed: tuple[str, ...]) -> dict[str, Any]:
@@ -42,7 +90,9 @@ def parse_body(raw: bytes, allowed: tuple[str, ...]) -> dict[str, Any]:
     if not raw:
         return {}
     try:
-        body = json.loads(raw)
+        body = load_json(raw)
+    except Repeated as e:
+        raise web.HTTPError(400, repeated(e.name, allowed)) from None
     except (ValueError, UnicodeDecodeError):
         raise web.HTTPError(400, "Request body is not valid JSON") from None
     except RecursionError:  # "[" * 100_000: nested deeper than any request needs
@@ -75,7 +125,36 @@ def _check(name: str, value: Any) -> Any:
     }[name](value)  # fmt: skip
     if not ok:
         raise web.HTTPError(400, f"{name} must be {_TYPES[name]}")
+    if name == "scopes":  # the hub's own words for a scope it does not know
+        for i, scope in enumerate(value):
+            if not is_scope(scope):
+                raise web.HTTPError(400, f"scopes[{i}] is not a known scope: {shown(scope)}")
     return value
+
+
+def query(handler: web.RequestHandler, names: tuple[str, ...]) -> dict[str, str]:
+    """The query parameters ``names`` the request gives (others are ignored), each once."""
+    found = {}
+    for name in names:
+        values = handler.request.query_arguments.get(name, [])
+        if len(values) > 1:
+            raise web.HTTPError(400, repeated(name, names))
+        if values:
+            found[name] = handler.get_query_argument(name)
+    return found
+
+
+def header(handler: web.RequestHandler, name: str) -> str | None:
+    """The request's header ``name``; None when absent or not printable ASCII.
+
+    Tornado reads header bytes as Latin-1, so a value may hold any character; one that
+    holds a control character or non-ASCII text is no value any route here reads (a
+    token, a media type, an event id), and an HTTP client library would refuse to send
+    it on, with an error echoing it. Treated as absent, it is answered as the hub
+    answers a request without it.
+    """
+    value = handler.request.headers.get(name)
+    return value if value is not None and printable(value) else None
 
 
 def allowed_methods(handler: type[web.RequestHandler]) -> list[str]:
@@ -130,19 +209,30 @@ def form_or_json(handler: Any, names: tuple[str, ...]) -> dict[str, Any]:
     """The named parameters of a JSON or form body (None when absent); 400 for any other body.
 
     OAuth routes (RFC 7662 introspection, RFC 8693 exchange) take form-encoded bodies;
-    JSON is accepted too. A form parameter given more than once counts as absent (RFC
-    6749 section 3.2 forbids repeats). Malformed bodies get RFC 6749's error form.
+    JSON is accepted too. A parameter given more than once is refused with
+    ``invalid_request`` (RFC 6749 section 3.2 forbids repeats; see the module's notes);
+    one sent without a value counts as absent, as that section says. Malformed bodies
+    get RFC 6749's error form.
     """
     raw = handler.request.body
-    kind = handler.request.headers.get("Content-Type", "").partition(";")[0].strip().lower()
+    kind = (header(handler, "Content-Type") or "").partition(";")[0].strip().lower()
     if kind == "application/x-www-form-urlencoded":
         try:
-            form = urllib.parse.parse_qs(raw.decode("ascii"), strict_parsing=bool(raw))
+            pairs = urllib.parse.parse_qsl(
+                raw.decode("ascii"), keep_blank_values=True, strict_parsing=bool(raw)
+            )
         except (UnicodeDecodeError, ValueError):
             rfc_error(handler, "invalid_request", "The form body is malformed")
-        return {name: v[0] if len(v := form.get(name, [])) == 1 else None for name in names}
+        form: dict[str, str] = {}
+        for name, value in pairs:
+            if name in form:
+                rfc_error(handler, "invalid_request", repeated(name, names))
+            form[name] = value
+        return {name: form.get(name) or None for name in names}
     try:
-        body = json.loads(raw) if raw.strip() else {}
+        body = load_json(raw) if raw.strip() else {}
+    except Repeated as e:
+        rfc_error(handler, "invalid_request", repeated(e.name, names))
     except (ValueError, UnicodeDecodeError, RecursionError):
         rfc_error(
             handler,

@@ -52,7 +52,18 @@ class WhoAmI(HubAuthenticated, JSONErrors):
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(self.get_current_user(), sort_keys=True))
 
-    def get_login_url(self) -> str:  # tokens only: no redirect to the hub's login page
+    def get_login_url(self) -> str:
+        """Tokens only: no redirect to the hub's login page.
+
+        Tornado asks for the login URL whenever ``get_current_user`` found no user it
+        allows: without a usable token (401), and for a valid token that lacks the
+        service's access scope, which JupyterHub answers 403 by replacing ``redirect``. So
+        a token the hub knows is told 403 here too (its check is cached per request).
+        """
+        model = self.hub_auth.get_user(self)
+        if model:
+            kind, name = model.get("kind", "user"), model.get("name")
+            raise web.HTTPError(403, f"{kind} {name} is not allowed.")
         raise web.HTTPError(401, "A token is required")
 
 

@@ -131,7 +131,8 @@ class CachedAnswers:
             self.counts[f"{self.prefix}_calls"] += 1
             left = max(deadline - time.monotonic(), 0.001)
             answer = await asyncio.wait_for(self._ask(token, left), left)
-        except (httpx.HTTPError, asyncio.TimeoutError) as e:
+        # RecursionError: an answer nested deeper than the JSON parser goes
+        except (httpx.HTTPError, asyncio.TimeoutError, RecursionError) as e:
             self.counts[f"{self.prefix}_errors"] += 1
             raise self._unavailable(
                 f"{self.authority[:1].upper()}{self.authority[1:]} is unreachable "

@@ -47,8 +47,22 @@ _STORES: dict[tuple[Any, ...], Store] = {}
 _TASKS: set[asyncio.Task[None]] = set()
 
 
+#: The fix of a backend that names no backend.
+_BACKEND_FIX = (
+    'set TokenCache.backend to "memory", "redis", "memcached" or the import path of an '
+    "aiocache cache class installed in the hub's environment"
+)
+
+
 class TokenCacheConfigError(ValueError):
-    """The cache settings cannot work; raised when the hub starts, not on a request."""
+    """The cache settings cannot work; raised when the hub starts, not on a request.
+
+    ``fix`` says what to change, for ``jupyter-token-cache check-config``'s ``fix:`` line.
+    """
+
+    def __init__(self, message: str, fix: str = "") -> None:
+        super().__init__(message)
+        self.fix = fix
 
 
 async def close_all() -> None:
@@ -244,19 +258,26 @@ class CacheEngine(LoggingConfigurable):
         try:
             keys = parse_keys(self.encryption_key)
         except EncryptionKeyError as e:
-            raise TokenCacheConfigError(f"{type(self).__name__}.encryption_key: {e}") from None
+            raise TokenCacheConfigError(
+                f"{type(self).__name__}.encryption_key: {e}",
+                "generate one with `openssl rand -hex 32`",
+            ) from None
         if not keys:
             raise TokenCacheConfigError(
                 f"The {self.backend!r} token cache backend is shared with other processes, so "
                 f"its entries are encrypted: set c.{type(self).__name__}.encryption_key or "
-                "JUPYTERHUB_CRYPT_KEY (e.g. `openssl rand -hex 32`)."
+                "JUPYTERHUB_CRYPT_KEY (e.g. `openssl rand -hex 32`).",
+                f"set c.{type(self).__name__}.encryption_key, or JUPYTERHUB_CRYPT_KEY in the "
+                "hub's environment, to a key from `openssl rand -hex 32` (the same in every "
+                "process sharing the backend)",
             )
         kind = _store_class(backend)
         extra = {"local_cache": self.local_cache} if issubclass(kind, RedisStore) else {}
         if kind is ClusterStore and {"{", "}"} & set(self.namespace):
             raise TokenCacheConfigError(
                 f"{type(self).__name__}.namespace: a Redis Cluster namespace cannot hold "
-                "'{' or '}' (they would be read as hash tags)"
+                "'{' or '}' (they would be read as hash tags)",
+                f"remove '{{' and '}}' from {type(self).__name__}.namespace",
             )
         return kind(
             backend,
@@ -278,7 +299,8 @@ class CacheEngine(LoggingConfigurable):
             if cls is None:
                 raise TokenCacheConfigError(
                     f"The {self.backend!r} token cache backend needs its client library: "
-                    f"pip install 'jupyter-token-cache[{self.backend}]'"
+                    f"pip install 'jupyter-token-cache[{self.backend}]'",
+                    f"pip install 'jupyter-token-cache[{self.backend}]' in the hub's environment",
                 )
         else:
             try:
@@ -286,17 +308,22 @@ class CacheEngine(LoggingConfigurable):
             except (ImportError, AttributeError, ValueError) as e:
                 raise TokenCacheConfigError(
                     f"TokenCache.backend {self.backend!r} is neither memory, redis, memcached "
-                    f"nor an importable aiocache backend class: {e}"
+                    f"nor an importable aiocache backend class: {e}",
+                    _BACKEND_FIX,
                 ) from None
             if not (isinstance(cls, type) and issubclass(cls, BaseCache)):
                 raise TokenCacheConfigError(
-                    f"TokenCache.backend {self.backend!r} is not an aiocache backend class"
+                    f"TokenCache.backend {self.backend!r} is not an aiocache backend class",
+                    _BACKEND_FIX,
                 )
         if self.backend == "redis" and is_topology_url(self.url):
             try:
                 return topology_backend(self.url, self.backend_options)
             except RedisURLError as e:
-                raise TokenCacheConfigError(f"{type(self).__name__}.url: {e}") from None
+                raise TokenCacheConfigError(
+                    f"{type(self).__name__}.url: {e}",
+                    f"fix {type(self).__name__}.url (its forms are on the backends page)",
+                ) from None
         url = urllib.parse.urlparse(self.url or DEFAULT_URLS.get(self.backend, ""))
         options: dict[str, Any] = dict(urllib.parse.parse_qsl(url.query))
         if url.path and hasattr(cls, "parse_uri_path"):

@@ -16,6 +16,7 @@ from ..tokens.stream import read_blocks
 from .app import HubCommand
 from .errors import FAILED, OK, UNREACHABLE, CommandError, warn
 from .http import PAGINATION, Hub
+from .output import visible
 
 #: Most tokens one page of GET /token-cache/tokens holds (the hub's maximum).
 PAGE = 200
@@ -23,8 +24,8 @@ PAGE = 200
 
 def table(headers: Sequence[str] | None, rows: Iterable[Sequence[Any]]) -> str:
     """Columns aligned with two spaces (a header row unless None); None shows as "-"."""
-    cells = [[str(h) for h in headers]] if headers else []
-    cells += [["-" if v is None else str(v) for v in row] for row in rows]
+    cells = [[visible(h) for h in headers]] if headers else []
+    cells += [["-" if v is None else visible(v) for v in row] for row in rows]
     if not cells:
         return ""
     widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
@@ -59,10 +60,11 @@ class StatsCommand(HubCommand):
         health = stats.get("health")
         if isinstance(health, dict):
             state = "available" if health.get("available") else "UNAVAILABLE"
-            line = f"health: {state} since {when(health.get('since'))}"
+            line = f"health: {state} since {visible(when(health.get('since')))}"
             if health.get("last_error"):
                 line += (
-                    f"; last error at {when(health.get('last_error_at'))}: {health['last_error']}"
+                    f"; last error at {visible(when(health.get('last_error_at')))}: "
+                    f"{visible(health['last_error'])}"
                 )
             self.out(line)
         by_kind = stats.get("by_kind") or {}
@@ -75,7 +77,10 @@ class StatsCommand(HubCommand):
             self.out(table(("kind", *columns), rows))
         for name, value in stats.items():
             if isinstance(value, dict) and name not in ("health", "by_kind"):
-                self.out(f"{name}: " + ", ".join(f"{k} {v}" for k, v in value.items()))
+                self.out(
+                    f"{visible(name)}: "
+                    + ", ".join(f"{visible(k)} {visible(v)}" for k, v in value.items())
+                )
         return OK
 
 
@@ -178,7 +183,7 @@ class ResetCommand(HubCommand):
     }
 
     def run(self) -> int:
-        who = f"user {self.user}" if self.user else "every user"
+        who = f"user {visible(self.user)}" if self.user else "every user"
         with self.hub() as hub:
             if self.revoke and not self.yes and not self._confirmed(who):
                 warn("nothing done")
@@ -331,11 +336,11 @@ def describe(event: dict[str, Any]) -> str:
         if isinstance(stamp, int | float)
         else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     )
-    parts = [shown, f"#{event.get('id')}", str(event.get("type"))]
+    parts = [shown, f"#{visible(event.get('id'))}", visible(event.get("type"))]
     for name, value in event.items():
         if name in ("id", "time", "type"):
             continue
         if isinstance(value, list):
-            value = ",".join(map(str, value)) or "-"
-        parts.append(f"{name}={value}")
+            value = ",".join(map(visible, value)) or "-"
+        parts.append(f"{visible(name)}={visible(value)}")
     return " ".join(parts)

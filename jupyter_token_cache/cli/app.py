@@ -9,13 +9,16 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
+import httpx
 from traitlets import Bool, Float, TraitError, Unicode, default
 from traitlets.config import Application
 from traitlets.config.loader import ArgumentError, KVArgParseConfigLoader, _KVArgParser
 
 from .._version import __version__
+from ..tokens.models import printable
 from .errors import FAILED, OK, USAGE, CommandError, warn
 from .http import Hub
+from .output import visible
 
 
 def _unwrapped(method: Any) -> Any:
@@ -118,8 +121,8 @@ class Command(Application):
         )
 
     def out(self, text: str = "") -> None:
-        """The command's answer, on stdout."""
-        print(text, flush=True)
+        """The command's answer, on stdout, each line through :func:`visible`."""
+        print("\n".join(map(visible, text.split("\n"))), flush=True)
 
 
 class HubCommand(Command):
@@ -169,22 +172,41 @@ class HubCommand(Command):
                 f"not {self.url!r}",
                 USAGE,
             )
-        return Hub(self.url, self._token(), timeout=self.timeout)
+        token = self._token()
+        try:
+            return Hub(self.url, token, timeout=self.timeout)
+        except httpx.InvalidURL as e:
+            raise CommandError(f"--url is not a URL httpx can use: {e}", USAGE) from None
 
     def _token(self) -> str:
+        """The API token, from --token-file or $JUPYTERHUB_API_TOKEN; never in an error.
+
+        A token is printable ASCII without spaces: one with a control character (a file
+        ending in NUL, ESC or DEL) or non-ASCII text is a usage error naming where it came
+        from, before the HTTP library refuses it with an error that echoes the header.
+        """
         if self.token_file:
             try:
                 lines = Path(self.token_file).read_text().splitlines()
             except (OSError, UnicodeDecodeError) as e:
                 reason = getattr(e, "strerror", None) or type(e).__name__
                 raise CommandError(f"cannot read {self.token_file}: {reason}", USAGE) from None
-            token = lines[0].strip() if lines else ""
+            token, source = lines[0].strip() if lines else "", self.token_file
             if not token:
                 raise CommandError(f"{self.token_file} holds no token", USAGE)
-            return token
-        token = os.environ.get("JUPYTERHUB_API_TOKEN", "").strip()
-        if not token:
-            raise CommandError("no token: set JUPYTERHUB_API_TOKEN or pass --token-file", USAGE)
+        else:
+            token, source = (
+                os.environ.get("JUPYTERHUB_API_TOKEN", "").strip(),
+                "JUPYTERHUB_API_TOKEN",
+            )
+            if not token:
+                raise CommandError("no token: set JUPYTERHUB_API_TOKEN or pass --token-file", USAGE)
+        if not printable(token) or " " in token:
+            raise CommandError(
+                f"the token in {source} holds a control character, a space or non-ASCII text "
+                "(a token is printable ASCII): check how it was written",
+                USAGE,
+            )
         return token
 
 

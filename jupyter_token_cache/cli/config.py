@@ -23,6 +23,7 @@ from ..services.checker import AnswerCache
 from ..tokens.policy import Problem, TokenCache
 from .app import Command
 from .errors import FAILED, OK, USAGE, CommandError, warn
+from .output import visible
 
 #: Where each generated section goes, as its heading says.
 SECTIONS: list[tuple[str, list[type[Configurable]]]] = [
@@ -70,11 +71,12 @@ class CheckConfigCommand(Command):
             self.out(json.dumps(report, indent=2))
         else:
             for problem in problems:
-                self.out(f"error: {problem.setting}: {problem.message}")
+                self.out(f"error: {visible(problem.setting)}: {visible(problem.message)}")
                 if problem.fix:
-                    self.out(f"  fix: {problem.fix}")
+                    self.out(f"  fix: {visible(problem.fix)}")
             count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
-            self.out(f"{path}: {count} found" if problems else f"{path}: no problems found")
+            where = visible(path)
+            self.out(f"{where}: {count} found" if problems else f"{where}: no problems found")
         return FAILED if problems else OK
 
 
@@ -101,7 +103,11 @@ def check_config(path: Path, *, ping_timeout: float) -> list[Problem]:
         try:
             define_custom_scopes(custom)
         except (ValueError, TypeError, AttributeError) as e:
-            problems.append(Problem("JupyterHub.custom_scopes", _line(e), ""))
+            fix = (
+                'write each as "custom:NAME": {"description": "..."} (https://jupyterhub.'
+                "readthedocs.io/en/stable/rbac/scopes.html#custom-scopes)"
+            )
+            problems.append(Problem("JupyterHub.custom_scopes", _line(e), fix))
     problems += _authenticator(hub.get("authenticator_class"))
     cache, found = _settings(config)
     problems += found
@@ -210,29 +216,42 @@ def _storage(cache: TokenCache, config: Config, timeout: float) -> list[Problem]
     try:
         store = cache.store
     except TokenCacheConfigError as e:
-        return [Problem("TokenCache.backend", str(e), "")]
+        fix = e.fix or "see TokenCache.backend and TokenCache.url in generate-config"
+        return [Problem("TokenCache.backend", str(e), fix)]
     if not isinstance(store, SharedStore):
         return []
-    reason = asyncio.run(_ping(store, cache.namespace, timeout))
-    if reason is None:
+    found = asyncio.run(_ping(store, cache.namespace, timeout))
+    if found is None:
         return []
+    reason, fix = found
     return [
         Problem(
             "TokenCache.url",
             f"the {cache.backend} server at {_location(cache.url)} does not answer: {reason}",
-            "start it, or fix TokenCache.url (the hub then serves every request as a miss)",
+            fix,
         )
     ]
 
 
-async def _ping(store: SharedStore, namespace: str, timeout: float) -> str | None:
-    """Why one read-only call to the backend failed, or None when it answered."""
+#: The fix when the backend is not there, and when it refuses our credentials (it answers:
+#: starting it is no fix).
+_START_FIX = "start it, or fix TokenCache.url (the hub then serves every request as a miss)"
+_CREDENTIALS_FIX = (
+    "fix the password (and user) in TokenCache.url, redis://[user]:PASSWORD@host:port/db, "
+    "to the server's requirepass or ACL user (the hub then serves every request as a miss)"
+)
+
+
+async def _ping(store: SharedStore, namespace: str, timeout: float) -> tuple[str, str] | None:
+    """Why one read-only call to the backend failed and what fixes it, or None when it answered."""
     try:
         await asyncio.wait_for(store.backend.exists(f"{namespace}:g"), timeout)
     except asyncio.TimeoutError:
-        return f"no answer within {timeout:g} s"
+        return f"no answer within {timeout:g} s", _START_FIX
     except Exception as e:  # noqa: BLE001 - whatever the client raises is the finding
-        return f"{type(e).__name__}: {_line(e)}"
+        reason = f"{type(e).__name__}: {_line(e)}"
+        refused = "Authentication" in type(e).__name__ or "NOAUTH" in reason
+        return reason, _CREDENTIALS_FIX if refused else _START_FIX
     finally:
         try:
             await close_all()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from .output import visible
+
 #: Exit statuses (docs/cli.md lists them): scripts may tell these apart.
 OK = 0
 #: An error, problems found by check-config, or a reset declined at the prompt.
@@ -26,5 +28,5 @@ class CommandError(Exception):
 
 
 def warn(message: str) -> None:
-    """One line on stderr, prefixed with the command's name."""
-    print(f"jupyter-token-cache: {message}", file=sys.stderr, flush=True)
+    """One line on stderr, prefixed with the command's name (control characters escaped)."""
+    print(f"jupyter-token-cache: {visible(message)}", file=sys.stderr, flush=True)

@@ -64,7 +64,7 @@ class Hub:
         self.check(response)
         try:
             return response.json()
-        except ValueError:
+        except (ValueError, RecursionError):
             raise CommandError(f"{method} {self.where(path)}: the answer is not JSON") from None
 
     def get(self, path: str, **kwargs: Any) -> Any:
@@ -108,9 +108,15 @@ class Hub:
                 UNREACHABLE,
             ) from None
         except (httpx.TransportError, OSError) as e:
-            reason = str(e) or type(e).__name__
+            # a request the library refused to send: its message may quote a header
+            local = isinstance(e, httpx.LocalProtocolError)
+            reason = type(e).__name__ if local else str(e) or type(e).__name__
             raise CommandError(
                 f"cannot reach the hub at {self.url}: {reason}", UNREACHABLE
+            ) from None
+        except httpx.HTTPError as e:  # an answer httpx could not read (its encoding, ...)
+            raise CommandError(
+                f"{method} {self.where(path)}: the answer cannot be read ({type(e).__name__})"
             ) from None
 
     def check(self, response: httpx.Response) -> None:
@@ -136,7 +142,7 @@ def _message(response: httpx.Response) -> str:
     """The ``message`` of a JupyterHub JSON error on one line, or an empty string."""
     try:
         body = json.loads(response.text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return ""
     return " ".join(error_message(body).split())
 

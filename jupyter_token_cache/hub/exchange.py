@@ -21,7 +21,7 @@ from jupyterhub import roles
 from jupyterhub.utils import maybe_future
 from tornado import web
 
-from ..rest import form_or_json, rfc_error
+from ..rest import form_or_json, is_scope, rfc_error
 from ..tokens.models import (
     Forbidden,
     InvalidRequest,
@@ -73,16 +73,25 @@ class ExchangeHandler(TokenCacheAPIHandler):
         self.write_json(response(issued))
 
     def _params(self) -> dict[str, Any]:
+        """The request's parameters, each checked (see :func:`~jupyter_token_cache.rest.form_or_json`).
+
+        Nothing missing or malformed falls back to a default: no ``grant_type`` is
+        ``invalid_request`` (RFC 6749 section 5.2), a ``scope`` naming something that
+        cannot be a scope, or nothing, is ``invalid_scope``.
+        """
         params = form_or_json(self, FIELDS)
         for name, value in params.items():
             limit = MAX_TOKEN if name == "subject_token" else MAX_FIELD
             if value is not None and (not isinstance(value, str) or not 0 < len(value) <= limit):
                 rfc_error(self, "invalid_request", f"{name} must be a non-empty string")
-        form = self.request.headers.get("Content-Type", "").startswith(
-            "application/x-www-form-urlencoded"
-        )
-        if params["grant_type"] != GRANT_TYPE and (form or params["grant_type"] is not None):
+        if params["grant_type"] is None:
+            rfc_error(self, "invalid_request", f"grant_type is required: {GRANT_TYPE}")
+        if params["grant_type"] != GRANT_TYPE:
             rfc_error(self, "unsupported_grant_type", f"grant_type must be {GRANT_TYPE}")
+        if params["scope"] is not None:
+            scopes = params["scope"].split(" ")
+            if not all(map(is_scope, scopes)):
+                rfc_error(self, "invalid_scope", "scope must be scopes separated by single spaces")
         if params["subject_token"] is None:
             rfc_error(self, "invalid_request", "subject_token is required")
         if params["subject_token_type"] != ACCESS_TOKEN:

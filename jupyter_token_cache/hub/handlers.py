@@ -9,7 +9,17 @@ from jupyterhub.apihandlers.base import APIHandler
 from tornado import web
 from tornado.iostream import StreamClosedError
 
-from ..rest import NOTEBOOK_FIELDS, internal_body, parse_body, with_message, write_json
+from ..rest import (
+    LISTING_PARAMS,
+    NOTEBOOK_FIELDS,
+    RESET_PARAMS,
+    header,
+    internal_body,
+    parse_body,
+    query,
+    with_message,
+    write_json,
+)
 from ..scopes import ADMIN_SCOPE, EVENTS_SCOPE
 from ..tokens.models import TokenRequestError, shown
 from ..tokens.stream import sse, sse_caught_up, sse_heartbeat, sse_open
@@ -141,6 +151,7 @@ class TokensHandler(TokenCacheAPIHandler):
     """
 
     async def get(self) -> None:
+        query(self, LISTING_PARAMS)  # each given once: refused first, as a replica refuses it
         self.require_admin()
         offset, limit = self.get_api_pagination()
         try:
@@ -162,8 +173,9 @@ class ResetHandler(TokenCacheAPIHandler):
     """DELETE /hub/api/token-cache[/users/{name}][?revoke=true] (admin): forget (and revoke)."""
 
     async def delete(self, name: str | None = None) -> None:
+        arguments = query(self, RESET_PARAMS)  # refused first, as a replica refuses it
         self.require_admin()
-        revoke = self.get_argument("revoke", "false").lower()
+        revoke = arguments.get("revoke", "false").lower()
         if revoke not in ("true", "false", "1", "0"):
             raise web.HTTPError(400, "revoke must be true or false")
         if name is not None and self.find_user(name) is None:
@@ -197,8 +209,9 @@ class EventsHandler(TokenCacheAPIHandler):
     async def get(self) -> None:
         self.require_admin(EVENTS_SCOPE)
         broker = self.extension.token_events
-        last = self.request.headers.get("Last-Event-ID") or self.get_argument("last_event_id", None)
-        sub = self._sub = broker.subscribe(last, replay_seconds(self.get_argument("replay", None)))
+        args = query(self, ("last_event_id", "replay"))
+        last = header(self, "Last-Event-ID") or args.get("last_event_id")
+        sub = self._sub = broker.subscribe(last, replay_seconds(args.get("replay")))
         heartbeat = self.extension.token_cache.event_heartbeat
         self.set_header("Content-Type", "text/event-stream; charset=UTF-8")
         self.set_header("Cache-Control", "no-store")

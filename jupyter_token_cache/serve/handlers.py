@@ -9,10 +9,14 @@ from tornado import web
 
 from ..cache.answers import INACTIVE, as_answered
 from ..rest import (
+    LISTING_PARAMS,
     NOTEBOOK_FIELDS,
+    RESET_PARAMS,
+    header,
     internal_body,
     introspected_token,
     parse_body,
+    query,
     rfc_error,
     with_message,
     write_json,
@@ -58,8 +62,8 @@ class ServeHandler(web.RequestHandler):
 
     def credential(self) -> str | None:
         """The token of the caller's ``Authorization`` header, or None without one."""
-        header = self.request.headers.get("Authorization", "")
-        scheme, _, credential = header.strip().partition(" ")
+        authorization = header(self, "Authorization") or ""  # non-ASCII: none, as at the hub
+        scheme, _, credential = authorization.strip().partition(" ")
         if scheme.lower() not in _SCHEMES or not credential.strip():
             return None
         return credential.strip()
@@ -101,7 +105,7 @@ class ServeHandler(web.RequestHandler):
                 path,
                 self.authorization(),
                 params=params,
-                accept=self.request.headers.get("Accept"),
+                accept=header(self, "Accept"),
             )
         except HubUnreachable as e:
             raise web.HTTPError(503, str(e)) from None
@@ -192,7 +196,7 @@ class ExchangeHandler(ServeHandler):
                 "/exchange",
                 None,
                 content=self.request.body,
-                content_type=self.request.headers.get("Content-Type"),
+                content_type=header(self, "Content-Type"),
             )
         except HubUnreachable as e:
             rfc_error(self, "temporarily_unavailable", str(e), 503)
@@ -219,8 +223,7 @@ class TokensHandler(ServeHandler):
     """GET {prefix}tokens (admin): the hub's listing, with the caller's filters and paging."""
 
     async def get(self) -> None:
-        params = {k: self.get_argument(k) for k in self.request.arguments}
-        answer = await self.pass_on("GET", "/tokens", params=params)
+        answer = await self.pass_on("GET", "/tokens", params=query(self, LISTING_PARAMS))
         write_json(self, answer.body)
 
 
@@ -228,9 +231,8 @@ class ResetHandler(ServeHandler):
     """DELETE {prefix}[users/{name}][?revoke=true] (admin): the hub's reset, then this cache's."""
 
     async def delete(self, name: str | None = None) -> None:
-        params = {k: self.get_argument(k) for k in self.request.arguments}
         path = "" if name is None else f"/users/{quote(name, safe='')}"
-        answer = await self.pass_on("DELETE", path, params=params)
+        answer = await self.pass_on("DELETE", path, params=query(self, RESET_PARAMS))
         await self.replica.edge.forget(name)
         self.log.info(
             "Token cache reset for %s, through this replica",

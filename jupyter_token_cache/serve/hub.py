@@ -92,7 +92,7 @@ class HubForwarder:
         content_type = response.headers.get("Content-Type", "")
         try:
             parsed = response.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested past the parser
             parsed = None
         return HubAnswer(response.status_code, parsed, content_type)
 

@@ -25,6 +25,16 @@ def shown(value: str) -> str:
     return repr(value)
 
 
+def printable(value: str) -> bool:
+    """Whether ``value`` is printable ASCII (spaces allowed): what a header value may hold.
+
+    Control characters (CR, LF, NUL, ESC, DEL) and non-ASCII text in a header value are
+    refused by HTTP client libraries with errors that echo the value, or split a header
+    in two; a value that fails this never reaches one.
+    """
+    return value.isascii() and value.isprintable()
+
+
 @dataclass(frozen=True, slots=True)
 class TokenRef:
     """One token row, named exactly: its REST id and a fingerprint of its hash.

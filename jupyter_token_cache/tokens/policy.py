@@ -13,6 +13,27 @@ from ..cache import CacheEngine
 DEFAULT_SERVICE_LIFETIME = 3600
 
 
+def empty_filter(scope: str) -> tuple[str, str] | None:
+    """What is wrong with ``scope``'s filter, and the fix, when it names an empty value.
+
+    ``read:users:name!user=`` (or ``!group=``, ``!service=``, ``!server=``) passes
+    JupyterHub's check of scope names, but every expansion of it fails ("Empty string is
+    not a valid filter"): a policy holding one refuses every request (400). The hub warns
+    of it at start and ``check-config`` reports it, from :meth:`TokenCache.problems`.
+    """
+    kind, equals, value = scope.partition("!")[2].partition("=")
+    if not equals or value:
+        return None
+    fix = f"name the {kind} after '=' (!{kind}=NAME)"
+    if kind in ("user", "server", "service"):  # JupyterHub's filters without a value
+        fix += f", or drop the '=': !{kind} alone means the token's own {kind}"
+    return (
+        f"{scope!r} has an empty !{kind}= filter: JupyterHub refuses it whenever it expands "
+        "the scope, so every request for these tokens would be refused (400)",
+        fix,
+    )
+
+
 class Problem(NamedTuple):
     """A setting that cannot work as written: where it is, what is wrong, how to fix it."""
 
@@ -199,7 +220,8 @@ class TokenCache(CacheEngine):
         """What in these settings is valid for each trait alone but wrong as a whole.
 
         ``scope_error(scope)`` says why JupyterHub would not know a scope (None when it
-        does); without it, scopes are not checked. ``max_lifetime`` is the hub's
+        does); without it, scopes are only checked for empty filter values
+        (:func:`empty_filter`). ``max_lifetime`` is the hub's
         ``token_expires_in_max_seconds`` (0: no cap). ``unheld(scope)`` says why no user
         can hold a known scope, and how to grant it (None when some user can): a token
         never gets a scope its user lacks, so such a scope is refused on every request.
@@ -240,13 +262,15 @@ class TokenCache(CacheEngine):
                 policy["lifetime"],
                 "raise the service's lifetime or lower TokenCache.minimum_lifetime",
             )
-        if scope_error is None:
-            return found
         named = [("TokenCache.notebook_scopes", s) for s in self.notebook_scopes]
         for name, policy in self.services.items():
             named += [(f"TokenCache.services[{name!r}]['scopes']", s) for s in policy["scopes"]]
         for setting, scope in named:
-            why = scope_error(scope)
+            empty = empty_filter(scope)
+            if empty is not None:
+                found.append(Problem(setting, *empty))
+                continue
+            why = scope_error(scope) if scope_error is not None else None
             if why is not None:
                 found.append(
                     Problem(

@@ -65,6 +65,26 @@ def required_lifetime(settings: TokenCache, lifetime: int, minimum_lifetime: int
     return minimum_lifetime
 
 
+def keyed_expiry(session_kind: str, expires_at: float | None) -> float | None:
+    """The parent expiry a token's cache key holds: the session's, or None for an upstream one.
+
+    Notes
+    -----
+    A login cookie, a server's token and an API token end when they end: their expiry
+    names them as surely as their reference, so it is part of the key (a parent reissued
+    with another expiry is another parent). An upstream session (``sid``) is not a token:
+    each token of that login the provider hands out (the first, each refresh) expires
+    later than the last, and with the expiry in the key each got a hub token of its own,
+    although docs/exchange.md says they share one. So an upstream session's key leaves
+    the expiry out, and the rule that a child never outlives its parent moves into reuse
+    (:meth:`TokenService._issue`): a cached token is handed out only if it ends no later
+    than the token presented — minted for that token or an earlier one of the login, it
+    does; minted for a later one, the earlier token gets a token of its own, capped by its
+    own expiry, which then serves the later tokens in turn.
+    """
+    return None if session_kind == "upstream" else expires_at
+
+
 def may_reuse(
     expires_at: float,
     created: float,
@@ -101,7 +121,8 @@ class TokenService:
       answered by minting tokens that are already too short.
     - The cache key holds everything the answer depends on: user, parent session and its
       expiry, kind, service and the sorted scopes, so a token cached for one scope set
-      never answers a request for another.
+      never answers a request for another. An upstream session's tokens expire one after
+      another, so its key leaves the expiry out and reuse checks it (:func:`keyed_expiry`).
     - Scopes are explicit and never wider than the parent's: notebook scopes and service
       policies are intersected with what the session holds; named scopes outside either
       are refused, naming them.
@@ -267,10 +288,15 @@ class TokenService:
                 f"A new {kind} token could live {max(0, int(end - now))} s, less than the "
                 f"{need} s required: its parent session or lifetime policy ends sooner"
             )
-        key = self.key(session.user, kind, session.ref, session.expires_at, service, scopes)
+        parent_expiry = keyed_expiry(session.kind, session.expires_at)
+        key = self.key(session.user, kind, session.ref, parent_expiry, service, scopes)
 
         def fresh(entry: CachedToken) -> bool:
-            return may_reuse(entry.expires_at, entry.created, need, minimum_lifetime)
+            # never past the parent presented (see keyed_expiry), and the reuse rule
+            outlives = session.expires_at is not None and entry.expires_at > session.expires_at
+            return not outlives and may_reuse(
+                entry.expires_at, entry.created, need, minimum_lifetime
+            )
 
         async def reusable(value: Sequence[Any]) -> bool:
             if len(value) != len(CachedToken._fields):  # written by another version: a miss
@@ -320,7 +346,7 @@ class TokenService:
             await self._end_session(session)
             raise
         entry = CachedToken(*value)
-        if not fresh(entry):  # minted for a caller with a lower bar, or the mint took long
+        if not fresh(entry):  # made for a caller with a lower bar or a later parent, or slow
             raise LifetimeUnavailable(
                 f"No {kind} token with {need} s left could be made in time; ask again"
             )
@@ -378,7 +404,8 @@ class TokenService:
             lineage = row.lineage
             if lineage.kind not in ("notebook", "internal"):
                 continue
-            key = self.key(row.user, lineage.kind, lineage.session_ref, lineage.session_expires_at,
+            expiry = keyed_expiry(lineage.session_kind, lineage.session_expires_at)
+            key = self.key(row.user, lineage.kind, lineage.session_ref, expiry,
                            lineage.service, row.scopes)  # fmt: skip
             self.settings.discard(key)
 

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import httpx
 
 from ..cache.answers import CachedAnswers
+from ..tokens.models import printable
 from .settings import TokenExchange, UpstreamCache
 from .verify import VERIFIERS, Provider, ProviderUnavailable
 
@@ -102,7 +103,7 @@ class UpstreamTokens:
         self.log = log or logging.getLogger(__name__)
         self.counts: Counter[str] = Counter()
         self._http = httpx.AsyncClient(timeout=settings.timeout, verify=verify)
-        self.provider = Provider(settings, self._http)
+        self.provider = Provider(settings, self._http, self.log)
         self.answers = CachedAnswers(
             cache=cache,
             kind=KIND,
@@ -118,7 +119,14 @@ class UpstreamTokens:
         )
 
     async def identify(self, token: str) -> Identity:
-        """The identity ``token`` speaks for; :class:`ExchangeError` when it is not good."""
+        """The identity ``token`` speaks for; :class:`ExchangeError` when it is not good.
+
+        A token that cannot be one (empty, not printable ASCII, or holding a space: neither a
+        bearer token of RFC 6750 nor a JWT) is refused before the provider is asked, so it
+        never reaches a header of the provider's request nor counts as a provider error.
+        """
+        if not token or not printable(token) or " " in token:
+            raise ExchangeError("invalid_grant", "The subject token is malformed")
         try:
             answer, asked = await self.answers.check(token)
         except ProviderUnavailable as e:

@@ -4,11 +4,18 @@ Each verifier turns a token into a claims dict with ``"active": True``, or
 ``{"active": False, "reason": ...}``; network trouble is left to raise
 (:class:`httpx.HTTPError`), which :class:`~jupyter_token_cache.cache.answers.CachedAnswers`
 turns into a refusal with 503 and does not cache. Reasons name a check, never a token.
+
+Notes
+-----
+The answer cached for an inactive token is the same whatever the reason (the caller is
+told "not active"), so the reason is logged at debug level where it is found, for an
+operator telling an audience mismatch from an expired token.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -18,9 +25,28 @@ import jwt
 from ..cache.answers import Unavailable
 from .settings import TokenExchange
 
+#: The JWK key type, and the curves, each JWS algorithm verifies with (RFC 7518, RFC 8037).
+KEY_TYPES: dict[str, tuple[str, tuple[str, ...]]] = {
+    **{alg: ("RSA", ()) for alg in ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")},
+    "ES256": ("EC", ("P-256",)),
+    "ES384": ("EC", ("P-384",)),
+    "ES512": ("EC", ("P-521",)),
+    "EdDSA": ("OKP", ("Ed25519", "Ed448")),
+}
 
-def inactive(reason: str) -> dict[str, Any]:
-    return {"active": False, "reason": reason}
+
+def fits(jwk: dict[str, Any], alg: str) -> bool:
+    """Whether the published key ``jwk`` can verify a signature made with ``alg``.
+
+    Its type (and curve) must be the algorithm's, and its own ``alg``, when it names one,
+    the same: a token's header never chooses how a key is used.
+    """
+    kty, curves = KEY_TYPES.get(alg, ("", ()))
+    return (
+        jwk.get("alg", alg) == alg
+        and jwk.get("kty") == kty
+        and (not curves or jwk.get("crv") in curves)
+    )
 
 
 class ProviderUnavailable(Unavailable):
@@ -35,17 +61,25 @@ def json_of(response: httpx.Response, what: str) -> Any:
         )
     try:
         return response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested past the parser
         raise ProviderUnavailable(f"The identity provider's answer to {what} is not JSON") from None
 
 
 class Provider:
     """The provider's endpoints (from its discovery document, fetched once) and one HTTP client."""
 
-    def __init__(self, settings: TokenExchange, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self, settings: TokenExchange, http: httpx.AsyncClient, log: logging.Logger | None = None
+    ) -> None:
         self.settings = settings
         self.http = http
+        self.log = log or logging.getLogger(__name__)
         self._discovery: dict[str, Any] | None = None
+
+    def inactive(self, reason: str) -> dict[str, Any]:
+        """The answer for a token that is not good, its reason logged (see the module's notes)."""
+        self.log.debug("Token exchange: the subject token is not active: %s", reason)
+        return {"active": False, "reason": reason}
 
     async def endpoint(self, name: str, timeout: float) -> str:
         """The URL of ``name`` ("introspection_endpoint", "jwks_uri", ...): a setting or discovered."""
@@ -84,15 +118,15 @@ class Introspection:
             timeout=timeout,
         )
         if response.status_code == 400:  # e.g. unsupported_token_type: said of this token
-            return inactive("The identity provider cannot introspect the token")
+            return self.provider.inactive("The identity provider cannot introspect the token")
         # 401: our own client credentials are wrong; any other: the provider is not well
         answer = json_of(response, "an introspection")
         if not isinstance(answer, dict) or answer.get("active") is not True:
-            return inactive("The identity provider says the token is not active")
+            return self.provider.inactive("The identity provider says the token is not active")
         if answer.get("iss", settings.issuer) != settings.issuer:
-            return inactive("The token was issued by another provider")
+            return self.provider.inactive("The token was issued by another provider")
         if isinstance(answer.get("exp"), (int, float)) and answer["exp"] <= time.time():
-            return inactive("The token has expired")
+            return self.provider.inactive("The token has expired")
         return answer
 
 
@@ -108,10 +142,12 @@ class Userinfo:
             url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout
         )
         if response.status_code in (400, 401, 403):
-            return inactive("The identity provider refused the token at its userinfo endpoint")
+            return self.provider.inactive(
+                "The identity provider refused the token at its userinfo endpoint"
+            )
         claims = json_of(response, "a userinfo request")
         if not isinstance(claims, dict) or not claims.get("sub"):
-            return inactive("The identity provider's userinfo names no subject")
+            return self.provider.inactive("The identity provider's userinfo names no subject")
         return {**claims, "active": True}
 
 
@@ -137,31 +173,48 @@ class JWKS:
     provider. Only ``algorithms`` (asymmetric ones) are accepted, whatever the token's
     header says: ``alg=none`` and an HMAC keyed with the public key are refused by
     PyJWT's allow-list. ``iss``, ``aud``, ``exp`` and ``nbf`` are required and checked.
+
+    The key is chosen by the provider's key set, never by the token: a ``kid`` naming a
+    published key selects that key, which must :func:`fit <fits>` the header's ``alg``
+    (an ``ES256`` header with the ``kid`` of an RSA key is a bad token, not an error);
+    without a ``kid``, or with one the set does not name, the one key without a kid
+    that fits is used (RFC 7517 makes ``kid`` optional), or, without a ``kid``, the one
+    key of the set that fits. ``jku``, ``x5u``, ``jwk`` and ``x5c`` headers are never
+    followed. PyJWT gets the key as a :class:`jwt.PyJWK` bound to that algorithm, so
+    it checks the pairing again.
     """
 
     def __init__(self, provider: Provider) -> None:
         self.provider = provider
-        self._keys: dict[str, jwt.PyJWK] = {}
+        #: The published signing keys (JWKs), as the provider wrote them.
+        self._keys: list[dict[str, Any]] = []
+        #: Keys made ready for PyJWT, by (position in _keys, algorithm).
+        self._prepared: dict[tuple[int, str], jwt.PyJWK] = {}
         self._fetched = 0.0
         self._lock = asyncio.Lock()
 
     async def __call__(self, token: str, timeout: float) -> dict[str, Any]:
         settings = self.provider.settings
+        inactive = self.provider.inactive
         try:
             header = jwt.get_unverified_header(token)
-        except jwt.InvalidTokenError:
+        except (jwt.PyJWTError, ValueError, TypeError):
             return inactive("The token is not a JWT")
         alg, kid = header.get("alg"), header.get("kid")
         if alg not in settings.algorithms:
             return inactive("The token is signed with an algorithm that is not accepted")
-        key = await self._key(kid if isinstance(kid, str) else None, timeout)
+        if kid is not None and not isinstance(kid, str):
+            return inactive("The token's key id is not a string")
+        key = await self._key(alg, kid, timeout)
         if key is None:
-            return inactive("The token is signed with a key the identity provider does not publish")
+            return inactive(
+                f"The token is signed with a key the identity provider does not publish for {alg}"
+            )
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
-                key=key.key,
-                algorithms=list(settings.algorithms),
+                key=key,
+                algorithms=[alg],
                 audience=list(settings.allowed_audiences),
                 issuer=settings.issuer,
                 leeway=settings.leeway,
@@ -169,29 +222,57 @@ class JWKS:
             )
         except jwt.InvalidTokenError as e:
             return inactive(next(why for kind, why in JWT_REFUSALS if isinstance(e, kind)))
+        except (jwt.PyJWTError, ValueError, TypeError):  # a key or signature PyJWT cannot use
+            return inactive("The token's signature cannot be checked with the published key")
         return {**claims, "active": True}
 
-    async def _key(self, kid: str | None, timeout: float) -> jwt.PyJWK | None:
-        if self._fetched and kid in self._keys:
-            return self._keys[kid]
-        if kid is None and len(self._keys) == 1:
-            return next(iter(self._keys.values()))
+    async def _key(self, alg: str, kid: str | None, timeout: float) -> jwt.PyJWK | None:
+        """The published key for a token signed with ``alg`` naming ``kid``; None if none."""
+        if self._fetched:
+            found = self._pick(alg, kid)
+            if found is not None:
+                return found
         async with self._lock:
             interval = self.provider.settings.jwks_refresh_interval
             if not self._fetched or time.monotonic() - self._fetched >= interval:
                 await self._fetch(timeout)
-        if kid is None:
-            return next(iter(self._keys.values())) if len(self._keys) == 1 else None
-        return self._keys.get(kid)
+        return self._pick(alg, kid)
+
+    def _pick(self, alg: str, kid: str | None) -> jwt.PyJWK | None:
+        """The one key that fits (see the class notes), made ready for PyJWT."""
+        named = [i for i, k in enumerate(self._keys) if kid is not None and k.get("kid") == kid]
+        if named:
+            chosen = [i for i in named if fits(self._keys[i], alg)][:1]
+        else:
+            fitting = [i for i, k in enumerate(self._keys) if fits(k, alg)]
+            chosen = [i for i in fitting if "kid" not in self._keys[i]]
+            if kid is None and len(chosen) != 1:
+                chosen = fitting
+        if len(chosen) != 1:
+            return None
+        index = chosen[0]
+        if (index, alg) not in self._prepared:
+            try:
+                self._prepared[(index, alg)] = jwt.PyJWK(self._keys[index], algorithm=alg)
+            except (jwt.PyJWTError, ValueError, TypeError):  # published, but not a usable key
+                return None
+        return self._prepared[(index, alg)]
 
     async def _fetch(self, timeout: float) -> None:
         url = await self.provider.endpoint("jwks_uri", timeout)
         document = json_of(await self.provider.http.get(url, timeout=timeout), "a keys request")
-        try:
-            keys = jwt.PyJWKSet.from_dict(document).keys
-        except (ValueError, TypeError, AttributeError, jwt.PyJWKSetError):
-            raise ProviderUnavailable("The identity provider publishes no usable keys") from None
-        self._keys = {k.key_id: k for k in keys if k.key_id and (k.public_key_use in (None, "sig"))}
+        keys = document.get("keys") if isinstance(document, dict) else None
+        usable = [
+            key
+            for key in (keys if isinstance(keys, list) else [])
+            if isinstance(key, dict)
+            and key.get("kty") in ("RSA", "EC", "OKP")
+            and key.get("use") in (None, "sig")
+            and isinstance(key.get("kid", ""), str)
+        ]
+        if not usable:
+            raise ProviderUnavailable("The identity provider publishes no usable keys")
+        self._keys, self._prepared = usable, {}
         self._fetched = time.monotonic()
 
 

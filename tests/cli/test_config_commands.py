@@ -220,3 +220,40 @@ def test_a_scope_no_user_can_hold(tmp_path: Path) -> None:
     assert len(problems(tmp_path, alone + extra.replace(".update(", ".extend("))) == 3
     # an authenticator that manages roles gives them at login: not judged
     assert problems(tmp_path, alone + "c.Authenticator.manage_roles = True\n") == []
+
+
+def test_an_empty_filter_value(tmp_path: Path) -> None:
+    for scope in ("read:users:name!user=", "read:users!group=", "access:services!service="):
+        text = GOOD.replace('"read:users!user", "custom:dask:use"]', f'"{scope}"]', 1)
+        result = check(tmp_path, text)
+        assert result.returncode == 1, (scope, result.stdout)
+        assert "TokenCache.notebook_scopes" in result.stdout and scope in result.stdout
+        assert "  fix: " in result.stdout
+
+
+def test_every_problem_comes_with_its_fix(tmp_path: Path) -> None:
+    """docs/cli.md: each problem is printed with its fix (the shared-backend key had none)."""
+    text = SHARED.format(url=f"redis://127.0.0.1:{free_port()}/0")
+    text += 'c.JupyterHub.custom_scopes = {"nope": {}}\n'
+    report = json.loads(check(tmp_path, text, "--json").stdout)
+    assert report["problems"], report
+    for problem in report["problems"]:
+        assert problem["fix"], problem
+    no_key = [p for p in report["problems"] if p["setting"] == "TokenCache.backend"]
+    assert no_key and "encryption_key" in no_key[0]["fix"], report
+
+
+@pytest.mark.redis
+def test_a_wrong_redis_password_says_so(
+    tmp_path: Path, own_redis: RedisServer, crypt_key: str
+) -> None:
+    own_redis.call("CONFIG", "SET", "requirepass", "the-right-one")
+    for url in (f"redis://:s3cret-wrong-pw@127.0.0.1:{own_redis.port}/0", own_redis.url):
+        text = SHARED.format(url=url) + f"c.TokenCache.encryption_key = {crypt_key!r}\n"
+        report = json.loads(check(tmp_path, text, "--json").stdout)
+        (problem,) = report["problems"]
+        assert problem["setting"] == "TokenCache.url"
+        assert "password" in problem["fix"] and "start it" not in problem["fix"], problem
+        assert "s3cret-wrong-pw" not in json.dumps(problem) and "the-right-one" not in json.dumps(
+            problem
+        )

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def run(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.Complete
 
 def mint(hub: HubProcess, user: str) -> dict[str, dict[str, str]]:
     """A notebook and an internal (dask) token for a new API token of ``user``."""
-    parent = api_token(hub, user)["token"]
+    parent = api_token(hub, urllib.parse.quote(user, safe=""))["token"]
     SECRETS.append(parent)
     headers = {"Authorization": f"token {parent}"}
     minted = {}
@@ -232,3 +233,48 @@ def test_jupyter_token_cache() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "check-config" in result.stdout
+
+
+# -- bad input (issue 23): a clear error, never the token; output for people escaped ---------
+
+
+@pytest.mark.parametrize("end", ["\x00", "\x1b", "\x7f", "\x1b[2J", "é"])
+def test_a_token_with_a_control_character_is_a_usage_error_that_never_shows_it(
+    admin_env: dict[str, str], tmp_path: Path, end: str
+) -> None:
+    """It was exit 3, "cannot reach the hub", with the HTTP library's header error echoing
+    the whole token."""
+    secret = "a" * 32
+    token_file = tmp_path / "token"
+    token_file.write_text(secret + end + "\n")
+    url = admin_env["JUPYTERHUB_API_URL"]
+    cases = [(("stats", "--url", url, "--token-file", str(token_file)), {})]
+    if "\x00" not in end:  # no environment variable can hold NUL
+        cases.append((("stats", "--url", url), {"JUPYTERHUB_API_TOKEN": secret + end}))
+    for args, env in cases:
+        result = cli(*args, env=env)
+        assert result.returncode == 2, result.stderr
+        line = one_line_error(result)
+        assert secret not in result.stdout + result.stderr
+        assert "control character" in line or "not ASCII" in line, line
+
+
+#: Lower case, as the hub normalizes names.
+EVIL = "mallory\n1999-01-01t00:00:00z #1 token-revoked user=alice\x1b[2j\x07"
+
+
+def test_names_with_control_characters_are_printed_escaped(
+    hub: HubProcess, admin_env: dict[str, str]
+) -> None:
+    """A user name holding a newline and escape codes forged whole lines in ``events`` and
+    ``tokens`` and sent raw ESC bytes to the operator's terminal; ``--json`` was fine."""
+    minted = mint(hub, EVIL)
+    for command in (("events",), ("tokens",)):
+        table = run(admin_env, *command)
+        assert table.returncode == 0, table.stderr
+        assert "\x1b" not in table.stdout and "\x07" not in table.stdout, command
+        forged = [line for line in table.stdout.splitlines() if line.startswith("1999-01-01")]
+        assert not forged, command
+        assert "mallory\\n1999-01-01" in table.stdout and "\\x1b[2j" in table.stdout, command
+    as_json = json.loads(run(admin_env, "tokens", "--json").stdout)
+    assert [t["user"] for t in as_json if t["id"] == minted["notebook"]["id"]] == [EVIL]

@@ -63,3 +63,19 @@ def test_a_deleted_token_is_refused_at_once_where_plain_hub_auth_still_accepts_i
         assert admin.delete(f"users/alice/tokens/{token_id}").status_code == 204
     assert refused_within(hub, token) < 1
     assert whoami(hub, "whoami-plain", token) == 200  # HubAuth's cache: for up to 5 minutes
+
+
+def test_a_valid_token_without_the_access_scope_is_403_not_401(hub: HubProcess) -> None:
+    """docs/services.md: 401 without a usable token, 403 for a token lacking the service's
+    access scope (the example's get_login_url answered 401 before JupyterHub's 403)."""
+    with hub.admin(direct=True) as admin:
+        admin.post("users/alice")
+        r = admin.post("users/alice/tokens", json={"scopes": ["read:users:name!user"]})
+        assert r.status_code == 201, r.text
+        narrow = r.json()["token"]
+    for name in ("whoami", "whoami-plain"):
+        r = httpx.get(f"{hub.url}/services/{name}/", headers={"Authorization": f"token {narrow}"})
+        assert r.status_code == 403, (name, r.text)
+        assert r.json()["message"] == "user alice is not allowed.", r.text
+        assert whoami(hub, name, "not-a-token-" * 3) == 401
+    assert narrow not in hub.log()

@@ -26,8 +26,10 @@ from traitlets.config import Config
 from jupyter_token_cache.upstream import upstream_tokens
 from jupyter_token_cache.upstream.exchange import digest
 
-from ..oidc.server import HUB_CLIENT, OIDCProvider
+from ..oidc.jwks import KeySet
+from ..oidc.server import OIDCProvider, trust
 from ..servers import RedisServer
+from ..times import epoch
 from .conftest import Hub
 
 GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -52,10 +54,7 @@ def provider(request: pytest.FixtureRequest) -> OIDCProvider:
 @pytest.fixture
 def hub_config(hub_config: Config, provider: OIDCProvider) -> Config:
     """The hub trusts the provider; alice and bob may log in, mallory is blocked."""
-    exchange = hub_config.TokenExchange
-    exchange.issuer = provider.issuer
-    exchange.client_id, exchange.client_secret = HUB_CLIENT
-    exchange.allowed_audiences = ["jupyterhub"]
+    trust(hub_config, provider)
     hub_config.Authenticator.allowed_users = {"alice", "bob", "mallory"}
     hub_config.Authenticator.blocked_users = {"mallory"}
     hub_config.Authenticator.manage_groups = True
@@ -440,3 +439,105 @@ async def test_a_token_that_merely_expired_ends_nothing(hub: Hub) -> None:
     tokens.sessions.seen(digest("a-revoked-token"), "upstream:s2", "alice", time.time() + 60)
     assert tokens._ended_session("a-revoked-token") == ("upstream:s2", "alice")
     assert tokens._ended_session("a-revoked-token") is None  # forgotten once told
+
+
+# -- bad input (issue 23): never a 500, never a wider token ---------------------------------
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+async def test_a_repeated_parameter_is_refused_never_widened(
+    hub: Hub, provider: OIDCProvider
+) -> None:
+    """``scope=A&scope=B`` (what httpx and requests send for a list) counted as absent: every
+    notebook scope; ``resource=x&resource=x`` a notebook token instead of x's."""
+    upstream = alices(hub, provider)
+    hub.secrets.add(upstream)
+    base = [("grant_type", GRANT), ("subject_token", upstream), ("subject_token_type", ACCESS)]
+    repeats = {
+        "scope": [("scope", "read:users!user"), ("scope", "read:users:name!user")],
+        "resource": [("resource", "dask"), ("resource", "dask")],
+        "audience": [("audience", "dask"), ("audience", "short")],
+        "subject_token": [("subject_token", upstream)],
+        "grant_type": [("grant_type", GRANT)],
+        "subject_token_type": [("subject_token_type", ACCESS)],
+    }
+    for name, extra in repeats.items():
+        r = await hub.post("exchange", None, urllib.parse.urlencode(base + extra), headers=FORM)
+        assert refused(r, "invalid_request") == f"{name} is given more than once", name
+    duplicated = (
+        f'{{"grant_type": "{GRANT}", "subject_token": "{upstream}", '
+        f'"subject_token_type": "{ACCESS}", "scope": "read:users!user", "scope": "admin:users"}}'
+    )
+    r = await hub.post("exchange", None, duplicated, headers={"Content-Type": "application/json"})
+    assert refused(r, "invalid_request") == "scope is given more than once"
+    assert hub.minted_rows("alice") == []
+
+
+async def test_a_form_without_grant_type_is_an_invalid_request(
+    hub: Hub, provider: OIDCProvider
+) -> None:
+    """RFC 6749 section 5.2 and the OpenAPI document: a missing parameter is invalid_request."""
+    upstream = alices(hub, provider)
+    hub.secrets.add(upstream)
+    body = urllib.parse.urlencode({"subject_token": upstream, "subject_token_type": ACCESS})
+    assert "grant_type" in refused(await hub.post("exchange", None, body, headers=FORM),
+                                   "invalid_request")  # fmt: skip
+    no_type = {"subject_token": upstream, "subject_token_type": ACCESS}
+    assert "grant_type" in refused(await hub.post("exchange", None, no_type), "invalid_request")
+    assert hub.minted_rows("alice") == []
+
+
+@jwt_mode(TokenExchange__algorithms=["RS256", "ES256", "ES384", "ES512", "EdDSA"])
+async def test_a_jwt_header_naming_another_key_type_is_invalid_grant_not_500(
+    hub: Hub, provider: OIDCProvider
+) -> None:
+    hub.add_user("alice")
+    keys = KeySet()  # keys of other types, never published by the provider
+    now = int(time.time())
+    claims = {"iss": provider.issuer, "aud": "jupyterhub", "sub": "alice", "iat": now,
+              "exp": now + 600, "preferred_username": "alice"}  # fmt: skip
+    for key in ("ec256", "ec384", "ec521", "ed25519"):
+        for header in ({"kid": provider.kid}, {"kid": None}, {"kid": "foreign"}):
+            r = await exchange(hub, keys.sign(claims, key, **header))
+            refused(r, "invalid_grant")
+    keys.stop()
+    assert hub.minted_rows("alice") == []
+
+
+@jwt_mode()
+async def test_tokens_of_one_upstream_login_share_one_hub_token(
+    hub: Hub, provider: OIDCProvider
+) -> None:
+    """Same ``sid``, the refreshed token expiring later: one hub token (docs/exchange.md),
+    never outliving the token presented."""
+    hub.add_user("alice")
+    first, second = provider.tokens_of_one_login("alice", "urn:hub:jwt")
+    ends = [jwt.decode(t, options={"verify_signature": False})["exp"] for t in (first, second)]
+    assert ends[0] < ends[1]
+    one = await exchange(hub, first)
+    assert one.status_code == 200, one.text
+    two = await exchange(hub, second)
+    assert two.status_code == 200, two.text
+    assert (two.json()["id"], two.json()["cached"]) == (one.json()["id"], True)
+    assert epoch(two.json()["expires_at"]) <= ends[0]  # capped by the token it was minted for
+    assert len(hub.minted_rows("alice")) == 1
+
+
+@jwt_mode()
+async def test_an_older_token_of_a_login_never_gets_a_hub_token_outliving_it(
+    hub: Hub, provider: OIDCProvider
+) -> None:
+    """The later token first: its hub token would outlive the earlier one, so the earlier
+    one gets a token of its own, capped by its own expiry."""
+    hub.add_user("alice")
+    first, second = provider.tokens_of_one_login("alice", "urn:hub:jwt")
+    ends = [jwt.decode(t, options={"verify_signature": False})["exp"] for t in (first, second)]
+    later = (await exchange(hub, second)).json()
+    earlier = (await exchange(hub, first)).json()
+    assert epoch(later["expires_at"]) <= ends[1]
+    assert epoch(earlier["expires_at"]) <= ends[0]
+    assert earlier["id"] != later["id"]
+    # the later token again: the earlier one's hub token does not outlive it, and is reused
+    again = (await exchange(hub, second)).json()
+    assert again["id"] == earlier["id"] and again["cached"] is True

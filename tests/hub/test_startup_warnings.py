@@ -54,3 +54,11 @@ def test_an_authenticator_name_says_which_package_it_needs(monkeypatch: pytest.M
         with_token_cache("githib")
     with pytest.raises(AuthenticatorNotFound, match="No module named 'nowhere'"):
         with_token_cache("nowhere.Authenticator")
+
+
+@pytest.mark.hub_config(TokenCache__notebook_scopes=["read:users:name!user=", "read:users!user"])
+async def test_an_empty_filter_is_a_warning_at_start(
+    hub: Hub, caplog: pytest.LogCaptureFixture
+) -> None:
+    warned = [r.getMessage() for r in caplog.get_records("setup") if r.levelno == logging.WARNING]
+    assert any(m.startswith("TokenCache.notebook_scopes:") and "!user=" in m for m in warned)

@@ -16,6 +16,7 @@ import os
 import secrets
 import shutil
 import tempfile
+import time
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
+from traitlets.config import Config
 
 from ..servers import MissingBinary, Server
 
@@ -32,6 +34,14 @@ REDIRECT = "http://127.0.0.1/callback"
 WEBAPP = ("webapp", "webapp-secret")
 #: The client the hub introspects as.
 HUB_CLIENT = ("jupyterhub", "hub-secret")
+
+
+def trust(config: Config, provider: OIDCProvider) -> None:
+    """Hub settings that exchange ``provider``'s tokens (introspected as the hub's client)."""
+    exchange = config.TokenExchange
+    exchange.issuer = provider.issuer
+    exchange.client_id, exchange.client_secret = HUB_CLIENT
+    exchange.allowed_audiences = ["jupyterhub"]
 
 
 class OIDCProvider(Server):
@@ -90,6 +100,22 @@ class OIDCProvider(Server):
 
     def token(self, user: str, resource: str = "urn:hub:opaque") -> str:
         """An access token for ``user`` through the authorization code flow (PKCE)."""
+        with httpx.Client(base_url=self.url, timeout=10) as client:
+            return self._code_flow(client, user, resource)
+
+    def tokens_of_one_login(self, user: str, resource: str, count: int = 2) -> list[str]:
+        """``count`` access tokens of one login session at the provider (one ``sid``), as an
+        application refreshing its token gets them: each issued a second after the last, so
+        each expires later."""
+        found = []
+        with httpx.Client(base_url=self.url, timeout=10) as browser:  # one session cookie
+            for n in range(count):
+                if n:
+                    time.sleep(1.1)
+                found.append(self._code_flow(browser, user, resource))
+        return found
+
+    def _code_flow(self, client: httpx.Client, user: str, resource: str) -> str:
         verifier = secrets.token_urlsafe(48)
         challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
         params = {
@@ -99,30 +125,29 @@ class OIDCProvider(Server):
         }  # fmt: skip
         if resource:
             params["resource"] = resource
-        with httpx.Client(base_url=self.url, timeout=10) as client:
-            location = client.get("/auth", params=params).headers["location"]
-            for _ in range(10):
-                if location.startswith(REDIRECT):
-                    query = urllib.parse.parse_qs(urllib.parse.urlparse(location).query)
-                    if "code" not in query:
-                        raise RuntimeError(f"authorization refused: {query.get('error')}")
-                    break
-                path = urllib.parse.urlparse(location).path
-                if path.startswith("/interaction/"):
-                    page = client.get(path).text
-                    prompt = "login" if 'value="login"' in page else "consent"
-                    form = {"prompt": prompt, "login": user, "password": "any"}
-                    location = client.post(path, data=form).headers["location"]
-                else:
-                    location = client.get(location).headers["location"]
+        location = client.get("/auth", params=params).headers["location"]
+        for _ in range(10):
+            if location.startswith(REDIRECT):
+                query = urllib.parse.parse_qs(urllib.parse.urlparse(location).query)
+                if "code" not in query:
+                    raise RuntimeError(f"authorization refused: {query.get('error')}")
+                break
+            path = urllib.parse.urlparse(location).path
+            if path.startswith("/interaction/"):
+                page = client.get(path).text
+                prompt = "login" if 'value="login"' in page else "consent"
+                form = {"prompt": prompt, "login": user, "password": "any"}
+                location = client.post(path, data=form).headers["location"]
             else:
-                raise RuntimeError("the authorization flow did not end")
-            answer = client.post("/token", auth=WEBAPP, data={
-                "grant_type": "authorization_code", "code": query["code"][0],
-                "redirect_uri": REDIRECT, "code_verifier": verifier,
-            })  # fmt: skip
-            answer.raise_for_status()
-            return str(answer.json()["access_token"])
+                location = client.get(location).headers["location"]
+        else:
+            raise RuntimeError("the authorization flow did not end")
+        answer = client.post("/token", auth=WEBAPP, data={
+            "grant_type": "authorization_code", "code": query["code"][0],
+            "redirect_uri": REDIRECT, "code_verifier": verifier,
+        })  # fmt: skip
+        answer.raise_for_status()
+        return str(answer.json()["access_token"])
 
     def revoke(self, token: str) -> None:
         """Revoke ``token`` at the provider's revocation endpoint (RFC 7009)."""

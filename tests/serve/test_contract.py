@@ -343,3 +343,67 @@ def test_token_exchange_answers_alike(setup: Setup, mode: str, oidc_provider: OI
     assert wrong.headers["Cache-Control"] == "no-store"
     forged = httpx.post(f"{base(setup, mode)}/exchange", json={**body, "subject_token": "x" * 40})
     assert forged.status_code == 400 and forged.json()["error"] == "invalid_grant"
+
+
+# -- bad input (issue 23): refused alike, never a 500, never served from another entry -------
+
+
+def test_a_header_value_that_cannot_be_one_is_refused_alike(setup: Setup, mode: str) -> None:
+    """A non-ASCII Authorization header: 403 at the hub, 500 at a replica on stats, tokens and
+    the resets (httpx cannot encode it); non-ASCII Accept and Content-Type likewise."""
+    hub = setup[0]
+    name, _ = new_user(setup, mode)
+    admin = f"token {hub.service_token}".encode()
+    routes = [("GET", "stats"), ("GET", "tokens"), ("DELETE", ""), ("DELETE", f"users/{name}"),
+              ("POST", "notebook"), ("POST", "internal")]  # fmt: skip
+    for method, route in routes:
+        url = f"{base(setup, mode)}/{route}".rstrip("/")
+        for header in (b"token caf\xe9", b"token \xe9" * 8, b"Bearer \xff\xfe"):
+            r = httpx.request(method, url, headers=[(b"Authorization", header)])
+            assert r.status_code == 403, (method, route, r.text)
+            assert r.json() == {"status": 403, "message": "Missing or invalid credentials"}
+        for other in (b"Accept", b"Content-Type"):
+            r = httpx.request(method, url, headers=[(b"Authorization", admin), (other, b"\xe9/x")])
+            assert r.status_code < 500, (method, route, other, r.text)
+    exchange = httpx.post(f"{base(setup, mode)}/exchange", content=b"subject_token=x",
+                          headers=[(b"Content-Type", b"application/x-www-form-urlencod\xe9")])  # fmt: skip
+    assert exchange.status_code == 400 and exchange.json()["error"] == "invalid_request"
+
+
+@pytest.mark.parametrize(
+    ("warm", "scopes"),
+    [
+        (None, ["*"]),  # the edge cache's key for "no scopes named"
+        (["read:users!user", "access:services!service=dask"],
+         ["access:services!service=dask read:users!user"]),  # one string with a space
+        (["read:users!user"], ["read:users!user\n"]),
+        (["read:users!user"], [" read:users!user"]),
+    ],
+)  # fmt: skip
+def test_scopes_that_are_not_scopes_never_share_an_entry(
+    setup: Setup, mode: str, warm: list[str] | None, scopes: list[str]
+) -> None:
+    _, credential = new_user(setup, mode)
+    body: dict[str, Any] = {"service": "dask"}
+    first = post(base(setup, mode), "internal", credential,
+                 body if warm is None else {**body, "scopes": warm})  # fmt: skip
+    assert first.status_code == 200, first.text
+    for url in (base(setup, mode), other(setup, mode)):
+        r = post(url, "internal", credential, {**body, "scopes": scopes})
+        assert r.status_code == 400, r.text
+        assert r.json()["message"].startswith("scopes[0] is not a known scope: "), r.text
+
+
+def test_a_repeated_query_parameter_is_refused_alike(setup: Setup, mode: str) -> None:
+    hub = setup[0]
+    name, _ = new_user(setup, mode)
+    admin = {"Authorization": f"token {hub.service_token}"}
+    for method, route, query in (
+        ("GET", "tokens", [("user", name), ("user", "")]),
+        ("GET", "tokens", [("limit", "1"), ("limit", "2")]),
+        ("DELETE", f"users/{name}", [("revoke", "false"), ("revoke", "true")]),
+    ):
+        url = f"{base(setup, mode)}/{route}"
+        r = httpx.request(method, url, params=query, headers=admin)
+        assert r.status_code == 400, (route, r.text)
+        assert r.json() == {"status": 400, "message": f"{query[0][0]} is given more than once"}

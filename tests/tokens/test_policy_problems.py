@@ -46,3 +46,21 @@ def test_unknown_scopes_and_filters() -> None:
     ]
     assert "read:nonsense" in found[0].message and "!bogus=x" in found[1].message
     assert cache.problems() == []  # scopes unchecked without the hub's definitions
+
+
+def test_empty_filter_values() -> None:
+    """``!user=`` and its kind parse as scopes (JupyterHub's check passes them) but every
+    expansion refuses them: the hub then answered every notebook request 400."""
+    cache = TokenCache(
+        notebook_scopes=["read:users:name!user=", "read:users!group=", "access:servers!user"],
+        services={"x": {"scopes": ["access:services!service=", "read:users!server="]}},
+    )
+    for found in (cache.problems(scope_error), cache.problems()):
+        assert settings(found) == [
+            "TokenCache.notebook_scopes",
+            "TokenCache.notebook_scopes",
+            "TokenCache.services['x']['scopes']",
+            "TokenCache.services['x']['scopes']",
+        ]
+        assert "'read:users:name!user='" in found[0].message and "empty" in found[0].message
+        assert all(fix for _, _, fix in found)
