@@ -2,15 +2,19 @@
 
 Run by the hub (see examples/demo_config.py, and docs/services.md): it listens where
 $JUPYTERHUB_SERVICE_URL says and answers, at /services/whoami/, the model of the user
-whose token (or OAuth cookie) came with the request. Its handlers are JupyterHub's own
-``HubAuthenticated`` ones, unchanged: only the ``hub_auth`` object differs.
+whose token (or OAuth cookie) came with the request. Its handler is a JupyterHub
+``HubAuthenticated`` one with ``CachedHubAuthenticated`` in its place, which checks
+tokens on the service's own event loop: a cached token is answered at once even while
+other requests wait for the hub.
 
     GET /services/whoami/          the caller's model (401/403 without a usable token)
     GET /services/whoami/metrics   Prometheus metrics of the token checks
     GET /services/whoami/stats     the same counters as JSON (for the demo and tests)
 
-``--plain`` uses JupyterHub's plain HubAuth instead (to compare them side by side); other
-arguments are settings, e.g. ``--CachedHubAuth.on_disconnect=clear`` or
+``--plain`` uses JupyterHub's plain ``HubAuthenticated`` and ``HubAuth`` instead (to
+compare them side by side), ``--synchronous`` plain ``HubAuthenticated`` with
+``CachedHubAuth`` (the one-line change, whose checks wait on ``HubAuth``'s background
+thread); other arguments are settings, e.g. ``--CachedHubAuth.on_disconnect=clear`` or
 ``--AnswerCache.backend=redis``.
 """
 
@@ -31,7 +35,7 @@ from tornado import web
 from tornado.log import enable_pretty_logging
 from traitlets.config.loader import KVArgParseConfigLoader
 
-from jupyter_token_cache.services import CachedHubAuth
+from jupyter_token_cache.services import CachedHubAuth, CachedHubAuthenticated
 
 
 class JSONErrors(web.RequestHandler):
@@ -44,8 +48,10 @@ class JSONErrors(web.RequestHandler):
         self.finish(json.dumps({"status": status_code, "message": message}))
 
 
-class WhoAmI(HubAuthenticated, JSONErrors):
-    """The caller's model, as the hub describes it."""
+class Answer:
+    """The caller's model, as the hub describes it (put first in a handler's bases)."""
+
+    hub_auth: HubAuth
 
     @web.authenticated
     def get(self) -> None:
@@ -67,6 +73,14 @@ class WhoAmI(HubAuthenticated, JSONErrors):
         raise web.HTTPError(401, "A token is required")
 
 
+class WhoAmI(Answer, CachedHubAuthenticated, JSONErrors):
+    """The example: checks on the service's own event loop."""
+
+
+class SyncWhoAmI(Answer, HubAuthenticated, JSONErrors):
+    """JupyterHub's own HubAuthenticated (``--plain``, ``--synchronous``): to compare."""
+
+
 class Metrics(web.RequestHandler):
     def get(self) -> None:
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)
@@ -80,11 +94,11 @@ class Stats(JSONErrors):
         self.finish(stats)
 
 
-def make_app(hub_auth: HubAuth) -> web.Application:
+def make_app(hub_auth: HubAuth, handler: type[web.RequestHandler] = WhoAmI) -> web.Application:
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
     return web.Application(
         [
-            (prefix, WhoAmI, {}),
+            (prefix, handler, {}),
             (url_path_join(prefix, "metrics"), Metrics),
             (url_path_join(prefix, "stats"), Stats),
         ],
@@ -95,15 +109,19 @@ def make_app(hub_auth: HubAuth) -> web.Application:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plain", action="store_true", help="use JupyterHub's plain HubAuth")
+    parser.add_argument(
+        "--synchronous", action="store_true", help="CachedHubAuth on HubAuthenticated's own path"
+    )
     args, settings = parser.parse_known_args()
     enable_pretty_logging()
-    if not args.plain:
-        WhoAmI.hub_auth_class = CachedHubAuth  # the one line a HubAuth service changes
-    auth = WhoAmI.hub_auth_class.instance(config=KVArgParseConfigLoader(settings).load_config())
+    handler: Any = SyncWhoAmI if args.plain or args.synchronous else WhoAmI
+    if args.synchronous:
+        SyncWhoAmI.hub_auth_class = CachedHubAuth
+    auth = handler.hub_auth_class.instance(config=KVArgParseConfigLoader(settings).load_config())
     if isinstance(auth, CachedHubAuth):
         await auth.start()  # a missing scope stops the service here, with its name
     url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10101"))
-    make_app(auth).listen(url.port or 80, url.hostname or "127.0.0.1")
+    make_app(auth, handler).listen(url.port or 80, url.hostname or "127.0.0.1")
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)

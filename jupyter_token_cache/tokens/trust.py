@@ -223,6 +223,8 @@ class RevocationState:
     _tokens: OrderedDict[str, tuple[int, float]] = field(default_factory=OrderedDict)
     _principals: OrderedDict[str, tuple[int, float]] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    #: The silence (by when it began) a request already waited through.
+    _waited_for: float | None = None
 
     @property
     def last_event_id(self) -> str | None:
@@ -252,12 +254,18 @@ class RevocationState:
     async def catch_up(self, wait: float = 1.0) -> None:
         """When :meth:`behind`, give the follower up to ``wait`` seconds (at most a
         heartbeat) to read what may be waiting for it — after a freeze of this process,
-        the events sent meanwhile — before an answer is judged."""
-        if not self.behind():
+        the events sent meanwhile — before an answer is judged.
+
+        Once per silence: when nothing arrived in that time, the hub (or the network) is
+        the silent one, and later requests are judged at once, as during a cut.
+        """
+        silent_since = self.heard_at
+        if not self.behind() or self._waited_for == silent_since:
             return
         deadline = time.monotonic() + min(wait, self.heartbeat or wait)
         while self.behind() and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
+        self._waited_for = silent_since
 
     def begin(
         self, since: int, *, heartbeat: float | None = None, horizon: float | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from jupyter_token_cache.tokens.events import Event
@@ -195,3 +196,18 @@ def test_a_stream_silent_for_two_heartbeats_is_judged_as_cut() -> None:
     clear.caught_up(1)
     clear.heard(now=1000)
     assert clear.usable(answer(1), now=1001) and not clear.usable(answer(1), now=1003)
+
+
+async def test_a_request_waits_for_a_silent_stream_once_per_silence() -> None:
+    state = RevocationState()
+    state.begin(0, heartbeat=0.2)
+    state.caught_up(1)
+    state.heard(now=time.time() - 5)  # silent for long: behind
+    started = time.monotonic()
+    await state.catch_up()
+    assert 0.15 < time.monotonic() - started < 1  # one heartbeat, for the follower to read
+    started = time.monotonic()
+    await state.catch_up()
+    assert time.monotonic() - started < 0.05  # the same silence: judged at once
+    state.heard()
+    await state.catch_up()  # caught up: nothing to wait for
