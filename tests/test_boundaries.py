@@ -41,6 +41,7 @@ from jupyter_token_cache.upstream.exchange import ExchangeError, UpstreamTokens
 
 from .oidc.jwks import AUDIENCE, KeySet, running_keyset
 from .servers import RedisServer
+from .upstream.sessions import Sessions
 
 LOG = logging.getLogger("test")
 SECRET = "boundary-secret-token-" + "0" * 20
@@ -129,7 +130,7 @@ def exchange_with(transport: httpx.MockTransport, verification: str) -> Upstream
     settings = TokenExchange(issuer="http://127.0.0.1:9", verification=verification,
                              allowed_audiences=[AUDIENCE], client_id="hub",
                              client_secret="secret", negative_ttl=0.001)  # fmt: skip
-    checker = upstream_tokens(settings, LOG)
+    checker = upstream_tokens(settings, LOG, sessions=Sessions())
     assert checker is not None
     checker._http = checker.provider.http = httpx.AsyncClient(transport=transport)
     return checker
@@ -275,7 +276,7 @@ async def test_every_pyjwt_error_is_an_invalid_token(
     good = keyset.sign(keyset.claims())
     for place in ("decode", "get_unverified_header", "PyJWK"):
         for cls in PYJWT_ERRORS:
-            checker = upstream_tokens(settings, LOG)
+            checker = upstream_tokens(settings, LOG, sessions=Sessions())
             assert checker is not None
             with monkeypatch.context() as patched:
                 patched.setattr(jwt, place, failing(make(cls)))

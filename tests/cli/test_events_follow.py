@@ -16,8 +16,7 @@ import httpx
 import pytest
 
 from ..e2e.services import api_token
-from ..hubprocess import HubProcess
-from ..servers import MissingBinary, unavailable
+from ..hubprocess import HubProcess, running_hub
 from .cli import SCRIPT, cli
 
 pytestmark = pytest.mark.e2e
@@ -79,15 +78,8 @@ class Follower:
 
 @pytest.fixture
 def hub(tmp_path: Path) -> Iterator[HubProcess]:
-    try:
-        hub = HubProcess(tmp_path, CONFIG)
-    except MissingBinary as e:
-        unavailable(e)
-    hub.start()
-    try:
-        yield hub
-    finally:
-        hub.stop()
+    with running_hub(tmp_path, CONFIG) as started:
+        yield started
 
 
 def env_of(hub: HubProcess, token: str) -> dict[str, str]:

@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
 import pytest
 
-from ..servers import RedisServer
 from .site import (
     REPLICAS,
     SERVICES,
@@ -34,7 +33,6 @@ from .site import (
     accepted_by_service,
     active_at_replica,
     notebook_at_replica,
-    site,
 )
 from .spawning import spawn_and_probe
 
@@ -53,14 +51,6 @@ class Victim:
     revoke: Callable[[], None]
     #: A credential that lives on and got ``token`` from a replica: it must get another.
     parent: str | None = None
-
-
-@pytest.fixture(scope="module")
-def matrix_site(
-    tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer, crypt_key: str
-) -> Iterator[Site]:
-    with site(tmp_path_factory.mktemp("matrix"), redis_server.url, crypt_key) as running:
-        yield running
 
 
 def api_token(site: Site, user: str) -> dict[str, str]:
@@ -190,9 +180,9 @@ def revoke_all(site: Site, found: list[Victim], *, raw_sql: bool = True) -> None
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("who", PROCESSES)
 def test_a_revoked_token_is_refused_by_every_process_once_it_is_back(
-    matrix_site: Site, who: str, mode: str
+    whole_site: Site, who: str, mode: str
 ) -> None:
-    site = matrix_site
+    site = whole_site
     case = f"{who[:3]}{mode[:2]}"
     found = victims(site, case)
     warm(site, found)

@@ -20,7 +20,6 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +28,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ..servers import RedisServer
-from .site import REPLICAS, SERVICES, Site, site
+from .site import REPLICAS, SERVICES, Site
 
 pytestmark = pytest.mark.e2e
 
@@ -263,14 +261,6 @@ class Storm:
                 self.revoke(client)
 
 
-@pytest.fixture(scope="module")
-def storm_site(
-    tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer, crypt_key: str
-) -> Iterator[Site]:
-    with site(tmp_path_factory.mktemp("storm"), redis_server.url, crypt_key) as running:
-        yield running
-
-
 def stats_of(site: Site, process: str) -> dict[str, Any]:
     """The restarted process's own counters: hub calls and hits."""
     if process in site.services:
@@ -287,9 +277,9 @@ def hub_calls(site: Site, process: str) -> int:
 
 
 def test_a_storm_across_restarts_serves_no_revoked_token_and_refuses_no_valid_one(
-    storm_site: Site, tmp_path: Path
+    whole_site: Site, tmp_path: Path
 ) -> None:
-    site = storm_site
+    site = whole_site
     rng = random.Random(SEED)
     storm = Storm(site, rng)
     for user in USERS:

@@ -17,6 +17,7 @@ from traitlets.config import Config
 
 from jupyter_token_cache import with_token_cache
 from jupyter_token_cache.cache import close_all
+from jupyter_token_cache.services import CachedHubAuth
 
 from ..conftest import BACKENDS, settings_for
 from ..servers import MemcachedServer, RedisServer, Server
@@ -241,3 +242,31 @@ def extension(hub: Hub) -> Any:
 
 
 UseHub = Callable[..., Any]
+
+
+#: A service that checks tokens with CachedHubAuth (the ``auth`` fixture): modules that use
+#: it mark their hub with ``pytest.mark.hub_config(**CHECKER, ...)``.
+CHECKER_TOKEN = "checker-secret-token-0123456789abcdef"
+CHECKER = {
+    "JupyterHub__services": [{"name": "checker", "api_token": CHECKER_TOKEN}],
+    "JupyterHub__load_roles": [
+        {
+            "name": "checker",
+            "scopes": ["custom:token-cache:introspect", "custom:token-cache:events"],
+            "services": ["checker"],
+        }
+    ],
+}
+
+
+@pytest.fixture
+async def auth(hub: Hub) -> AsyncIterator[CachedHubAuth]:
+    """CachedHubAuth as the checker service, started (a cut is noticed after 2 s)."""
+    hub.secrets.add(CHECKER_TOKEN)
+    CachedHubAuth.clear_instance()
+    auth = CachedHubAuth(api_url=f"{hub.url}api", api_token=CHECKER_TOKEN, stream_timeout=2)
+    await auth.start()
+    yield auth
+    auth.close_token_checks()
+    for checker in auth._token_checkers.values():
+        await checker.close()

@@ -4,35 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 from jupyterhub import orm
 
 from jupyter_token_cache.services import CachedHubAuth
 
-from .conftest import Hub
+from .conftest import CHECKER, CHECKER_TOKEN, Hub
 
-SERVICE = "checker-secret-token-0123456789abcdef"
-ROLES = [{"name": "checker", "scopes": ["custom:token-cache:introspect", "custom:token-cache:events"],
-          "services": ["checker"]}]  # fmt: skip
 pytestmark = pytest.mark.hub_config(
-    JupyterHub__services=[{"name": "checker", "api_token": SERVICE}],
-    JupyterHub__load_roles=ROLES,
+    **CHECKER,
     TokenCache__event_heartbeat=0.5,
 )
-
-
-@pytest.fixture
-async def auth(hub: Hub) -> AsyncIterator[CachedHubAuth]:
-    hub.secrets.add(SERVICE)
-    CachedHubAuth.clear_instance()
-    auth = CachedHubAuth(api_url=f"{hub.url}api", api_token=SERVICE, stream_timeout=2)
-    await auth.start()
-    yield auth
-    auth.close_token_checks()
-    for checker in auth._token_checkers.values():
-        await checker.close()
 
 
 async def until(predicate, timeout: float = 1.0) -> float:  # type: ignore[no-untyped-def]
@@ -98,9 +81,9 @@ async def test_an_answer_is_never_served_past_the_tokens_expiry(
 
 
 async def test_hub_calls_are_bounded_however_many_new_tokens_arrive(hub: Hub) -> None:
-    hub.secrets.add(SERVICE)
+    hub.secrets.add(CHECKER_TOKEN)
     CachedHubAuth.clear_instance()
-    auth = CachedHubAuth(api_url=f"{hub.url}api", api_token=SERVICE, max_concurrent_checks=3,
+    auth = CachedHubAuth(api_url=f"{hub.url}api", api_token=CHECKER_TOKEN, max_concurrent_checks=3,
                          follow_events=False)  # fmt: skip
     checker = auth.token_checker()
     post, in_flight, most = checker._http.post, 0, 0

@@ -21,14 +21,10 @@ from sqlalchemy import text
 from jupyter_token_cache.services import CachedHubAuth
 from jupyter_token_cache.tokens.stream import read_blocks, sse
 
-from .conftest import Hub
+from .conftest import CHECKER, Hub
 
-SERVICE = "checker-secret-token-0123456789abcdef"
-ROLES = [{"name": "checker", "scopes": ["custom:token-cache:introspect", "custom:token-cache:events"],
-          "services": ["checker"]}]  # fmt: skip
 pytestmark = pytest.mark.hub_config(
-    JupyterHub__services=[{"name": "checker", "api_token": SERVICE}],
-    JupyterHub__load_roles=ROLES,
+    **CHECKER,
     TokenCache__event_heartbeat=0.5,
     TokenCache__sweep_interval=0.5,
 )
@@ -142,18 +138,6 @@ async def test_every_change_of_what_a_token_may_do_is_an_event(hub: Hub) -> None
     hub.db.commit()
     assert sorted(changes()) == [("user-changed", "bob", "shares"),
                                  ("user-changed", "caroline", "shares")]  # fmt: skip
-
-
-@pytest.fixture
-async def auth(hub: Hub) -> Any:
-    hub.secrets.add(SERVICE)
-    CachedHubAuth.clear_instance()
-    auth = CachedHubAuth(api_url=f"{hub.url}api", api_token=SERVICE, stream_timeout=2)
-    await auth.start()
-    yield auth
-    auth.close_token_checks()
-    for checker in auth._token_checkers.values():
-        await checker.close()
 
 
 async def within(seconds: float, predicate: Any) -> float:

@@ -20,21 +20,9 @@ from jupyter_token_cache.upstream.settings import ASYMMETRIC
 from ..fuzz import Tally, nasty_text
 from ..oidc.jwks import AUDIENCE, KEYS, KeySet, running_keyset
 from ..oidc.server import HUB_CLIENT, OIDCProvider
+from .sessions import Sessions
 
 LOG = logging.getLogger("test")
-
-
-class Sessions:
-    """Upstream sessions in a dict (the hub keeps them in its database)."""
-
-    def __init__(self) -> None:
-        self.rows: dict[str, tuple[str, str, float | None]] = {}
-
-    def seen(self, name: str, session: str, username: str, expires_at: float | None) -> None:
-        self.rows[name] = (session, username, expires_at)
-
-    def ended(self, name: str) -> tuple[str, str, float | None] | None:
-        return self.rows.pop(name, None)
 
 
 def tokens(provider: OIDCProvider, **settings: object) -> UpstreamTokens:
@@ -119,7 +107,7 @@ def jwks_tokens(keyset: KeySet, **settings: object) -> UpstreamTokens:
     exchange = TokenExchange(issuer=keyset.issuer, jwks_uri=f"{keyset.url}/jwks",
                              verification="jwt", allowed_audiences=[AUDIENCE],
                              algorithms=list(ASYMMETRIC), **settings)  # fmt: skip
-    made = upstream_tokens(exchange, LOG)
+    made = upstream_tokens(exchange, LOG, sessions=Sessions())
     assert made is not None
     return made
 
