@@ -74,7 +74,7 @@ SERIAL = (
     "tests/hub/test_exchange.py::test_provider_killed_or_stopped_fails_closed_then_recovers",
     "tests/hub/test_cached_hub_auth.py::test_a_deleted_token_is_refused_within_a_second",
     "tests/e2e/test_service_revocation.py",  # every way a token ends, refused within 1 s
-    "tests/e2e/test_storm_restarts.py",  # 2,000 operations at concurrency 10, with restarts
+    "tests/restarts/test_storm.py",  # 2,000 operations at concurrency 10, with restarts
     "tests/e2e/test_service_loop.py",  # a cached token answered within 50 ms, hub frozen
 )
 

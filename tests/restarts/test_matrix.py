@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from ..e2e.spawning import spawn_and_probe
 from .site import (
     REPLICAS,
     SERVICES,
@@ -34,7 +35,6 @@ from .site import (
     active_at_replica,
     notebook_at_replica,
 )
-from .spawning import spawn_and_probe
 
 pytestmark = pytest.mark.e2e
 

@@ -1,4 +1,9 @@
-"""Fixtures of the end-to-end tests: a whole site (tests/e2e/site.py) per module that asks."""
+"""The restart tests: a whole site (site.py) per module, every process stopped, killed and frozen.
+
+Apart from tests/e2e so that CI runs them once, on the newest JupyterHub: what they test
+is this project's trust rule across restarts, which the hub and end-to-end tests check
+again on JupyterHub 5.5 piece by piece.
+"""
 
 from __future__ import annotations
 

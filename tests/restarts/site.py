@@ -21,11 +21,11 @@ from typing import Any
 
 import httpx
 
+from ..e2e.services import ExternalService
+from ..e2e.spawning import spawner_config
 from ..hubprocess import HubProcess
 from ..serve.replicas import REQUEST, Replica
 from ..servers import MissingBinary, free_port, unavailable
-from .services import ExternalService
-from .spawning import spawner_config
 
 SCOPES = ["custom:token-cache:introspect", "custom:token-cache:events"]
 #: Replicas and services: the first two of each run from the start; the last are spares.
