@@ -15,6 +15,7 @@ from traitlets.utils.importstring import import_item
 from .. import metrics
 from ..client import API_URL_ENV
 from ..scopes import held_by_users, scope_error
+from ..times import iso8601
 from ..tokens.events import (
     GROUP_CHANGED,
     REVOKED,
@@ -191,6 +192,7 @@ class TokenCacheMixin:
         for e in ended:
             if e.reason == "logout" and e.session_id:
                 self.token_ended_logins.add(e.session_id)
+            self.token_watch.forget(e.row_id, e.ref.fp)  # its end is told here, once
         self.token_events.publish(
             [
                 *(
@@ -201,6 +203,7 @@ class TokenCacheMixin:
                         kind=e.kind,
                         service=e.lineage.service if e.lineage else None,
                         reason=e.reason,
+                        created=iso8601(e.created),
                     )
                     for e in ended
                 ),

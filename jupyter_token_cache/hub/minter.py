@@ -19,21 +19,12 @@ from jupyterhub.scopes import (
 )
 from sqlalchemy import UnicodeText, delete, insert, literal_column, select, text
 
+from ..times import epoch_seconds
 from ..tokens.lineage import Lineage, note_for
 from ..tokens.minter import MintedRow
 from ..tokens.models import Forbidden, InvalidRequest, ParentSession, SessionEnded, TokenRef, shown
 from .lineage import LINEAGE, from_row, is_row, ref_of, row_id, to_row
 from .observer import ending
-
-
-def epoch_seconds(when: datetime | None) -> float | None:
-    """JupyterHub stores naive UTC datetimes."""
-    if when is None:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when.timestamp()
-
 
 _HASHED = text(f"SELECT hashed FROM {orm.APIToken.__tablename__} WHERE id = :id")  # noqa: S608 - a constant table name
 

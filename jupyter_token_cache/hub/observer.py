@@ -44,6 +44,7 @@ from jupyterhub import orm
 from sqlalchemy import delete, event, or_, select
 from sqlalchemy.orm import Session, attributes, object_session
 
+from ..times import epoch_seconds
 from ..tokens.lineage import Lineage
 from ..tokens.models import TokenRef
 from .lineage import LINEAGE, fingerprint, from_row, is_row
@@ -103,6 +104,8 @@ class EndedToken:
     lineage: Lineage | None = None
     #: Already looked for children (the cascade runs once per row).
     cascaded: bool = False
+    #: When the row was created (epoch seconds; None when the row was not read).
+    created: float | None = None
 
 
 #: Whom a :class:`Change` is about.
@@ -214,6 +217,7 @@ class DatabaseObserver:
             session_id=target.session_id,
             reason=reason or "deleted",
             lineage=lineage,
+            created=epoch_seconds(target.created),
         )
 
     def user_deleted(self, target: Any) -> None:
