@@ -177,7 +177,7 @@ def topology_backend(url: str, options: dict[str, Any]) -> TopologyRedisCache:
             "socket_connect_timeout": connection["socket_connect_timeout"],
             "socket_timeout": connection["socket_connect_timeout"],
         }
-        manager = Sentinel(list(topology.hosts), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+        manager = Sentinel(list(topology.hosts), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call,unused-ignore]  # typed since redis 8
         client = manager.master_for(
             topology.service, db=topology.db, max_connections=max_connections, **connection
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from importlib.metadata import entry_points
 from typing import Any
@@ -29,6 +30,7 @@ from .handlers import (
     NotebookTokenHandler,
     NotFoundHandler,
     ResetHandler,
+    ResetStatusHandler,
     StatsHandler,
     TokensHandler,
 )
@@ -37,6 +39,7 @@ from .lineage import create_tables
 from .minter import OrmMinter
 from .observer import DatabaseObserver, EndedToken, UserChange
 from .page import AdminPageHandler, page_routes
+from .resets import Resets
 from .sessions import SessionResolver
 
 #: Where the REST API lives, under the hub prefix (/hub).
@@ -65,6 +68,7 @@ class TokenCacheMixin:
     stats_handler: type[RequestHandler] = StatsHandler
     tokens_handler: type[RequestHandler] = TokensHandler
     reset_handler: type[RequestHandler] = ResetHandler
+    reset_status_handler: type[RequestHandler] = ResetStatusHandler
     events_handler: type[RequestHandler] = EventsHandler
     introspect_handler: type[RequestHandler] = IntrospectHandler
     exchange_handler: type[RequestHandler] = ExchangeHandler
@@ -75,6 +79,8 @@ class TokenCacheMixin:
     token_sessions: SessionResolver
     token_events: EventBroker
     token_observer: DatabaseObserver
+    #: Resets running or recently ended (their handles).
+    token_resets: Resets
     token_minter: OrmMinter
     #: The token exchange (None unless c.TokenExchange.issuer is set) and its settings.
     token_exchange: UpstreamTokens | None
@@ -94,6 +100,7 @@ class TokenCacheMixin:
             (f"{API_PREFIX}/introspect", self.introspect_handler),
             (f"{API_PREFIX}/exchange", self.exchange_handler),
             (f"{API_PREFIX}/users/([^/]+)", self.reset_handler),
+            (f"{API_PREFIX}/resets/([^/]+)", self.reset_status_handler),
             (API_PREFIX, self.reset_handler),
             (f"{API_PREFIX}/.*", NotFoundHandler),
             *page_routes(app, self.page_handler),
@@ -129,8 +136,13 @@ class TokenCacheMixin:
         self.token_sessions = SessionResolver(service=self.token_service, minter=minter)
         self.token_observer = DatabaseObserver(app.db, self.token_ends_committed, log=self.log)  # type: ignore[attr-defined]
         self.token_observer.install()
+        self.token_resets = Resets(self.token_service, log=self.log)  # type: ignore[attr-defined]
+        # JupyterHub purged expired tokens before the observer was installed: sweep now
+        self._token_first_sweep = asyncio.get_running_loop().create_task(
+            self.token_observer.sweep(), name="token-cache-sweep"
+        )
         if cache.sweep_interval > 0:
-            sweep = PeriodicCallback(self.token_observer.sweep, cache.sweep_interval * 1000)  # type: ignore[arg-type]  # its count is unused
+            sweep = PeriodicCallback(self.token_observer.sweep, cache.sweep_interval * 1000)
             sweep.start()
             app._periodic_callbacks["token_cache_sweep"] = sweep
         self.token_exchange_settings = TokenExchange(parent=self)
