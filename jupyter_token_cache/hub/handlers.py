@@ -11,6 +11,7 @@ from tornado.iostream import StreamClosedError
 
 from ..rest import NOTEBOOK_FIELDS, internal_body, parse_body, with_message, write_json
 from ..scopes import ADMIN_SCOPE, EVENTS_SCOPE
+from ..times import iso8601
 from ..tokens.models import TokenRequestError, shown
 from .events import Subscription, sse
 from .resets import requested_wait
@@ -124,6 +125,9 @@ class StatsHandler(TokenCacheAPIHandler):
         stats = self.extension.token_service.stats()
         stats["events"] = self.extension.token_events.stats()
         stats["introspections"] = dict(self.extension.token_introspections)
+        sweep = stats["sweep"] = dict(self.extension.token_observer.last_sweep)
+        if "started" in sweep:
+            sweep["started"] = iso8601(sweep["started"])
         exchange = getattr(self.extension, "token_exchange", None)
         if exchange is not None:  # only when c.TokenExchange.issuer is set
             stats["exchange"] = exchange.stats()

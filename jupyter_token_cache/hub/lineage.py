@@ -56,9 +56,10 @@ from ..tokens.models import TokenRef
 SCHEMA_VERSION = 2
 
 #: Most ids in one ``IN`` list, and most rows one step of a walk over the tables handles
-#: between two turns of the hub's event loop. SQLite allows 999 bound parameters before
+#: between two turns of the hub's event loop: a few milliseconds of work on a small
+#: machine (the scale benchmark measures it). SQLite allows 999 bound parameters before
 #: 3.32 (32,766 since), psycopg 3 65,535; two such lists in one statement stay far below.
-BATCH = 250
+BATCH = 100
 
 metadata = MetaData()
 #: JupyterHub's token table, for statements on plain rows.

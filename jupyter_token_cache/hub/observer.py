@@ -43,7 +43,7 @@ from types import FrameType
 from typing import Any, TypeVar
 
 from jupyterhub import orm
-from sqlalchemy import delete, event, func, or_, select
+from sqlalchemy import Integer, bindparam, delete, event, func, or_, select
 from sqlalchemy.orm import Session, attributes, joinedload, object_session
 
 from ..tokens.lineage import Lineage
@@ -76,6 +76,36 @@ _DOOMED = select(TOKENS, func.coalesce(_USERS.c.name, _SERVICES.c.name).label("o
         _SERVICES, _SERVICES.c.id == TOKENS.c.service_id
     )
 )
+
+
+def _sweep_step_query() -> Any:
+    """A step of the sweep: :data:`BATCH` lineage rows after ``:after``, in key order, each
+    with the hashes of its token, its session row and its credential (None when gone)."""
+    token, root, via = (TOKENS.alias(name) for name in ("token", "root", "via"))
+    page = (
+        select(LINEAGE)
+        .where(LINEAGE.c.token_id > bindparam("after", type_=Integer))
+        .order_by(LINEAGE.c.token_id)
+        .limit(BATCH)
+        .subquery()
+    )
+    return (
+        select(
+            page,
+            token.c.hashed.label("hashed"),
+            root.c.hashed.label("root_hashed"),
+            via.c.hashed.label("via_hashed"),
+        )
+        .select_from(
+            page.outerjoin(token, token.c.id == page.c.token_id)
+            .outerjoin(root, root.c.id == page.c.root_id)
+            .outerjoin(via, via.c.id == page.c.via_id)
+        )
+        .order_by(page.c.token_id)
+    )
+
+
+_SWEEP_STEP = _sweep_step_query()
 
 
 def token_rows(session: Session) -> Any:
@@ -190,6 +220,8 @@ class DatabaseObserver:
         self.log = log
         self._pending = _Pending()
         self._sweeping = False
+        #: The last sweep (the stats route shows it): when, how long, rows walked and dealt with.
+        self.last_sweep: dict[str, Any] = {"runs": 0}
 
     # -- wiring ---------------------------------------------------------------------------
 
@@ -474,50 +506,36 @@ class DatabaseObserver:
         if self._sweeping:
             return 0
         self._sweeping = True
-        dealt = 0
+        started, clock = time.time(), time.perf_counter()
+        walked = dealt = 0
         after: int | None = 0
         try:
             while after is not None:
-                count, after = self._sweep_step(after)
-                dealt += count
+                rows, count, after = self._sweep_step(after)
+                walked, dealt = walked + rows, dealt + count
                 await asyncio.sleep(0)
         except Exception:
             self.db.rollback()
             self.log.exception("Token cache: the sweep stopped")
         finally:
             self._sweeping = False
+            self.last_sweep = {
+                "runs": self.last_sweep["runs"] + 1,
+                "started": started,
+                "seconds": time.perf_counter() - clock,
+                "walked": walked,
+                "dealt": dealt,
+            }
         return dealt
 
-    def _sweep_step(self, after: int) -> tuple[int, int | None]:
-        """One step of the sweep: the rows after ``after``; (rows dealt with, where the
-        next step starts, or None at the end)."""
+    def _sweep_step(self, after: int) -> tuple[int, int, int | None]:
+        """One step of the sweep: the rows after ``after``; (rows walked, rows dealt with,
+        where the next step starts, or None at the end)."""
         db = self.db
-        token, root, via = (TOKENS.alias(name) for name in ("token", "root", "via"))
-        page = (
-            select(LINEAGE)
-            .where(LINEAGE.c.token_id > after)
-            .order_by(LINEAGE.c.token_id)
-            .limit(BATCH)
-            .subquery()
-        )
-        query = (
-            select(
-                page,
-                token.c.hashed.label("hashed"),
-                root.c.hashed.label("root_hashed"),
-                via.c.hashed.label("via_hashed"),
-            )
-            .select_from(
-                page.outerjoin(token, token.c.id == page.c.token_id)
-                .outerjoin(root, root.c.id == page.c.root_id)
-                .outerjoin(via, via.c.id == page.c.via_id)
-            )
-            .order_by(page.c.token_id)
-        )
-        rows = db.execute(query).all()
+        rows = db.execute(_SWEEP_STEP, {"after": after}).all()
         if not rows:
             db.commit()  # end the read: nothing stays open across the loop's turns
-            return 0, None
+            return 0, 0, None
         fps: dict[str, str] = {}
 
         def same(hashed: str | None, fp: str | None) -> bool:
@@ -552,7 +570,7 @@ class DatabaseObserver:
         db.commit()
         if ended:
             self.on_commit(ended, [])
-        return len(gone) + sum(map(len, ends.values())), rows[-1].token_id
+        return len(rows), len(gone) + sum(map(len, ends.values())), rows[-1].token_id
 
 
 def _membership_changes(obj: Any) -> Iterator[tuple[str, str]]:

@@ -34,13 +34,18 @@ from .conftest import Hub
 #: at 30,000 minted tokens (its default limit failed the sweep from about 22,000);
 #: PostgreSQL, slower to load, at 10,000: the statements watched prove the bound at any
 #: size above it, and the scale benchmark runs both drivers at 100,000.
-USERS = {"sqlite-999": 15_000, "sqlite-32766": 15_000, "psycopg2": 5_000, "psycopg": 5_000}
+USERS = {
+    "sqlite-999": 15_000,
+    "sqlite-32766": 15_000,
+    "postgresql-psycopg2": 5_000,
+    "postgresql-psycopg": 5_000,
+}
 #: Most parameters any statement may bind: two ``IN`` lists of a batch, and a few more.
 BOUND = 2 * BATCH + 20
 PAGINATED = {"Accept": "application/jupyterhub-pagination+json"}
 
 
-@pytest.fixture(params=["sqlite-999", "sqlite-32766", "psycopg2", "psycopg"])
+@pytest.fixture(params=list(USERS))
 def hub_db(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """SQLite with its parameter limit at 999 and at 32,766; PostgreSQL through each driver."""
     if request.param.startswith("sqlite"):
@@ -56,9 +61,10 @@ def hub_db(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> I
         event.remove(Engine, "connect", limited)
         return
     server = request.getfixturevalue("postgres_server")
-    url = server.create_database().replace("+psycopg2:", f"+{request.param}:")
+    driver = request.param.split("-")[1]
+    url = server.create_database().replace("+psycopg2:", f"+{driver}:")
     monkeypatch.setenv("JUPYTERHUB_TEST_DB_URL", url)
-    yield url
+    yield request.param
     server.drop_database(url)
 
 
@@ -137,9 +143,9 @@ def minted_left(hub: Hub) -> int:
 
 
 async def test_every_operation_is_bounded_at_scale(hub: Hub, hub_db: str) -> None:
-    users = USERS[hub_db.split(":")[0].removeprefix("postgresql+")]
+    users = USERS[hub_db]
     engine = hub.db.get_bind()
-    loaded = bulk.load(engine, users)
+    loaded = bulk.load(engine, users, every=500)
     wide = bulk.load(engine, 1, prefix="wide", minted=3 * BATCH, every=50)
     admin = {"Authorization": f"token {hub.token('admin', admin=True)}"}
     alice = hub.token("alice")
