@@ -59,7 +59,9 @@ SCHEMA_VERSION = 2
 #: between two turns of the hub's event loop: a few milliseconds of work on a small
 #: machine (the scale benchmark measures it). SQLite allows 999 bound parameters before
 #: 3.32 (32,766 since), psycopg 3 65,535; two such lists in one statement stay far below.
-BATCH = 100
+BATCH = 50
+#: Seconds the rest of the hub gets between two such steps (see observer.pause).
+PAUSE = 0.005
 
 metadata = MetaData()
 #: JupyterHub's token table, for statements on plain rows.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import math
 import time
@@ -26,7 +25,7 @@ from ..tokens.models import Forbidden, InvalidRequest, ParentSession, SessionEnd
 from .lineage import BATCH, LINEAGE, TOKENS, from_row, is_row, ref_of, row_id, to_row
 from .lineage import epoch_seconds as epoch_seconds  # re-exported: sessions, introspection
 from .lineage import naive_utc as naive_utc
-from .observer import INFO_KEY, batches, ending
+from .observer import INFO_KEY, batches, ending, pause
 
 _HASHED = text(f"SELECT hashed FROM {orm.APIToken.__tablename__} WHERE id = :id")  # noqa: S608 - a constant table name
 #: The kinds of token this extension mints (lineage rows also name servers' own tokens).
@@ -280,7 +279,7 @@ class OrmMinter:
                 total += self.db.execute(select(func.count()).select_from(step.subquery())).scalar()
                 break
             total, after = total + COUNT_STEP, edge
-            await asyncio.sleep(0)
+            await pause()
         return (self._rows(page, where) if page else []), total
 
     def _rows(self, page: list[int], where: list[Any]) -> list[MintedRow]:
@@ -323,7 +322,7 @@ class OrmMinter:
                 select(TOKENS.c.id, TOKENS.c.hashed).where(TOKENS.c.id.in_(ids))
             )
             count += self._delete([r.id for r in found if is_row(r.hashed, wanted[r.id])], reason)
-            await asyncio.sleep(0)
+            await pause()
         return count
 
     async def revoke_minted(
@@ -378,7 +377,7 @@ class OrmMinter:
             )
             if progress is not None:
                 progress(count)
-            await asyncio.sleep(0)
+            await pause()
 
     def _delete(self, doomed: Sequence[int], reason: str) -> int:
         """Delete (and commit) the rows ``doomed``, checked to be the very rows meant.

@@ -48,7 +48,7 @@ from sqlalchemy.orm import Session, attributes, joinedload, object_session
 
 from ..tokens.lineage import Lineage
 from ..tokens.models import TokenRef
-from .lineage import BATCH, LINEAGE, TOKENS, fingerprint, from_row, is_row
+from .lineage import BATCH, LINEAGE, PAUSE, TOKENS, fingerprint, from_row, is_row
 
 #: Where our own code says why it deletes tokens.
 _REASON: ContextVar[str | None] = ContextVar("jupyter_token_cache_ending", default=None)
@@ -119,6 +119,19 @@ def token_rows(session: Session) -> Any:
     return session.query(token).options(
         joinedload(token.user), joinedload(token.service), joinedload(token.oauth_client)
     )
+
+
+async def pause() -> None:
+    """Let the rest of the hub run between two batches of a walk, for :data:`PAUSE`.
+
+    Notes
+    -----
+    ``asyncio.sleep(0)`` would give the event loop one turn, and a request takes several
+    (its bytes read, its handler started, the database answer, its answer written): each
+    request would advance one step per batch, and wait as long as a few batches. A few
+    milliseconds let every request that was waiting finish first.
+    """
+    await asyncio.sleep(PAUSE)
 
 
 def batches(items: Sequence[_T], size: int = BATCH) -> Iterator[Sequence[_T]]:
@@ -513,7 +526,7 @@ class DatabaseObserver:
             while after is not None:
                 rows, count, after = self._sweep_step(after)
                 walked, dealt = walked + rows, dealt + count
-                await asyncio.sleep(0)
+                await pause()
         except Exception:
             self.db.rollback()
             self.log.exception("Token cache: the sweep stopped")

@@ -139,6 +139,9 @@ def hub_config(request: pytest.FixtureRequest) -> Config:
         "custom:token-cache:introspect": {"description": "Introspect tokens"},
     }
     config.TokenCache.services = SERVICES
+    # every hub of the test session runs in this process: freezing its objects would keep
+    # each test's hub alive for good (test_startup_warnings.py tests the setting)
+    config.TokenCache.freeze_gc = False
     # a secret of its own, not ./jupyterhub_cookie_secret: every hub of every pytest-xdist
     # worker would share that file, and one that reads it while another creates it (not
     # yet chmod 600) refuses to start
