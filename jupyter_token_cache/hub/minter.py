@@ -340,10 +340,11 @@ class OrmMinter:
         Notes
         -----
         The walk goes through the lineage rows in key order, :data:`BATCH` at a time,
-        joined to their tokens; each batch is deleted through the ORM (the observer
+        joined to their tokens; each batch is deleted with one statement (the observer
         announces each row and cascades to what was minted from it), committed, and
-        reported to ``progress`` (the count so far), then the event loop runs before the
-        next. Tokens minted after the walk began are left alone.
+        reported to ``progress`` (the count so far), then the rest of the hub runs for a
+        moment (:func:`~jupyter_token_cache.hub.observer.pause`) before the next. Tokens
+        minted after the walk began are left alone.
         """
         where: list[ColumnElement[bool]] = [LINEAGE.c.kind.in_(MINTED_KINDS)]
         if user is not None:

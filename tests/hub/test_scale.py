@@ -146,7 +146,9 @@ async def test_every_operation_is_bounded_at_scale(hub: Hub, hub_db: str) -> Non
     users = USERS[hub_db]
     engine = hub.db.get_bind()
     loaded = bulk.load(engine, users, every=500)
+    # a parent with many children; a user with many tokens
     wide = bulk.load(engine, 1, prefix="wide", minted=3 * BATCH, every=50)
+    heavy = bulk.load(engine, 1, prefix="heavy", minted=3 * BATCH, every=50)
     admin = {"Authorization": f"token {hub.token('admin', admin=True)}"}
     alice = hub.token("alice")
     minted = (await hub.post("notebook", alice, {})).json()
@@ -165,7 +167,7 @@ async def test_every_operation_is_bounded_at_scale(hub: Hub, hub_db: str) -> Non
         hub.db.commit()
         assert await watch.run(extension.token_observer.sweep) == 3
         assert len(watch.commits) >= (2 * users) // BATCH and watch.yielded_between_commits()
-        total = 2 * users + 3 * BATCH - 3 + 1  # bulk, wide, what the sweep ended, alice's
+        total = 2 * users + 6 * BATCH - 3 + 1  # bulk, wide, heavy, what the sweep ended, alice's
 
         # the listing: first page, deep page, filters; counted in steps of the walk
         async def page(**params: Any) -> dict[str, Any]:
@@ -184,17 +186,20 @@ async def test_every_operation_is_bounded_at_scale(hub: Hub, hub_db: str) -> Non
         assert (await page(user="bulk7"))["_pagination"]["total"] == 2
         assert (await page(kind="internal", limit=1))["_pagination"][
             "total"
-        ] == users - 1 + 3 * BATCH // 2
+        ] == users - 1 + 3 * BATCH
         assert (await page(service="nothing"))["items"] == []
 
-        # a cascade: a parent with 750 children deleted through the hub's API
+        # a cascade: a parent with 3 x BATCH children deleted through the hub's API
         parent_id = orm.APIToken.find(hub.db, wide.parents["wide0"]).api_id
-        r = await hub.api(
-            "DELETE", f"users/wide0/tokens/{parent_id}", hub.token("admin", admin=True)
-        )
+        hub_admin = hub.token("admin", admin=True)
+        r = await hub.api("DELETE", f"users/wide0/tokens/{parent_id}", hub_admin)
         assert r.status_code == 204
         assert await statuses(hub, list(wide.sample.values())) == {403}
         assert minted_left(hub) == total - 3 * BATCH
+        # JupyterHub's own flush of many rows: a user with 3 x BATCH tokens deleted
+        assert (await hub.api("DELETE", "users/heavy0", hub_admin)).status_code == 204
+        assert await statuses(hub, list(heavy.sample.values())) == {403}
+        assert minted_left(hub) == total - 6 * BATCH
 
         # one user's reset with revoke: small, answered at once
         r = await hub.http.delete("api/token-cache/users/bulk9?revoke=true", headers=admin)
@@ -213,7 +218,7 @@ async def test_every_operation_is_bounded_at_scale(hub: Hub, hub_db: str) -> Non
         ] == "running":
             assert state["revoked"] <= total
             await asyncio.sleep(0.2)
-        assert state["state"] == "done" and state["revoked"] == total - 3 * BATCH - 2
+        assert state["state"] == "done" and state["revoked"] == total - 6 * BATCH - 2
         assert state["cleared"] is True and state["finished"]
         assert len(watch.commits) >= state["revoked"] // BATCH and watch.yielded_between_commits()
     finally:
