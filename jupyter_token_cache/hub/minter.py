@@ -25,7 +25,7 @@ from ..tokens.models import Forbidden, InvalidRequest, ParentSession, SessionEnd
 from .lineage import BATCH, LINEAGE, TOKENS, from_row, is_row, ref_of, row_id, to_row
 from .lineage import epoch_seconds as epoch_seconds  # re-exported: sessions, introspection
 from .lineage import naive_utc as naive_utc
-from .observer import INFO_KEY, batches, ending, pause
+from .observer import INFO_KEY, SCOPES_TEXT, batches, ending, pause, stored_scopes
 
 _HASHED = text(f"SELECT hashed FROM {orm.APIToken.__tablename__} WHERE id = :id")  # noqa: S608 - a constant table name
 #: The kinds of token this extension mints (lineage rows also name servers' own tokens).
@@ -289,7 +289,7 @@ class OrmMinter:
             select(
                 LINEAGE,
                 TOKENS.c.hashed,
-                TOKENS.c.scopes,
+                SCOPES_TEXT.label("scopes"),
                 TOKENS.c.created,
                 TOKENS.c.expires_at,
                 TOKENS.c.last_activity,
@@ -304,7 +304,7 @@ class OrmMinter:
             MintedRow(
                 ref=TokenRef(f"a{row.token_id}", row.token_fp),
                 user=row.name,
-                scopes=tuple(row.scopes),
+                scopes=tuple(stored_scopes(row.scopes)),
                 lineage=from_row(row),
                 created=epoch_seconds(row.created),
                 expires_at=epoch_seconds(row.expires_at),

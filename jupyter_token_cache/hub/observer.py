@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import json
 import os
 import sys
 import time
@@ -43,7 +44,7 @@ from types import FrameType
 from typing import Any, TypeVar
 
 from jupyterhub import orm
-from sqlalchemy import Integer, bindparam, delete, event, func, or_, select
+from sqlalchemy import Integer, Text, bindparam, delete, event, func, literal_column, or_, select
 from sqlalchemy.orm import Session, attributes, joinedload, object_session
 
 from ..tokens.lineage import Lineage
@@ -70,8 +71,16 @@ _T = TypeVar("_T")
 
 
 _USERS, _SERVICES = orm.User.__table__, orm.Service.__table__
+#: The token table's scopes as text (JSON): a statement that holds the column itself is
+#: not cached, as its type is not marked safe to cache (``cache_ok``), and is compiled
+#: again at every execution; decoded by :func:`stored_scopes`.
+SCOPES_TEXT = literal_column(f"{TOKENS.name}.scopes", Text)
 #: Token rows about to be deleted by a statement, with their owners' names.
-_DOOMED = select(TOKENS, func.coalesce(_USERS.c.name, _SERVICES.c.name).label("owner")).select_from(
+_DOOMED = select(
+    *(c for c in TOKENS.c if c.name != "scopes"),
+    SCOPES_TEXT.label("scopes"),
+    func.coalesce(_USERS.c.name, _SERVICES.c.name).label("owner"),
+).select_from(
     TOKENS.outerjoin(_USERS, _USERS.c.id == TOKENS.c.user_id).outerjoin(
         _SERVICES, _SERVICES.c.id == TOKENS.c.service_id
     )
@@ -106,6 +115,13 @@ def _sweep_step_query() -> Any:
 
 
 _SWEEP_STEP = _sweep_step_query()
+
+
+def stored_scopes(stored: Any) -> list[str]:
+    """A token row's scopes: a list (an ORM object's), or JSON text (a plain row's)."""
+    if isinstance(stored, str):
+        return list(json.loads(stored))
+    return list(stored or ())
 
 
 def token_rows(session: Session) -> Any:
@@ -301,7 +317,7 @@ class DatabaseObserver:
             user_id=target.user_id,
             owner=owner,
             kind=token_kind(target, None),
-            scopes=tuple(target.scopes or ()),
+            scopes=tuple(stored_scopes(target.scopes)),
             session_id=target.session_id,
             reason=reason or "deleted",
         )
