@@ -503,16 +503,17 @@ def plot(path: Path, scale: dict[str, Any], info: dict[str, Any]) -> None:
         "reset with revoke": lambda one: one["reset"],
     }
     fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5.5))
+    # an operation's colour and marker, a database's line style
+    styles = dict(zip(scale["databases"], ("-", "--", ":"), strict=False))
     for kind, by_size in scale["databases"].items():
         sizes = sorted(by_size, key=int)
-        for (op, pick), marker in zip(ops.items(), "osDv", strict=True):
-            xs = [int(s) for s in sizes]
+        xs = [int(s) for s in sizes]
+        for (op, pick), color, marker in zip(ops.items(), "bgmr", "osDv", strict=True):
+            style = {"color": color, "marker": marker, "linestyle": styles[kind]}
             label = f"{op} ({kind})"
-            left.plot(xs, [pick(by_size[s])["seconds"] for s in sizes], marker=marker, label=label)
-            right.plot(
-                xs, [pick(by_size[s])["stall_ms"] for s in sizes], marker=marker, label=label
-            )
-    right.axhline(STALL_TARGET_MS, color="red", linestyle="--", label="target")
+            left.plot(xs, [pick(by_size[s])["seconds"] for s in sizes], label=label, **style)
+            right.plot(xs, [pick(by_size[s])["stall_ms"] for s in sizes], label=label, **style)
+    right.axhline(STALL_TARGET_MS, color="k", linewidth=0.8, label="target")
     for axis, title in ((left, "time, s"), (right, "longest event-loop stall, ms")):
         axis.set_xscale("log")
         axis.set_xlabel("minted tokens in the hub")
