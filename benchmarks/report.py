@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import scale as scale_section
 from .timing import Figures
 
 
@@ -497,6 +498,7 @@ def write(
     services: dict[str, Any] | None = None,
     exchange: dict[str, Any] | None = None,
     replicas: dict[str, Any] | None = None,
+    scale: dict[str, Any] | None = None,
 ) -> str:
     """Write ``{quick,latest}.{json,md,png}``; a run of some ``sections`` is named after them."""
     info = machine()
@@ -504,6 +506,8 @@ def write(
     table = markdown(groups, rows, info) + "\n".join(count_lines(counts, memory)) + "\n"
     plotted = any(g.startswith("hub") for g in groups)
     stem = "-".join(("quick" if quick else "latest", *sections))
+    #: The scale section's plot: the run's own, or beside the hub's.
+    scale_png = f"{stem}{'-scale' if plotted else ''}.png"
     if plotted:
         table += f"\n![latency and throughput]({stem}.png)\n"
     if events:
@@ -514,6 +518,8 @@ def write(
         table += "\n".join(exchange_lines(exchange)) + "\n"
     if replicas:
         table += "\n".join(replica_lines(replicas)) + "\n"
+    if scale:
+        table += "\n".join(scale_section.lines(scale, scale_png)) + "\n"
     data = {
         "machine": info,
         "quick": quick,
@@ -526,9 +532,12 @@ def write(
         "services": services,
         "exchange": exchange,
         "replicas": replicas,
+        "scale": scale,
     }
     (out / f"{stem}.json").write_text(json.dumps(data, indent=2) + "\n")
     (out / f"{stem}.md").write_text(table)
     if plotted:
         plot(out / f"{stem}.png", groups, info)
+    if scale:
+        scale_section.plot(out / scale_png, scale, info)
     return table

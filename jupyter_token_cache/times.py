@@ -30,3 +30,8 @@ def epoch_seconds(when: datetime | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
     return when.timestamp()
+
+
+def naive_utc(epoch: float) -> datetime:
+    """Epoch seconds as JupyterHub stores times (naive UTC)."""
+    return datetime.fromtimestamp(epoch, timezone.utc).replace(tzinfo=None)
