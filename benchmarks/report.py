@@ -452,6 +452,111 @@ def _exposed(label: str, rev: dict[str, Any]) -> list[str]:
     ]
 
 
+def restart_lines(restarts: dict[str, Any], image: str | None = None) -> list[str]:
+    """The Restarts section (suite 13): requests/s after a restart against the steady state,
+    and the hub calls of the first pass against the distinct entries it relied on."""
+    setup, load = restarts["setup"], restarts["load"]
+    before, after = (
+        ", ".join(f"{x:.2f}" for x in load[k]) for k in ("loadavg_before", "loadavg_after")
+    )
+    lines = [
+        "",
+        "### Restarts",
+        "",
+        "One `jupyterhub` (sqlite), two replicas of `jupyter-token-cache serve` and the "
+        "example `CachedHubAuth` service (`whoami`) on one redis-server, all on loopback "
+        f"({load['cores']} cores). {setup['credentials_per_route']} credentials per route "
+        f"({setup['users']} users), warmed where they are measured; requests at concurrency "
+        f"{setup['concurrency']} (threads, a client each). Steady state: "
+        f"{setup['steady_passes']} passes over the credentials just before the restart; then "
+        "the first and the second pass once the process answers again (after a hub restart: "
+        f"once every follower's stream is back). Medians of {setup['repeats']} restart(s) of "
+        "each kind; hub calls: the most any of them made.",
+        "",
+        "| process | restart | route | down / back after s | steady req/s | first pass req/s "
+        "| first / steady | second pass req/s | second / steady | p99 ms steady / first "
+        "| hub calls, first pass | distinct entries | per entry | expected | met "
+        "| hub calls, second pass |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for row in restarts["summary"]:
+        hub = row["process"] == "hub"
+        per_entry = row["first_hub_calls_per_entry"]
+        met = per_entry <= 1 if hub else row["first_hub_calls"] == 0
+        lines.append(
+            f"| {row['process']} | {row['restart']} | {row['route']} "
+            f"| {row['down_s']:.1f} / {row['back_after_s']:.1f} | {row['steady_rps']:,.0f} | {row['first_rps']:,.0f} "
+            f"| {row['first_ratio']:.2f}x | {row['second_rps']:,.0f} | {row['second_ratio']:.2f}x "
+            f"| {row['steady_p99_ms']:,.1f} / {row['first_p99_ms']:,.1f} "
+            f"| {row['first_hub_calls']:,} | {row['distinct_entries']:,} | {per_entry:.2f} "
+            f"| {'<= 1' if hub else '0'} | {_met(met)} | {row['second_hub_calls']:,} |"
+        )
+    refused = sum(row["refused"] for row in restarts["summary"])
+    renewed = {
+        row["route"]: row["new_tokens_first"]
+        for row in restarts["summary"]
+        if row["process"] == "hub" and row["new_tokens_first"]
+    }
+    lines += [
+        "",
+        "Distinct entries of a pass: a service request relies on the credential's cached "
+        "answer; a notebook request on that answer and the edge entry holding the notebook "
+        "token; an introspection on the token's answer and the caller's (one for all). Hub "
+        "calls are the restarted process's own counters (a replica's: its introspections "
+        "and the requests it passed to the hub). "
+        f"Refusals in every pass: {refused:,} (a valid credential refused would be an outage)."
+        + (
+            " After a hub restart the notebook route hands out new tokens "
+            f"({', '.join(f'{n:,}' for n in renewed.values())} of "
+            f"{setup['credentials_per_route']}): the hub's own cache is in memory here, "
+            "and the replica re-asks each edge entry."
+            if renewed
+            else ""
+        ),
+        "",
+        f"Load average (1, 5, 15 min) before the section {before}, after it {after}; the "
+        f"machine was {load['machine_busy']:.0%} busy over the section (other users' work "
+        "included).",
+    ]
+    if image:
+        lines += ["", f"![requests per second after a restart]({image})"]
+    return lines
+
+
+def plot_restarts(path: Path, restarts: dict[str, Any], info: dict[str, Any]) -> None:
+    """First and second pass after each restart, over the steady state; hub calls per entry."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = restarts["summary"]
+    labels = [f"{r['process']} {r['restart']}: {r['route']}" for r in rows]
+    at = range(len(rows))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 0.4 * len(rows) + 2), sharey=True)
+    for offset, key, name in (
+        (-0.2, "first_ratio", "first pass"),
+        (0.2, "second_ratio", "second pass"),
+    ):
+        left.barh([i + offset for i in at], [r[key] for r in rows], height=0.4, label=name)
+    left.axvline(1, color="black", linewidth=0.8)
+    left.set_yticks(list(at), labels, fontsize=8)
+    left.set_xlabel("requests per second after the restart / steady state")
+    left.invert_yaxis()
+    left.legend()
+    right.barh(list(at), [r["first_hub_calls_per_entry"] for r in rows], height=0.6)
+    right.axvline(1, color="black", linewidth=0.8)
+    right.set_xlabel("hub calls of the first pass per distinct entry")
+    fig.suptitle(
+        f"Restarts, {info['date']}: {info['cpu']} ({info['cores']} cores), "
+        f"JupyterHub {info['jupyterhub']}",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def plot(path: Path, groups: dict[str, dict[str, Figures]], info: dict[str, Any]) -> None:
     """Latency distribution per path (log scale) and throughput at c1 and c10."""
     import matplotlib
@@ -497,6 +602,7 @@ def write(
     services: dict[str, Any] | None = None,
     exchange: dict[str, Any] | None = None,
     replicas: dict[str, Any] | None = None,
+    restarts: dict[str, Any] | None = None,
 ) -> str:
     """Write ``{quick,latest}.{json,md,png}``; a run of some ``sections`` is named after them."""
     info = machine()
@@ -514,6 +620,10 @@ def write(
         table += "\n".join(exchange_lines(exchange)) + "\n"
     if replicas:
         table += "\n".join(replica_lines(replicas)) + "\n"
+    # its plot is the run's only one, or one beside the hub's
+    restarts_png = f"{stem}-restarts.png" if plotted else f"{stem}.png"
+    if restarts:
+        table += "\n".join(restart_lines(restarts, restarts_png)) + "\n"
     data = {
         "machine": info,
         "quick": quick,
@@ -526,9 +636,12 @@ def write(
         "services": services,
         "exchange": exchange,
         "replicas": replicas,
+        "restarts": restarts,
     }
     (out / f"{stem}.json").write_text(json.dumps(data, indent=2) + "\n")
     (out / f"{stem}.md").write_text(table)
     if plotted:
         plot(out / f"{stem}.png", groups, info)
+    if restarts:
+        plot_restarts(out / restarts_png, restarts, info)
     return table
