@@ -84,6 +84,8 @@ CONCURRENCY = 10
 PASS_LIMIT = 60.0
 #: Users the credentials belong to (each has several).
 USERS = 20
+#: Token mints in flight at once (the hub is one process on a shared machine).
+MINTERS = 8
 
 
 class Sizes:
@@ -94,7 +96,7 @@ class Sizes:
         #: (process, restart) in the order measured; the hub's restarts come last, as they
         #: renew every entry (a process restart must find entries written before it).
         self.scenarios = (
-            [(SERVICE, "stop"), (REPLICA, "kill"), ("hub", "stop")]
+            [(SERVICE, "kill"), (REPLICA, "stop"), ("hub", "stop")]
             if quick
             else [(p, k) for p in (SERVICE, REPLICA, "hub") for k in ("stop", "kill")]
         )
@@ -132,8 +134,10 @@ def _run(sizes: Sizes) -> dict[str, Any]:
 
 def _measure(site: Site, sizes: Sizes, seconds: dict[str, float]) -> dict[str, Any]:
     clock = time.perf_counter()
-    progress.step(f"{3 * sizes.n} credentials ({sizes.n} per route) of {USERS} users")
-    sets = dict(zip((WHOAMI, NOTEBOOK, INTROSPECT), _credentials(site, 3 * sizes.n), strict=True))
+    progress.step(f"{6 * sizes.n} credentials ({sizes.n} per route, twice) of {USERS} users")
+    made = _credentials(site, 6, sizes.n)
+    sets = dict(zip(ROUTES["hub"], made[:3], strict=True))
+    fresh = dict(zip(ROUTES["hub"], made[3:], strict=True))
     seconds["credentials"] = time.perf_counter() - clock
 
     routes = Routes(site)
@@ -146,6 +150,9 @@ def _measure(site: Site, sizes: Sizes, seconds: dict[str, float]) -> dict[str, A
             if done.hits != sizes.n:
                 raise RuntimeError(f"warming: {route} answered {done.hits}/{sizes.n} as hits")
         seconds["warming"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        misses = _misses(site, routes, fresh)
+        seconds["a pass of new credentials"] = time.perf_counter() - clock
         scenarios = []
         for process, kind in sizes.scenarios:
             for repeat in range(sizes.repeats):
@@ -166,33 +173,44 @@ def _measure(site: Site, sizes: Sizes, seconds: dict[str, float]) -> dict[str, A
             "pass_limit_s": PASS_LIMIT,
         },
         "warming": {route: w.summary() for route, w in warm.items()},
+        "misses": misses,
         "scenarios": scenarios,
-        "summary": _summary(scenarios),
+        "summary": _summary(scenarios, misses),
         "seconds": seconds,
     }
 
 
-def _credentials(site: Site, n: int) -> list[list[str]]:
-    """``n`` new API tokens of ``USERS`` users (made if need be), as one list per route."""
+def _credentials(site: Site, sets: int, n: int) -> list[list[str]]:
+    """``sets`` lists of ``n`` new API tokens of ``USERS`` users (made if need be)."""
     with site.admin() as admin:
         for i in range(USERS):
             r = admin.post(f"users/restart{i}")
             if r.status_code not in (201, 409):
                 raise RuntimeError(f"cannot create a user: {r.status_code} {r.text[:200]}")
-    local = threading.local()
+    clients = [site.admin() for _ in range(MINTERS)]
+    numbers = iter(range(sets * n))
+    lock = threading.Lock()
+    made: list[str] = []
 
-    def mint(i: int) -> str:
-        if not hasattr(local, "admin"):
-            local.admin = site.admin()
-        r = local.admin.post(f"users/restart{i % USERS}/tokens", json={"note": "bench"})
-        if r.status_code != 201:
-            raise RuntimeError(f"cannot mint a token: {r.status_code} {r.text[:200]}")
-        return str(r.json()["token"])
+    def mint(admin: httpx.Client) -> None:
+        while True:
+            with lock:
+                i = next(numbers, None)
+            if i is None:
+                return
+            r = admin.post(f"users/restart{i % USERS}/tokens", json={"note": "bench"})
+            if r.status_code != 201:
+                raise RuntimeError(f"cannot mint a token: {r.status_code} {r.text[:200]}")
+            made.append(str(r.json()["token"]))
 
-    with ThreadPoolExecutor(8) as pool:
-        made = list(pool.map(mint, range(n)))
-    third = n // 3
-    return [made[:third], made[third : 2 * third], made[2 * third :]]
+    try:
+        with ThreadPoolExecutor(MINTERS) as pool:
+            for future in [pool.submit(mint, admin) for admin in clients]:
+                future.result()
+    finally:
+        for admin in clients:
+            admin.close()
+    return [made[k * n : (k + 1) * n] for k in range(sets)]
 
 
 @dataclass
@@ -362,6 +380,24 @@ def _restart(site: Site, process: str, kind: str) -> dict[str, float]:
     return {"down_s": gone - started, "back_after_s": time.perf_counter() - gone}
 
 
+def _counted(site: Site, routes: Routes, route: str, credentials: list[str]) -> Pass:
+    """A pass, with the hub calls the process answering ``route`` made in it."""
+    who = ANSWERED_BY[route]
+    before = hub_calls(site, who)
+    done = routes.run(route, credentials)
+    later = hub_calls(site, who)
+    done.hub_calls = {k: later[k] - before[k] for k in later}
+    done.distinct_entries = _distinct(route, len(credentials))
+    return done
+
+
+def _misses(site: Site, routes: Routes, fresh: dict[str, list[str]]) -> dict[str, Any]:
+    """For scale, in the steady state: a pass of new credentials at each route (every entry a
+    miss, asked of the hub), what a cache that trusts nothing it finds costs."""
+    progress.step("a pass of new credentials at each route (every entry a miss)")
+    return {route: _counted(site, routes, route, fresh[route]).summary() for route in fresh}
+
+
 def _scenario(
     site: Site,
     routes: Routes,
@@ -380,13 +416,7 @@ def _scenario(
     after: dict[str, list[Pass]] = {route: [] for route in measured}
     for _ in range(2):  # the first pass over each route, then the second
         for route in measured:
-            who = ANSWERED_BY[route]
-            before = hub_calls(site, who)
-            done = routes.run(route, sets[route])
-            later = hub_calls(site, who)
-            done.hub_calls = {k: later[k] - before[k] for k in later}
-            done.distinct_entries = _distinct(route, sizes.n)
-            after[route].append(done)
+            after[route].append(_counted(site, routes, route, sets[route]))
     found: dict[str, Any] = {"process": process, "restart": kind, **back, "routes": {}}
     for route in measured:
         first, second = after[route]
@@ -399,8 +429,9 @@ def _scenario(
     return found
 
 
-def _summary(scenarios: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per process, restart and route: the medians over the repeats."""
+def _summary(scenarios: list[dict[str, Any]], misses: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per process, restart and route: the medians over the repeats; the first pass against
+    the pass of new credentials too."""
     rows: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for s in scenarios:
         for route, figures in s["routes"].items():
@@ -420,6 +451,8 @@ def _summary(scenarios: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "steady_rps": _median(runs, "steady", "rps"),
                 "first_rps": _median(runs, "first", "rps"),
                 "first_ratio": _median(runs, "first", "ratio"),
+                "miss_rps": misses[route]["rps"],
+                "first_over_miss": _median(runs, "first", "rps") / misses[route]["rps"],
                 "second_rps": _median(runs, "second", "rps"),
                 "second_ratio": _median(runs, "second", "ratio"),
                 "steady_p99_ms": _median(runs, "steady", "p99_ms"),
