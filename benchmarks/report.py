@@ -548,13 +548,16 @@ def plot_restarts(path: Path, restarts: dict[str, Any], info: dict[str, Any]) ->
         (-0.2, "first_ratio", "first pass"),
         (0.2, "second_ratio", "second pass"),
     ):
-        left.barh([i + offset for i in at], [r[key] for r in rows], height=0.4, label=name)
+        bars = left.barh([i + offset for i in at], [r[key] for r in rows], height=0.4, label=name)
+        left.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
     left.axvline(1, color="black", linewidth=0.8)
     left.set_yticks(list(at), labels, fontsize=8)
     left.set_xlabel("requests per second after the restart / steady state")
     left.invert_yaxis()
     left.legend()
-    right.barh(list(at), [r["first_hub_calls_per_entry"] for r in rows], height=0.6)
+    bars = right.barh(list(at), [r["first_hub_calls_per_entry"] for r in rows], height=0.6)
+    right.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
+    right.set_xlim(0, max(1.2, *(r["first_hub_calls_per_entry"] + 0.2 for r in rows)))
     right.axvline(1, color="black", linewidth=0.8)
     right.set_xlabel("hub calls of the first pass per distinct entry")
     fig.suptitle(
