@@ -470,8 +470,9 @@ def restart_lines(restarts: dict[str, Any], image: str | None = None) -> list[st
         f"{setup['concurrency']} (threads, a client each). Steady state: "
         f"{setup['steady_passes']} passes over the credentials just before the restart; then "
         "the first and the second pass once the process answers again (after a hub restart: "
-        f"once every follower's stream is back). Medians of {setup['repeats']} restart(s) of "
-        "each kind; hub calls: the most any of them made.",
+        f"once every follower's stream is back). {setup['repeats']} restart(s) of each kind: "
+        "a row gives the one whose first pass had the median ratio to its steady state (the "
+        "range over all in brackets); hub calls: the most any of them made.",
         "",
         "| process | restart | route | down / back after s | steady req/s | first pass req/s "
         "| first / steady | first / new credentials | second pass req/s | second / steady "
@@ -487,7 +488,8 @@ def restart_lines(restarts: dict[str, Any], image: str | None = None) -> list[st
         lines.append(
             f"| {row['process']} | {row['restart']} | {row['route']} "
             f"| {row['down_s']:.1f} / {row['back_after_s']:.1f} | {row['steady_rps']:,.0f} | {row['first_rps']:,.0f} "
-            f"| {row['first_ratio']:.2f}x | {row['first_over_miss']:.2f}x "
+            f"| {row['first_ratio']:.2f}x{_spread(row['first_ratio_range'])} "
+            f"| {row['first_over_miss']:.2f}x "
             f"| {row['second_rps']:,.0f} | {row['second_ratio']:.2f}x "
             f"| {row['steady_p99_ms']:,.1f} / {row['first_p99_ms']:,.1f} "
             f"| {row['first_hub_calls']:,} | {row['distinct_entries']:,} | {per_entry:.2f} "
@@ -531,6 +533,12 @@ def restart_lines(restarts: dict[str, Any], image: str | None = None) -> list[st
     if image:
         lines += ["", f"![requests per second after a restart]({image})"]
     return lines
+
+
+def _spread(bounds: list[float]) -> str:
+    """`` (low-high)`` of a figure over repeats, or nothing for a single run."""
+    low, high = bounds
+    return "" if low == high else f" ({low:.2f}-{high:.2f})"
 
 
 def plot_restarts(path: Path, restarts: dict[str, Any], info: dict[str, Any]) -> None:

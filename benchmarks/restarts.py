@@ -38,7 +38,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import statistics
 import tempfile
 import threading
 import time
@@ -430,8 +429,9 @@ def _scenario(
 
 
 def _summary(scenarios: list[dict[str, Any]], misses: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per process, restart and route: the medians over the repeats; the first pass against
-    the pass of new credentials too."""
+    """Per process, restart and route: the figures of the repeat whose first pass had the
+    median ratio to its steady state (one run's figures side by side), the range of that
+    ratio over the repeats, and the most hub calls any repeat made."""
     rows: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for s in scenarios:
         for route, figures in s["routes"].items():
@@ -440,26 +440,30 @@ def _summary(scenarios: list[dict[str, Any]], misses: dict[str, Any]) -> list[di
             )
     summary = []
     for (process, kind, route), runs in rows.items():
+        runs.sort(key=lambda r: r["first"]["ratio"])
+        mid = runs[(len(runs) - 1) // 2]
+        first, second, steady = mid["first"], mid["second"], mid["steady"]
         summary.append(
             {
                 "process": process,
                 "restart": kind,
                 "route": route,
                 "repeats": len(runs),
-                "down_s": _median(runs, "down_s"),
-                "back_after_s": _median(runs, "back_after_s"),
-                "steady_rps": _median(runs, "steady", "rps"),
-                "first_rps": _median(runs, "first", "rps"),
-                "first_ratio": _median(runs, "first", "ratio"),
+                "down_s": mid["down_s"],
+                "back_after_s": mid["back_after_s"],
+                "steady_rps": steady["rps"],
+                "first_rps": first["rps"],
+                "first_ratio": first["ratio"],
+                "first_ratio_range": [runs[0]["first"]["ratio"], runs[-1]["first"]["ratio"]],
                 "miss_rps": misses[route]["rps"],
-                "first_over_miss": _median(runs, "first", "rps") / misses[route]["rps"],
-                "second_rps": _median(runs, "second", "rps"),
-                "second_ratio": _median(runs, "second", "ratio"),
-                "steady_p99_ms": _median(runs, "steady", "p99_ms"),
-                "first_p99_ms": _median(runs, "first", "p99_ms"),
+                "first_over_miss": first["rps"] / misses[route]["rps"],
+                "second_rps": second["rps"],
+                "second_ratio": second["ratio"],
+                "steady_p99_ms": steady["p99_ms"],
+                "first_p99_ms": first["p99_ms"],
                 "first_hub_calls": max(r["first"]["hub_calls_total"] for r in runs),
                 "second_hub_calls": max(r["second"]["hub_calls_total"] for r in runs),
-                "distinct_entries": runs[0]["first"]["distinct_entries"],
+                "distinct_entries": first["distinct_entries"],
                 "first_hub_calls_per_entry": max(r["first"]["hub_calls_per_entry"] for r in runs),
                 "refused": sum(
                     r[p]["refused"] for r in runs for p in ("steady", "first", "second")
@@ -468,17 +472,6 @@ def _summary(scenarios: list[dict[str, Any]], misses: dict[str, Any]) -> list[di
             }
         )
     return summary
-
-
-def _median(runs: list[dict[str, Any]], *path: str) -> float:
-    """The median over ``runs`` of the figure at ``path`` (keys, one level each)."""
-    values = []
-    for run in runs:
-        value: Any = run
-        for key in path:
-            value = value[key]
-        values.append(value)
-    return statistics.median(values)
 
 
 if __name__ == "__main__":
