@@ -263,7 +263,9 @@ def service_lines(services: dict[str, Any]) -> list[str]:
         f"request log) {rev['delete_in_hub_p50_us'] / 1e3:,.2f} / "
         f"{rev['delete_in_hub_p99_us'] / 1e3:,.2f} ms; one "
         f"poll p50 {rev['poll_round_trip_p50_us'] / 1e3:,.2f} ms; refusals received before the "
-        f"DELETE's response: {rev['refused_before_answer']:,}. Plain HubAuth serves its cached "
+        f"DELETE's response: {rev['refused_before_answer']:,}"
+        + _valid_refused(rev)
+        + ". Plain HubAuth serves its cached "
         f"answer up to cache_max_age ({plain['plain_cache_max_age']} s): a token deleted 1 s "
         f"ago got {plain['after_1s']} (before the DELETE: {plain['before']}).",
         "",
@@ -280,6 +282,16 @@ def service_lines(services: dict[str, Any]) -> list[str]:
         f"| {mem['answer_json_bytes']:,} |",
     ]
     return lines
+
+
+def _valid_refused(rev: dict[str, Any], series: str = "") -> str:
+    """Tokens refused before their DELETE was sent (results from before the count have none)."""
+    if "valid_refused" not in rev:
+        return ""
+    return (
+        f"; {series + ': ' if series else ''}tokens refused before their DELETE was sent "
+        f"(valid tokens refused, rounds not measured): **{rev['valid_refused']:,}**"
+    )
 
 
 def _ms(us: float) -> str:
@@ -412,7 +424,9 @@ def _replica_revocation(rev: dict[str, Any]) -> list[str]:
         f"{rev['poll_round_trip']['p50_ms']:,.2f} / {rev['poll_round_trip']['p99_ms']:,.2f} ms "
         "(a hit); the refusing answer itself p50 / p99 "
         f"{refusing['p50_ms']:,.2f} / {refusing['p99_ms']:,.2f} ms; "
-        f"refusals before the DELETE's answer: {rev['refused_before_answer']:,}.{scale} "
+        f"refusals before the DELETE's answer: {rev['refused_before_answer']:,}"
+        f"{_valid_refused(rev)}{_valid_refused(rev.get('introspect') or {}, 'introspection')}"
+        f".{scale} "
         "A replica refuses a revoked token by answering with another one: told by the hub's "
         "event, it asks the hub for a new token, so the delay here includes that miss, where "
         "CachedHubAuth's refusal needs no hub call; the introspection rows measure that "
