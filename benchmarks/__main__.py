@@ -6,9 +6,8 @@ Starts what it needs (jupyterhub processes, redis-server, memcached, event-strea
 subscribers, the example service, replicas of ``jupyter-token-cache serve``, wrk, all on
 loopback) and stops it; writes JSON, a markdown table and a PNG plot to ``--out``.
 ``--only`` runs some sections (hub, storage, memory, events, services, exchange, replicas,
-scale)
-and names the files after them (``latest-events.json``), so the full results are not
-overwritten.
+scale, restarts) and names the files after them (``latest-events.json``), so the full
+results are not overwritten.
 """
 
 from __future__ import annotations
@@ -18,10 +17,32 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from . import events, exchange, hub, memory, progress, replicas, report, scale, services, storage
+from . import (
+    events,
+    exchange,
+    hub,
+    memory,
+    progress,
+    replicas,
+    report,
+    restarts,
+    scale,
+    services,
+    storage,
+)
 from .timing import Figures
 
-SECTIONS = ("hub", "storage", "memory", "events", "services", "exchange", "replicas", "scale")
+SECTIONS = (
+    "hub",
+    "storage",
+    "memory",
+    "events",
+    "services",
+    "exchange",
+    "replicas",
+    "scale",
+    "restarts",
+)
 
 
 Groups = dict[str, dict[str, Figures]]
@@ -38,12 +59,12 @@ Measured = tuple[
 
 
 async def measure(quick: bool, sections: tuple[str, ...]) -> Measured:
-    """Groups, counts, memory figures, then events, services, exchange, replicas and scale
-    (None unless run) of ``sections``."""
+    """Groups, counts, memory figures, then events, services, exchange, replicas, scale and
+    restarts    (None unless run) of ``sections``."""
     groups: Groups = {}
     counts: dict[str, Any] = {}
     mem: dict[str, Any] = {}
-    found = checks = exchanges = replicated = scaled = None
+    found = checks = exchanges = replicated = scaled = restarted = None
     for index, name in enumerate(sections, 1):
         progress.section(name, index, len(sections))
         if name == "hub":
@@ -62,8 +83,10 @@ async def measure(quick: bool, sections: tuple[str, ...]) -> Measured:
             replicated = await replicas.run(quick)
         elif name == "scale":
             scaled = await scale.run(quick)
+        elif name == "restarts":
+            restarted = await restarts.run(quick)
     progress.step("writing the report")
-    return groups, counts, mem, found, checks, exchanges, replicated, scaled
+    return groups, counts, mem, found, checks, exchanges, replicated, scaled, restarted
 
 
 def main() -> None:
@@ -81,7 +104,7 @@ def main() -> None:
     args = parser.parse_args()
     progress.configure(quiet=args.quiet)
     sections = tuple(s for s in SECTIONS if s in args.only) if args.only else SECTIONS
-    groups, counts, mem, found, checks, exchanges, replicated, scaled = asyncio.run(
+    groups, counts, mem, found, checks, exchanges, replicated, scaled, restarted = asyncio.run(
         measure(args.quick, sections)
     )
     rows = report.ratio_rows(groups, hub.RATIOS + storage.RATIOS)
@@ -100,6 +123,7 @@ def main() -> None:
             exchanges,
             replicas=replicated,
             scale=scaled,
+            restarts=restarted,
         )
     )
 

@@ -31,8 +31,9 @@ import httpx
 from jupyterhub import orm
 from sqlalchemy import create_engine, text
 
-from jupyter_token_cache.hub.lineage import LINEAGE, create_tables, naive_utc
+from jupyter_token_cache.hub.lineage import LINEAGE, create_tables
 from jupyter_token_cache.hub.observer import DatabaseObserver
+from jupyter_token_cache.times import naive_utc
 from tests import bulk
 from tests.hubprocess import ROOT, HubProcess
 from tests.servers import PostgresServer
