@@ -9,9 +9,11 @@ SERIAL below says which tests run alone, SHARED which files share a worker.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import re
+import signal
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,19 @@ REPLICATED_REDIS = ["redis-sentinel", "redis-cluster"]
 CACHE_BACKENDS = BACKENDS + REPLICATED_REDIS
 SHARED_CACHE_BACKENDS = SHARED_BACKENDS + REPLICATED_REDIS
 _namespaces = itertools.count()
+
+# A shell runs a command started in the background (``./run test &``, ``nohup``) with
+# SIGINT and SIGQUIT ignored, and every process started from it inherits that: the
+# single-user servers the hubs spawn would then ignore the SIGINT that stops them, and each
+# stop would wait out the spawner's interrupt timeout (tests/hub failed so, "server did
+# not stop"). Signals ignored here are not ignored by what the tests start.
+for _signal, _handler in (
+    (signal.SIGINT, signal.default_int_handler),
+    (signal.SIGQUIT, signal.SIG_DFL),
+):
+    if signal.getsignal(_signal) == signal.SIG_IGN:
+        with contextlib.suppress(ValueError):  # not the main thread: nothing to restore
+            signal.signal(_signal, _handler)
 
 
 #: The tests that run alone (marked ``serial``; ``./run test`` runs them after the parallel
