@@ -60,6 +60,11 @@ SCHEMA_VERSION = 2
 #: machine (the scale benchmark measures it). SQLite allows 999 bound parameters before
 #: 3.32 (32,766 since), psycopg 3 65,535; two such lists in one statement stay far below.
 BATCH = 50
+#: Tokens one step of a revocation deletes (a reset, a user's or a server's tokens): each
+#: costs more than a row walked (its row read and deleted, its lineage, its event, its
+#: cache entry), up to 38 ms of CPU for 50 at 100,000 tokens on the benchmark machine,
+#: which with a busy machine's waits held the loop past 50 ms; 25 hold it about half that.
+REVOKE_BATCH = 25
 #: Seconds the rest of the hub gets between two such steps (see observer.pause).
 PAUSE = 0.005
 

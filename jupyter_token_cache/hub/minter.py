@@ -23,7 +23,7 @@ from ..times import epoch_seconds, naive_utc
 from ..tokens.lineage import Lineage, note_for
 from ..tokens.minter import MintedRow
 from ..tokens.models import Forbidden, InvalidRequest, ParentSession, SessionEnded, TokenRef, shown
-from .lineage import BATCH, LINEAGE, TOKENS, from_row, is_row, ref_of, row_id, to_row
+from .lineage import LINEAGE, REVOKE_BATCH, TOKENS, from_row, is_row, ref_of, row_id, to_row
 from .observer import INFO_KEY, SCOPES_TEXT, batches, ending, pause, stored_scopes
 
 _HASHED = text(f"SELECT hashed FROM {orm.APIToken.__tablename__} WHERE id = :id")  # noqa: S608 - a constant table name
@@ -338,7 +338,8 @@ class OrmMinter:
 
         Notes
         -----
-        The walk goes through the lineage rows in key order, :data:`BATCH` at a time,
+        The walk goes through the lineage rows in key order,
+        :data:`~jupyter_token_cache.hub.lineage.REVOKE_BATCH` at a time,
         joined to their tokens; each batch is deleted with one statement (the observer
         announces each row and cascades to what was minted from it), committed, and
         reported to ``progress`` (the count so far), then the rest of the hub runs for a
@@ -362,7 +363,7 @@ class OrmMinter:
                 select(LINEAGE.c.token_id, LINEAGE.c.token_fp)
                 .where(*where, LINEAGE.c.token_id > after, LINEAGE.c.token_id <= last)
                 .order_by(LINEAGE.c.token_id)
-                .limit(BATCH)
+                .limit(REVOKE_BATCH)
                 .subquery()
             )
             rows = self.db.execute(
