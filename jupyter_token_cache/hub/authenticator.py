@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 from collections import OrderedDict
 from importlib.metadata import entry_points
 from typing import Any
@@ -31,6 +30,7 @@ from ..tokens.models import TokenRequestError
 from ..tokens.policy import TokenCache
 from ..tokens.service import TokenService
 from ..upstream import TokenExchange, UpstreamTokens, upstream_tokens
+from .collector import freeze_gc
 from .events import EventBroker
 from .exchange import ExchangeHandler
 from .handlers import (
@@ -270,20 +270,6 @@ def change_event(change: Change) -> Event:
     if change.kind == SERVICE:
         return Event(SERVICE_CHANGED, service=change.name, reason=change.reason)
     return Event(SCOPES_CHANGED, reason=change.reason)
-
-
-def freeze_gc() -> None:
-    """Collect, then freeze what is left (``TokenCache.freeze_gc``).
-
-    Notes
-    -----
-    Measured in a hub process after start-up (benchmarks/scale.py, 2 cores): a full
-    collection took 220-255 ms before, 10-15 ms after. A reset with revoke of 50,000
-    tokens triggered three of them. What is frozen stays until the process ends; the
-    collection first frees the garbage start-up left.
-    """
-    gc.collect()
-    gc.freeze()
 
 
 class EndedLogins:

@@ -23,6 +23,7 @@ from ..times import epoch_seconds, naive_utc
 from ..tokens.lineage import Lineage, note_for
 from ..tokens.minter import MintedRow
 from ..tokens.models import Forbidden, InvalidRequest, ParentSession, SessionEnded, TokenRef, shown
+from .collector import full_collections_deferred
 from .lineage import LINEAGE, REVOKE_BATCH, TOKENS, from_row, is_row, ref_of, row_id, to_row
 from .observer import INFO_KEY, SCOPES_TEXT, batches, ending, pause, stored_scopes
 
@@ -356,6 +357,15 @@ class OrmMinter:
             where += [LINEAGE.c.session_kind == "server", LINEAGE.c.server == server]
         if session_ref is not None:
             where.append(LINEAGE.c.session_ref == session_ref)
+        with full_collections_deferred():
+            return await self._revoke_walk(where, reason, progress)
+
+    async def _revoke_walk(
+        self,
+        where: list[ColumnElement[bool]],
+        reason: str,
+        progress: Callable[[int], None] | None,
+    ) -> int:
         last = self.db.execute(select(func.max(LINEAGE.c.token_id))).scalar() or 0
         after = count = 0
         while True:

@@ -50,6 +50,7 @@ from sqlalchemy.orm import Session, attributes, joinedload, object_session
 from ..times import epoch_seconds
 from ..tokens.lineage import Lineage
 from ..tokens.models import TokenRef
+from .collector import full_collections_deferred
 from .lineage import BATCH, LINEAGE, PAUSE, TOKENS, fingerprint, from_row, is_row
 
 #: Where our own code says why it deletes tokens.
@@ -576,10 +577,11 @@ class DatabaseObserver:
         walked = dealt = 0
         after: int | None = 0
         try:
-            while after is not None:
-                rows, count, after = self._sweep_step(after)
-                walked, dealt = walked + rows, dealt + count
-                await pause()
+            with full_collections_deferred():
+                while after is not None:
+                    rows, count, after = self._sweep_step(after)
+                    walked, dealt = walked + rows, dealt + count
+                    await pause()
         except Exception:
             self.db.rollback()
             self.log.exception("Token cache: the sweep stopped")
