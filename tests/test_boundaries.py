@@ -37,7 +37,7 @@ from jupyter_token_cache.client import AsyncTokenCacheClient, TokenCacheClient, 
 from jupyter_token_cache.rest import INTERNAL_FIELDS, NOTEBOOK_FIELDS, parse_body
 from jupyter_token_cache.serve.hub import HubForwarder, HubUnreachable
 from jupyter_token_cache.upstream import TokenExchange, upstream_tokens
-from jupyter_token_cache.upstream.exchange import ExchangeError, UpstreamTokens
+from jupyter_token_cache.upstream.exchange import ExchangeError, UpstreamVerifier
 
 from .oidc.jwks import AUDIENCE, KeySet, running_keyset
 from .servers import RedisServer
@@ -126,7 +126,7 @@ def test_the_walk_finds_the_libraries_exceptions() -> None:
 # -- httpx, and the answers it reads ----------------------------------------------------------
 
 
-def exchange_with(transport: httpx.MockTransport, verification: str) -> UpstreamTokens:
+def exchange_with(transport: httpx.MockTransport, verification: str) -> UpstreamVerifier:
     settings = TokenExchange(issuer="http://127.0.0.1:9", verification=verification,
                              allowed_audiences=[AUDIENCE], client_id="hub",
                              client_secret="secret", negative_ttl=0.001)  # fmt: skip

@@ -138,6 +138,9 @@ class StatsHandler(TokenCacheAPIHandler):
         exchange = getattr(self.extension, "token_exchange", None)
         if exchange is not None:  # only when c.TokenExchange.issuer is set
             stats["exchange"] = exchange.stats()
+        upstream = getattr(self.extension, "token_upstream", None)
+        if upstream is not None:  # only when c.UpstreamTokens.enabled
+            stats["upstream"] = upstream.stats()
         self.write_json(stats)
 
 
@@ -181,6 +184,8 @@ class ResetHandler(TokenCacheAPIHandler):
         if name is not None and self.find_user(name) is None:
             raise web.HTTPError(404, f"No such user: {shown(name)}")
         result = await self.extension.token_service.reset(name, revoke=revoke in ("true", "1"))
+        if name is not None and revoke in ("true", "1"):  # and the user's upstream session
+            await self.extension.token_upstream_end(self.find_user(name), "admin-reset")
         self.log.info(
             "Token cache reset for %s by %s (%i revoked)",
             name or "all users",

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from traitlets import TraitError
 
 from jupyter_token_cache.upstream import TokenExchange, upstream_tokens
-from jupyter_token_cache.upstream.exchange import ExchangeError, UpstreamTokens
+from jupyter_token_cache.upstream.exchange import ExchangeError, UpstreamVerifier
 from jupyter_token_cache.upstream.settings import ASYMMETRIC
 
 from ..fuzz import Tally, nasty_text
@@ -25,7 +25,7 @@ from .sessions import Sessions
 LOG = logging.getLogger("test")
 
 
-def tokens(provider: OIDCProvider, **settings: object) -> UpstreamTokens:
+def tokens(provider: OIDCProvider, **settings: object) -> UpstreamVerifier:
     exchange = TokenExchange(issuer=provider.issuer, allowed_audiences=["jupyterhub"],
                              client_id=HUB_CLIENT[0], client_secret=HUB_CLIENT[1], **settings)  # fmt: skip
     made = upstream_tokens(exchange, LOG, sessions=Sessions())
@@ -103,7 +103,7 @@ def keyset() -> Iterator[KeySet]:
     yield from running_keyset()
 
 
-def jwks_tokens(keyset: KeySet, **settings: object) -> UpstreamTokens:
+def jwks_tokens(keyset: KeySet, **settings: object) -> UpstreamVerifier:
     exchange = TokenExchange(issuer=keyset.issuer, jwks_uri=f"{keyset.url}/jwks",
                              verification="jwt", allowed_audiences=[AUDIENCE],
                              algorithms=list(ASYMMETRIC), **settings)  # fmt: skip
@@ -112,7 +112,7 @@ def jwks_tokens(keyset: KeySet, **settings: object) -> UpstreamTokens:
     return made
 
 
-async def refused(checker: UpstreamTokens, token: str) -> ExchangeError:
+async def refused(checker: UpstreamVerifier, token: str) -> ExchangeError:
     with pytest.raises(ExchangeError) as refusal:
         await checker.identify(token)
     return refusal.value
