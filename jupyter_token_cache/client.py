@@ -295,22 +295,23 @@ def get_upstream_token(
 class _Upstream:
     """The token an auth attaches, and when it must be asked for again (by this clock)."""
 
-    def __init__(self, target: str | None, minimum_lifetime: int) -> None:
+    def __init__(self, target: str | None, minimum_lifetime: int | None) -> None:
         self.target = target
         self.minimum_lifetime = minimum_lifetime
         self.token: UpstreamToken | None = None
         self.good_until = 0.0
 
     def current(self) -> str | None:
-        """The header value to send, while the token has ``minimum_lifetime`` left."""
+        """The header value to send, while the token has enough left (see ``UpstreamAuth``)."""
         if self.token is None or time.monotonic() >= self.good_until:
             return None
         return f"Bearer {self.token.access_token}"
 
     def keep(self, token: UpstreamToken) -> str:
         self.token = token
-        left = float("inf") if token.expires_in is None else token.expires_in
-        self.good_until = time.monotonic() + left - self.minimum_lifetime
+        left = float("inf") if token.expires_in is None else float(token.expires_in)
+        keep = left - self.minimum_lifetime if self.minimum_lifetime is not None else left / 2
+        self.good_until = time.monotonic() + keep
         return f"Bearer {token.access_token}"
 
     def drop(self) -> None:
@@ -322,7 +323,8 @@ class UpstreamAuth(httpx.Auth):
 
     ``httpx.get(url, auth=UpstreamAuth("s3"))`` (or ``httpx.AsyncClient(auth=...)``):
     every request goes out with a token that has at least ``minimum_lifetime`` seconds
-    left, asked of the hub only when the one it has runs short; a request the server
+    left (without one: the hub's minimum, and the token is kept for half the time it had
+    left), asked of the hub only when the one it has runs short; a request the server
     answers 401 is sent once more with a token asked for anew.
     """
 
@@ -330,7 +332,7 @@ class UpstreamAuth(httpx.Auth):
         self,
         target: str | None = None,
         *,
-        minimum_lifetime: int = 60,
+        minimum_lifetime: int | None = None,
         client: TokenCacheClient | None = None,
         async_client: AsyncTokenCacheClient | None = None,
     ) -> None:
@@ -396,7 +398,7 @@ class UpstreamRequestsAuth:
         self,
         target: str | None = None,
         *,
-        minimum_lifetime: int = 60,
+        minimum_lifetime: int | None = None,
         client: TokenCacheClient | None = None,
     ) -> None:
         self._auth = UpstreamAuth(target, minimum_lifetime=minimum_lifetime, client=client)

@@ -94,6 +94,7 @@ class UpstreamTokenHandler(TokenCacheAPIHandler):
                 session.scopes,
                 target=body.get("target"),
                 minimum_lifetime=body.get("minimum_lifetime"),
+                started=self.request._start_time,
             )
         except TokenRequestError as e:
             json_error(self, e.status, e.message, getattr(e, "error", None))

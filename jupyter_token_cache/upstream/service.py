@@ -176,14 +176,20 @@ class UpstreamTokenService:
         *,
         target: str | None = None,
         minimum_lifetime: int | None = None,
+        started: float | None = None,
     ) -> UpstreamToken:
-        """The user's upstream token (``target``'s, else the login's) for a caller holding ``scopes``."""
+        """The user's upstream token (``target``'s, else the login's) for a caller holding ``scopes``.
+
+        ``started`` (epoch seconds) is when the request came in: the ``timeout`` counts
+        from then, so that what waited before (JupyterHub's own refresh) counts too.
+        """
         name = self.states.name(user)
         chosen = self._allowed(name, scopes, target)
         self.counts["requests"] += 1
+        left = self.settings.timeout - (0 if started is None else time.time() - started)
         try:
             issued = await asyncio.wait_for(
-                self._token(user, name, chosen, minimum_lifetime), self.settings.timeout
+                self._token(user, name, chosen, minimum_lifetime), max(left, 0.1)
             )
         except asyncio.TimeoutError:
             self.counts["timeouts"] += 1
@@ -429,7 +435,10 @@ class UpstreamTokenService:
         Concurrent calls for one user share one run; the auth state it returns is stamped
         (the session's name kept, the new tokens' expiries) and saved in the section, so
         a refresh token it rotated is kept before anyone else may use one. An upstream
-        session ended here stays ended: the user must log in (False).
+        session ended here stays ended: the user must log in (False). A request waits
+        ``timeout`` for it at most: then the user's auth is kept as it is (True), while the
+        run goes on and saves what it gets, so a slow provider never holds every request
+        of the user for as long as the authenticator's own HTTP timeout.
         """
         name = self.states.name(user)
 
@@ -448,10 +457,19 @@ class UpstreamTokenService:
             return await self._section(name, work)
 
         try:
-            result, _ = await self.cache.run_once(CacheKey(name, SECTION), once)
+            result, _ = await asyncio.wait_for(
+                self.cache.run_once(CacheKey(name, SECTION), once), self.settings.timeout
+            )
         except ProviderDown as e:
             self.log.warning("Not refreshing %s's auth now: %s", name, e.message)
             return True  # keep what the user has; JupyterHub asks again after auth_refresh_age
+        except asyncio.TimeoutError:
+            self.log.warning(
+                "Refreshing %s's auth takes longer than %g s; it goes on, the request does not wait",
+                name,
+                self.settings.timeout,
+            )
+            return True
         return dict(result) if isinstance(result, dict) else result
 
     def stamp_login(self, state: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,9 @@ stamps a login. Saves are counted and copied, as a database write would be.
 from __future__ import annotations
 
 import copy
+import time
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -22,6 +24,7 @@ from jupyter_token_cache.upstream.targets import UpstreamTokens
 from jupyter_token_cache.upstream.verify import Provider
 
 from ..oidc.server import HUB_LOGIN, OIDCProvider
+from ..servers import MissingBinary, unavailable
 
 TARGETS = {
     "s3": {"method": "resource", "resource": "urn:target:s3", "scopes": ["s3:read"]},
@@ -53,11 +56,19 @@ class States:
 
     def log_in(self, provider: OIDCProvider, user: str) -> dict[str, Any]:
         """A real login of ``user`` at ``provider``, kept as the hub's mixin keeps one."""
-        import time
-
         state = stamped(provider.login_state(user), now=time.time(), new=True)
         self.states[user] = state
         return state
+
+
+def running_provider(**options: Any) -> Iterator[OIDCProvider]:
+    """A provider with ``options`` (lifetimes, a store), stopped afterwards (for fixtures)."""
+    try:
+        server = OIDCProvider(**options).start()
+    except MissingBinary as e:
+        unavailable(e)
+    yield server
+    server.stop()
 
 
 class Events:

@@ -31,8 +31,8 @@ from jupyter_token_cache.upstream.targets import UpstreamTokens
 
 from ..conftest import settings_for
 from ..oidc.server import GRANT_REVOKED, HUB_LOGIN, OIDCProvider
-from ..servers import MissingBinary, RedisServer, unavailable
-from .outbound import States, service
+from ..servers import RedisServer
+from .outbound import States, running_provider, service
 
 LIFETIME = 30
 #: "At expiry": a request for this much, SOON seconds after the token was handed out.
@@ -43,12 +43,7 @@ REFRESHES = "POST /token refresh_token"
 
 @pytest.fixture(scope="module")
 def provider() -> Iterator[OIDCProvider]:
-    try:
-        server = OIDCProvider(hub_access_ttl=LIFETIME, target_ttl=LIFETIME).start()
-    except MissingBinary as e:
-        unavailable(e)
-    yield server
-    server.stop()
+    yield from running_provider(hub_access_ttl=LIFETIME, target_ttl=LIFETIME)
 
 
 @pytest.fixture(params=["memory", "redis"])

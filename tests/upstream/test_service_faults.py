@@ -22,8 +22,7 @@ from jupyter_token_cache.cache import close_all
 from jupyter_token_cache.upstream.service import ProviderDown
 
 from ..oidc.server import GRANT_REVOKED, OIDCProvider
-from ..servers import MissingBinary, unavailable
-from .outbound import service
+from .outbound import running_provider, service
 
 LIFETIME, AT_EXPIRY, SOON = 30, 26, 4.2
 SCOPES = frozenset({"custom:token-cache:upstream"})
@@ -33,12 +32,7 @@ TIMEOUT = 2.0
 
 @pytest.fixture
 def provider() -> Iterator[OIDCProvider]:
-    try:
-        server = OIDCProvider(hub_access_ttl=LIFETIME, persist=True).start()
-    except MissingBinary as e:
-        unavailable(e)
-    yield server
-    server.stop()
+    yield from running_provider(hub_access_ttl=LIFETIME, persist=True)
 
 
 @pytest.fixture
