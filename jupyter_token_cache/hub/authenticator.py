@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from importlib.metadata import entry_points
 from typing import Any
@@ -48,7 +49,13 @@ from .observer import GROUP, SERVICE, USER, Change, DatabaseObserver, EndedToken
 from .page import AdminPageHandler, page_routes
 from .sessions import SessionResolver
 from .upstream import UpstreamSessionTable
-from .upstream_tokens import UpstreamTokenHandler, end_in_time, ending_on_logout, upstream_service
+from .upstream_tokens import (
+    WAITED,
+    UpstreamTokenHandler,
+    end_in_time,
+    ending_on_logout,
+    upstream_service,
+)
 from .watch import WatchedTokens
 
 #: Where the REST API lives, under the hub prefix (/hub).
@@ -236,9 +243,14 @@ class TokenCacheMixin:
         upstream = getattr(self, "token_upstream", None)
         if upstream is None:
             return await maybe_future(refresh(user, handler, **kwargs))
-        return await upstream.refresh_user(
-            user, lambda: maybe_future(refresh(user, handler, **kwargs))
-        )
+        started = time.monotonic()
+        try:
+            return await upstream.refresh_user(
+                user, lambda: maybe_future(refresh(user, handler, **kwargs))
+            )
+        finally:  # the upstream route's timeout counts this wait too
+            if handler is not None:
+                setattr(handler, WAITED, time.monotonic() - started)
 
     async def delete_user(self, user: Any) -> None:
         """End the user's upstream session (revoking its tokens), then the authenticator's hook."""

@@ -71,6 +71,10 @@ class HubAuthStates:
         await user.save_auth_state(state)  # encrypted, and committed
 
 
+#: Where the mixin's refresh_user notes, on the request's handler, how long it waited.
+WAITED = "_token_cache_refresh_waited"
+
+
 class UpstreamTokenHandler(TokenCacheAPIHandler):
     """POST /hub/api/token-cache/upstream: ``{"target", "minimum_lifetime"}`` (both optional).
 
@@ -94,7 +98,7 @@ class UpstreamTokenHandler(TokenCacheAPIHandler):
                 session.scopes,
                 target=body.get("target"),
                 minimum_lifetime=body.get("minimum_lifetime"),
-                started=self.request._start_time,
+                waited=getattr(self, WAITED, 0.0),
             )
         except TokenRequestError as e:
             json_error(self, e.status, e.message, getattr(e, "error", None))

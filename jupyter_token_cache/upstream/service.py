@@ -37,6 +37,8 @@ KIND = "upstream"
 SECTION = "upstream-refresh"
 #: Seconds the login's token must have left to be presented for a target's token.
 SUBJECT_LIFETIME = 10
+#: Seconds a request waits at least, whatever it waited before (a cache hit takes less).
+MIN_WAIT = 0.5
 
 
 class LoginRequired(TokenRequestError):
@@ -176,21 +178,19 @@ class UpstreamTokenService:
         *,
         target: str | None = None,
         minimum_lifetime: int | None = None,
-        started: float | None = None,
+        waited: float = 0.0,
     ) -> UpstreamToken:
         """The user's upstream token (``target``'s, else the login's) for a caller holding ``scopes``.
 
-        ``started`` (epoch seconds) is when the request came in: the ``timeout`` counts
-        from then, so that what waited before (JupyterHub's own refresh) counts too.
+        ``waited`` is how long the request has already waited for the provider (JupyterHub's
+        own refresh, :meth:`refresh_user`): it counts against ``timeout``.
         """
         name = self.states.name(user)
         chosen = self._allowed(name, scopes, target)
         self.counts["requests"] += 1
-        left = self.settings.timeout - (0 if started is None else time.time() - started)
+        left = max(self.settings.timeout - waited, MIN_WAIT)
         try:
-            issued = await asyncio.wait_for(
-                self._token(user, name, chosen, minimum_lifetime), max(left, 0.1)
-            )
+            issued = await asyncio.wait_for(self._token(user, name, chosen, minimum_lifetime), left)
         except asyncio.TimeoutError:
             self.counts["timeouts"] += 1
             raise ProviderDown(

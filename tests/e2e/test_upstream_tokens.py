@@ -24,6 +24,7 @@ import httpx
 import jwt
 import pytest
 
+from ..hub.openapi import check
 from ..hubprocess import HubProcess
 from ..oidc.server import GRANT_REVOKED, HUB_LOGIN, OIDCProvider
 from ..serve.replicas import Replica
@@ -64,6 +65,7 @@ class Site:
         self, token: str, body: dict[str, Any] | None = None, base: str | None = None
     ) -> httpx.Response:
         r = upstream(self.hub, token, body, base=base)
+        check("POST", r.request.url.path, r.status_code, r.json())  # as the REST API page says
         if r.status_code == 200:
             self.answers.append(r.json())
         return r
@@ -76,6 +78,8 @@ class Site:
         calls = [("POST", url, self.servers[n % 3], body) for n, body in enumerate(bodies)]
         calls += [("GET", me, self.servers[n % 3], None) for n in range(get)]
         answers = at_once(self.hub, calls)
+        for r in answers:
+            check(r.request.method, r.request.url.path, r.status_code, r.json())
         self.answers += [r.json() for r in answers[: len(bodies)] if r.status_code == 200]
         return answers
 
@@ -272,6 +276,24 @@ def test_logout_ends_the_upstream_session(site: Site) -> None:
     again = site.ask(site.servers[0])
     assert again.status_code == 200 and again.json()["access_token"] != before["access_token"]
     site.state()
+
+
+def test_an_admins_reset_and_a_users_deletion_end_the_upstream_session(site: Site) -> None:
+    with site.hub.admin() as api:
+        bobs = api.post("users/bob/tokens", json={"scopes": [UPSTREAM_SCOPE]}).json()["token"]
+        assert site.ask(bobs).status_code == 200
+        assert api.delete("token-cache/users/bob", params={"revoke": "true"}).status_code == 200
+        refused = site.ask(bobs)
+        assert refused.status_code == 401 and refused.json()["error"] == "login_required"
+        site.provider.log_in(site.hub.url, "carol").close()
+        carol = site.state("carol")
+        assert api.delete("users/carol").status_code == 204
+    deadline = time.monotonic() + 10  # revoked at the provider
+    while active(site, carol["access_token"]):
+        assert time.monotonic() < deadline, "carol's upstream tokens were not revoked"
+        time.sleep(0.1)
+    text = events(site.hub)
+    assert '"reason": "admin-reset"' in text and '"reason": "user-deleted"' in text
 
 
 def test_provider_killed_or_frozen_cached_tokens_then_503_then_recovery(site: Site) -> None:
