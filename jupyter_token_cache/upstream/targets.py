@@ -20,7 +20,7 @@ from ..scopes import UPSTREAM_SCOPE
 #: How a target's token is obtained from the provider.
 METHODS = ("resource", "exchange", "globus", "globus-dependent")
 #: The field each method needs (one of, for "exchange").
-_NEEDS = {"resource": ("resource",), "exchange": ("audience", "resource"),
+_NEEDS = {"resource": ("resource", "scopes"), "exchange": ("audience", "resource"),
           "globus": ("resource_server",), "globus-dependent": ("resource_server",)}  # fmt: skip
 _FIELDS = ("method", "resource", "audience", "resource_server", "scopes", "scope")
 
@@ -77,8 +77,9 @@ class UpstreamTokens(Configurable):
     )
     targets = Dict(
         config=True,
-        help="""Downstream audiences: name -> {"method": ..., ...}. "resource": RFC 8707,
-        the refresh grant with {"resource": "<indicator>"}; "exchange": RFC 8693 token
+        help="""Downstream audiences: name -> {"method": ..., ...}. "resource": the
+        refresh grant with {"resource": "<indicator>"} (RFC 8707) and/or the target's
+        "scopes" (Entra ID: another resource's scopes); "exchange": RFC 8693 token
         exchange at the provider with {"audience": "<client>"} and/or {"resource": ...}
         (Keycloak's standard token exchange); "globus": the token of
         {"resource_server": "<name>"} in GlobusOAuthenticator's auth state;
