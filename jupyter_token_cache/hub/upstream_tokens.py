@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 
 class HubAuthStates:
-    """:class:`~jupyter_token_cache.upstream.service.AuthStates` of hub users (``jupyterhub.user.User``).
+    """:class:`~jupyter_token_cache.upstream.models.AuthStates` of hub users (``jupyterhub.user.User``).
 
     Notes
     -----

@@ -1,7 +1,8 @@
 """The user's identity-provider tokens for their notebooks: refreshed once, cached, least privilege.
 
-No Tornado here: the hub adapter reads and writes the auth state (:class:`AuthStates`),
-resolves the caller and writes the answer; the rules live here.
+No Tornado here: the hub adapter reads and writes the auth state
+(:class:`~.models.AuthStates`), resolves the caller and writes the answer; the rules live
+here, what they work on in :mod:`.models`.
 """
 
 from __future__ import annotations
@@ -11,23 +12,28 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from functools import partial
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from ..cache import CacheEngine, CacheKey, LeaseTimeout
-from ..times import iso8601
 from ..tokens.events import UPSTREAM_ENDED, Event, EventSink, NoEvents
-from ..tokens.models import (
-    Forbidden,
-    LifetimeUnavailable,
-    TokenRequestError,
-    UnknownService,
-    shown,
-)
+from ..tokens.models import Forbidden, LifetimeUnavailable, UnknownService, shown
 from ..tokens.service import MINT_SLACK, may_reuse
 from . import auth_state
 from .grants import Grant, GrantRefused, TokenEndpoint
+from .models import (
+    AuthStates,
+    Entry,
+    LoginRequired,
+    ProviderDown,
+    SessionChanged,
+    UpstreamToken,
+    login_again,
+    no_token,
+    refused,
+    too_short,
+    unrefreshable,
+)
 from .targets import Target, UpstreamTokens
 from .verify import ProviderUnavailable
 
@@ -39,84 +45,6 @@ SECTION = "upstream-refresh"
 SUBJECT_LIFETIME = 10
 #: Seconds a request waits at least, whatever it waited before (a cache hit takes less).
 MIN_WAIT = 0.5
-
-
-class LoginRequired(TokenRequestError):
-    """The user's upstream session is over (or never was): they must log in again (401)."""
-
-    status = 401
-    error = "login_required"
-
-
-class ProviderDown(TokenRequestError):
-    """The identity provider cannot be asked now (503, ``temporarily_unavailable``)."""
-
-    status = 503
-    error = "temporarily_unavailable"
-
-
-class ProviderRefused(TokenRequestError):
-    """The provider refused a target's token for a reason of its own (502), e.g. invalid_target."""
-
-    status = 502
-
-
-class _SessionChanged(Exception):
-    """The auth state names another session than the request was keyed with: ask again."""
-
-
-class AuthStates(Protocol):
-    """The authenticator's auth state of a user (``user`` is the adapter's handle of one)."""
-
-    def name(self, user: Any) -> str:
-        """The user's name."""
-
-    async def session(self, user: Any) -> str | None:
-        """:func:`~.auth_state.session_of` the user's auth state, cheaply (may be remembered)."""
-
-    async def load(self, user: Any) -> dict[str, Any] | None:
-        """The user's auth state, read from where it is kept (not from a memory of it)."""
-
-    async def save(self, user: Any, state: dict[str, Any]) -> None:
-        """Keep ``state`` as the user's auth state, durably, before this returns."""
-
-
-class Entry(NamedTuple):
-    """What the cache holds for an upstream token (a JSON list on a shared backend)."""
-
-    token: str
-    token_type: str
-    expires_at: float | None
-    created: float
-    scope: str
-
-
-@dataclass(frozen=True)
-class UpstreamToken:
-    """An upstream token handed to a caller."""
-
-    access_token: str
-    token_type: str
-    expires_at: float | None
-    scope: str
-    target: str | None
-    cached: bool
-
-    def model(self) -> dict[str, Any]:
-        """The JSON answer of ``POST /upstream`` (``expires_at``/``expires_in`` null: no expiry known)."""
-        left = None if self.expires_at is None else max(0, int(self.expires_at - time.time()))
-        return {
-            "access_token": self.access_token,
-            "token_type": self.token_type,
-            "expires_at": iso8601(self.expires_at),
-            "expires_in": left,
-            "scope": self.scope,
-            "target": self.target,
-            "cached": self.cached,
-        }
-
-    def __repr__(self) -> str:  # never print the secret
-        return f"UpstreamToken(target={self.target!r}, expires_at={self.expires_at})"
 
 
 class UpstreamTokenService:
@@ -232,7 +160,7 @@ class UpstreamTokenService:
         for attempt in range(2):
             try:
                 return await self._cached(user, name, target, asked)
-            except _SessionChanged:  # a login or an end crossed this request: once more
+            except SessionChanged:  # a login or an end crossed this request: once more
                 if attempt:
                     raise LoginRequired(
                         "The login changed while this was asked; ask again"
@@ -261,7 +189,7 @@ class UpstreamTokenService:
 
         async def create() -> tuple[Entry, float | None]:
             if short and short[-1] < self.need(asked, short[-1]) + MINT_SLACK:
-                raise _too_short(short[-1], self.need(asked, short[-1]))
+                raise too_short(short[-1], self.need(asked, short[-1]))
             entry = await self._obtain(user, name, session, target, asked)
             return entry, entry.expires_at
 
@@ -293,14 +221,14 @@ class UpstreamTokenService:
         if session == auth_state.UNSTAMPED:
             return await self._section(name, partial(self._adopt, user))
         if session is None:
-            raise _login_again()
+            raise login_again()
         return session
 
     async def _adopt(self, user: Any) -> str:
         state = await self.states.load(user)
         session = auth_state.session_of(state)
         if session is None or state is None:
-            raise _login_again()
+            raise login_again()
         if session == auth_state.UNSTAMPED:  # saved before this package was installed
             state = auth_state.stamped(state, now=time.time(), new=True)
             await self.states.save(user, state)
@@ -346,7 +274,7 @@ class UpstreamTokenService:
             state = await self._current(user, session)
             held = auth_state.held(state, server)
             if held is None:
-                raise _no_token(server)
+                raise no_token(server)
             now = time.time()
             lifetime = None
             if held.expires_at is not None and held.issued_at is not None:
@@ -357,9 +285,9 @@ class UpstreamTokenService:
             if held.expires_at is not None and held.expires_at - now >= need:
                 return held  # good enough: perhaps the section before this one refreshed it
             if held.refresh_token is None:
-                raise _unrefreshable(held, now, need)
+                raise unrefreshable(held, now, need)
             if lifetime is not None and lifetime < need + MINT_SLACK:
-                raise _too_short(lifetime, need)
+                raise too_short(lifetime, need)
             grant = await self._refresh(user, state, held.refresh_token)
             new = auth_state.refreshed(
                 state, grant.response, now=time.time(), resource_server=server
@@ -376,7 +304,7 @@ class UpstreamTokenService:
         state = await self._current(user, session)
         held = auth_state.held(state)
         if held is None or held.refresh_token is None:
-            raise _login_again("there is no refresh token to ask for a target's token with")
+            raise login_again("there is no refresh token to ask for a target's token with")
         grant = await self._refresh(user, state, held.refresh_token, target)
         new = auth_state.refreshed(state, grant.response, now=time.time(), token=False)
         await self.states.save(user, new)
@@ -394,9 +322,9 @@ class UpstreamTokenService:
             )
         except GrantRefused as e:
             if e.error != "invalid_grant":
-                raise _refused(e, target) from None
+                raise refused(e, target) from None
             await self._end(user, state, "invalid-grant", revoke=False)
-            raise _login_again("the identity provider no longer accepts this login") from None
+            raise login_again("the identity provider no longer accepts this login") from None
         except ProviderUnavailable as e:
             raise ProviderDown(str(e)) from None
 
@@ -404,7 +332,7 @@ class UpstreamTokenService:
         try:
             return await call()
         except GrantRefused as e:
-            raise _refused(e, target) from None
+            raise refused(e, target) from None
         except ProviderUnavailable as e:
             raise ProviderDown(str(e)) from None
 
@@ -413,9 +341,9 @@ class UpstreamTokenService:
         state = await self.states.load(user)
         found = auth_state.session_of(state)
         if found is None or state is None:
-            raise _login_again()
+            raise login_again()
         if found != session:
-            raise _SessionChanged()
+            raise SessionChanged()
         return state
 
     async def _section(self, name: str, work: Callable[[], Awaitable[T]]) -> T:
@@ -543,37 +471,3 @@ class UpstreamTokenService:
                  "dependent_calls", "revocations", "provider_calls", "provider_errors",
                  "timeouts", "login_required", "ended")  # fmt: skip
         return {name: self.counts[name] for name in names}
-
-
-def _login_again(
-    why: str = "there is no login at the identity provider to take it from",
-) -> LoginRequired:
-    return LoginRequired(f"No upstream token: {why}; log in to the hub again")
-
-
-def _no_token(server: str | None) -> TokenRequestError:
-    if server is None:
-        return _login_again()
-    return UnknownService(f"The login holds no token for resource server {shown(server)}")
-
-
-def _unrefreshable(held: auth_state.Held, now: float, need: int) -> TokenRequestError:
-    left = int((held.expires_at or now) - now)
-    if left <= 0:
-        return _login_again("the login's token has expired and the provider gave no refresh token")
-    return LifetimeUnavailable(
-        f"The login's token has {left} s left, less than the {need} s asked for, and cannot "
-        "be refreshed (the provider gave no refresh token): ask for less, or log in again"
-    )
-
-
-def _too_short(lifetime: float, need: int) -> LifetimeUnavailable:
-    return LifetimeUnavailable(
-        f"The identity provider's tokens live {int(lifetime)} s, less than the {need} s asked for"
-    )
-
-
-def _refused(error: GrantRefused, target: Target | None) -> ProviderRefused:
-    what = f"target {shown(target.name)}" if target is not None else "a refresh"
-    described = f" ({error.description})" if error.description else ""
-    return ProviderRefused(f"The identity provider refused {what}: {error.error}{described}")

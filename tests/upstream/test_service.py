@@ -26,7 +26,8 @@ from jupyter_token_cache.tokens.events import UPSTREAM_ENDED
 from jupyter_token_cache.tokens.models import Forbidden, LifetimeUnavailable, UnknownService
 from jupyter_token_cache.upstream.auth_state import ended_by, held, stamped
 from jupyter_token_cache.upstream.grants import TokenEndpoint
-from jupyter_token_cache.upstream.service import LoginRequired, UpstreamTokenService
+from jupyter_token_cache.upstream.models import LoginRequired
+from jupyter_token_cache.upstream.service import UpstreamTokenService
 from jupyter_token_cache.upstream.targets import UpstreamTokens
 
 from ..conftest import settings_for

@@ -19,7 +19,7 @@ import pytest
 
 from jupyter_token_cache import TokenCache
 from jupyter_token_cache.cache import close_all
-from jupyter_token_cache.upstream.service import ProviderDown
+from jupyter_token_cache.upstream.models import ProviderDown
 
 from ..oidc.server import GRANT_REVOKED, OIDCProvider
 from .outbound import running_provider, service
