@@ -25,6 +25,9 @@
 // Every request is appended to LOG_FILE, once answered: "METHOD /path", then for the token
 // endpoint the grant type, and the status (and the error code of a refusal); a revoked grant
 // is "GRANT-REVOKED". Tests count provider calls from it.
+// Its userinfo takes an access token up to CLOCK_TOLERANCE seconds past its expiry (default 15,
+// oidc-provider's own clockTolerance); its introspection does not. oauthenticator's
+// refresh_user asks userinfo, so JupyterHub refreshes only once that has passed.
 // With STORE_FILE, everything the provider keeps (grants, tokens, sessions) is also written
 // there and read back at start, so a provider killed and started again knows its grants,
 // as a real one with a database does.
@@ -40,6 +43,7 @@ const shortTtl = Number(process.env.SHORT_TTL || 3);
 const hubAccessTtl = Number(process.env.HUB_ACCESS_TTL || 3600);
 const targetTtl = Number(process.env.TARGET_TTL || 600);
 const storeFile = process.env.STORE_FILE;
+const clockTolerance = Number(process.env.CLOCK_TOLERANCE || 15);
 
 const GROUPS = { alice: ['staff', 'science'], bob: ['science'] };
 const EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
@@ -73,7 +77,7 @@ const BY_AUDIENCE = Object.fromEntries(
 // -- a store that outlives the process (STORE_FILE) ----------------------------------------
 
 function persistentAdapter(file) {
-  const memory = createMemoryAdapter();
+  const memory = createMemoryAdapter(clockTolerance);  // as the provider's own memory adapter
   const adapters = new Map();
   const adapterFor = (model) => {
     if (!adapters.has(model)) adapters.set(model, memory(model));
@@ -180,6 +184,7 @@ async function dependentTokens(ctx) {
 
 const provider = new Provider(issuer, {
   ...(storeFile ? { adapter: persistentAdapter(storeFile) } : {}),
+  clockTolerance,
   clients: [
     {
       client_id: 'jupyterhub',

@@ -67,6 +67,7 @@ class OIDCProvider(Server):
         hub_access_ttl: int = 3600,
         target_ttl: int = 600,
         persist: bool = False,
+        clock_tolerance: int = 15,
     ) -> None:
         super().__init__()
         if not (HERE / "node_modules" / "oidc-provider").is_dir():
@@ -80,6 +81,9 @@ class OIDCProvider(Server):
         self.short_ttl = short_ttl
         #: Lifetimes of the hub-login client's access tokens and of target tokens.
         self.hub_access_ttl, self.target_ttl = hub_access_ttl, target_ttl
+        #: How long past its expiry the provider's userinfo still takes an access token
+        #: (oidc-provider's clockTolerance, 15 s by default); introspection takes none.
+        self.clock_tolerance = clock_tolerance
         #: Where the provider keeps its grants and tokens across restarts (None: memory only).
         self.store = self.dir / "store.jsonl" if persist else None
 
@@ -101,7 +105,8 @@ class OIDCProvider(Server):
     def popen_options(self) -> dict[str, Any]:
         env = {**os.environ, "PORT": str(self.port), "KEY_FILE": str(self.dir / "key.json"),
                "LOG_FILE": str(self.log), "SHORT_TTL": str(self.short_ttl),
-               "HUB_ACCESS_TTL": str(self.hub_access_ttl), "TARGET_TTL": str(self.target_ttl)}  # fmt: skip
+               "HUB_ACCESS_TTL": str(self.hub_access_ttl), "TARGET_TTL": str(self.target_ttl),
+               "CLOCK_TOLERANCE": str(self.clock_tolerance)}  # fmt: skip
         if self.store is not None:
             env["STORE_FILE"] = str(self.store)
         return {"env": env}
