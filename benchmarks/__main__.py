@@ -5,7 +5,8 @@
 Starts what it needs (jupyterhub processes, redis-server, memcached, event-stream
 subscribers, the example service, replicas of ``jupyter-token-cache serve``, wrk, all on
 loopback) and stops it; writes JSON, a markdown table and a PNG plot to ``--out``.
-``--only`` runs some sections (hub, storage, memory, events, services, exchange, replicas)
+``--only`` runs some sections (hub, storage, memory, events, services, exchange, replicas,
+upstream)
 and names the files after them (``latest-events.json``), so the full results are not
 overwritten.
 """
@@ -17,10 +18,21 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from . import events, exchange, hub, memory, progress, replicas, report, services, storage
+from . import (
+    events,
+    exchange,
+    hub,
+    memory,
+    progress,
+    replicas,
+    report,
+    services,
+    storage,
+    upstream,
+)
 from .timing import Figures
 
-SECTIONS = ("hub", "storage", "memory", "events", "services", "exchange", "replicas")
+SECTIONS = ("hub", "storage", "memory", "events", "services", "exchange", "replicas", "upstream")
 
 
 Groups = dict[str, dict[str, Figures]]
@@ -32,16 +44,17 @@ Measured = tuple[
     dict[str, Any] | None,
     dict[str, Any] | None,
     dict[str, Any] | None,
+    dict[str, Any] | None,
 ]
 
 
 async def measure(quick: bool, sections: tuple[str, ...]) -> Measured:
-    """Groups, counts, memory figures, then events, services, exchange and replicas (None
-    unless run) of ``sections``."""
+    """Groups, counts, memory figures, then events, services, exchange, replicas and
+    upstream (None unless run) of ``sections``."""
     groups: Groups = {}
     counts: dict[str, Any] = {}
     mem: dict[str, Any] = {}
-    found = checks = exchanges = replicated = None
+    found = checks = exchanges = replicated = outbound = None
     for index, name in enumerate(sections, 1):
         progress.section(name, index, len(sections))
         if name == "hub":
@@ -58,8 +71,10 @@ async def measure(quick: bool, sections: tuple[str, ...]) -> Measured:
             exchanges = await exchange.run(quick)
         elif name == "replicas":
             replicated = await replicas.run(quick)
+        elif name == "upstream":
+            outbound = await upstream.run(quick)
     progress.step("writing the report")
-    return groups, counts, mem, found, checks, exchanges, replicated
+    return groups, counts, mem, found, checks, exchanges, replicated, outbound
 
 
 def main() -> None:
@@ -77,7 +92,7 @@ def main() -> None:
     args = parser.parse_args()
     progress.configure(quiet=args.quiet)
     sections = tuple(s for s in SECTIONS if s in args.only) if args.only else SECTIONS
-    groups, counts, mem, found, checks, exchanges, replicated = asyncio.run(
+    groups, counts, mem, found, checks, exchanges, replicated, outbound = asyncio.run(
         measure(args.quick, sections)
     )
     rows = report.ratio_rows(groups, hub.RATIOS + storage.RATIOS)
@@ -95,6 +110,7 @@ def main() -> None:
             checks,
             exchanges,
             replicas=replicated,
+            upstream=outbound,
         )
     )
 
