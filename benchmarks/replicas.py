@@ -539,7 +539,8 @@ async def _revocation(hub: HubProcess, replicas: list[Replica], sizes: Sizes) ->
     inactive = await _revocations(hub, replicas, sizes, introspect=True)
     keys = ("from_sent", "from_answered", "between_replicas", "refused_before_answer",
             "served_after_sent",
-            "poll_round_trip", "refusing_round_trip", "met", "hub_requests_per_revocation")  # fmt: skip
+            "poll_round_trip", "refusing_round_trip", "met", "hub_requests_per_revocation",
+            "valid_refused")  # fmt: skip
     return served | {"introspect": {k: inactive[k] for k in keys}}
 
 
@@ -562,12 +563,19 @@ async def _revocations(
         httpx.AsyncClient(timeout=10) as poller_a,
         httpx.AsyncClient(timeout=10) as poller_b,
     ):  # fmt: skip
-        for i in range(total):
+        i = false_refusals = 0
+        while i < total:
             if i == sizes.revocation_warmup:  # the credential's introspection and first mint done
                 seen = len(hub_requests(hub))
             one = await _revoke(http, admin, [poller_a, poller_b], urls, credential, polls,
                                 user, introspectors)  # fmt: skip
-            if i >= sizes.revocation_warmup:
+            if one is None:  # refused before its DELETE was sent: an outage, not a delay
+                false_refusals += 1
+                if false_refusals > sizes.revocations:
+                    raise RuntimeError(f"{false_refusals} valid tokens refused")
+                continue
+            i += 1
+            if i > sizes.revocation_warmup:
                 samples.append(one)
                 deletes.append(one.answered - one.sent)
     asked = Counter(f"{m} {TOKEN_ID.sub('/tokens/{id}', p)}" for m, p in hub_requests(hub)[seen:])
@@ -587,6 +595,8 @@ async def _revocations(
         "between_replicas": _percentiles(spread),
         "served_after_sent": _percentiles(exposed),
         "refused_before_answer": sum(1 for s in from_answered if s <= 0),
+        # a token refused at a replica before its DELETE was sent (rounds not measured)
+        "valid_refused": false_refusals,
         "delete_round_trip": _percentiles(deletes),
         "poll_round_trip": _percentiles(polls),
         "refusing_round_trip": _percentiles(refusing),
@@ -607,12 +617,13 @@ async def _revoke(
     polls: list[float],
     user: str,
     introspectors: list[str] | None = None,
-) -> Revoked:
+) -> Revoked | None:
     """The session's token from both replicas, pollers under way, DELETE; until both refuse.
 
     With ``introspectors`` (the replicas' own tokens), each poller introspects the token
     at its replica instead, until the answer is inactive: what a service checking tokens
-    through the replicas sees, with no new token to mint.
+    through the replicas sees, with no new token to mint. None when a replica refused
+    the token before the DELETE was sent (a valid token refused).
     """
     headers = {"Authorization": f"token {credential}"}
     served = []
@@ -652,8 +663,15 @@ async def _revoke(
         raise RuntimeError(f"{urls[k]} still served a revoked token after {REVOCATION_DEADLINE} s")
 
     polling = [asyncio.ensure_future(poll(k)) for k in range(len(urls))]
+    both = asyncio.ensure_future(asyncio.gather(*(e.wait() for e in serving)))
     try:
-        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in serving)), REVOCATION_DEADLINE)
+        # both replicas serving the token, or one refusing it already (a valid token
+        # refused: the round goes on, DELETE included, and is not measured)
+        await asyncio.wait(
+            [both, *polling], timeout=REVOCATION_DEADLINE, return_when=asyncio.FIRST_COMPLETED
+        )
+        if not both.done() and not any(task.done() for task in polling):
+            raise RuntimeError(f"the replicas did not serve the token in {REVOCATION_DEADLINE} s")
         sent = time.perf_counter()
         r = await admin.delete(f"users/{user}/tokens/{token_id}")
         answered = time.perf_counter()
@@ -661,8 +679,10 @@ async def _revoke(
             raise RuntimeError(f"DELETE token {token_id}: {r.status_code} {r.text[:200]}")
         refused = await asyncio.gather(*polling)
     finally:
-        for task in polling:
+        for task in (both, *polling):
             task.cancel()
+    if min(at for at, _, _ in refused) < sent:
+        return None
     return Revoked(sent, answered, *map(list, zip(*refused, strict=True)))
 
 

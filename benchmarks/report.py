@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import scale as scale_section
 from .timing import Figures
 
 
@@ -207,7 +208,7 @@ UPSTREAM_BURSTS = ("at_expiry", "userinfo_refuses")
 
 
 def upstream_lines(upstream: dict[str, Any]) -> list[str]:
-    """The Upstream tokens section (suite 13): a hit against the hub's floor, provider calls."""
+    """The Upstream tokens section (suite 15): a hit against the hub's floor, provider calls."""
     lat = upstream["latency"]
     lines = [
         "",
@@ -328,7 +329,9 @@ def service_lines(services: dict[str, Any]) -> list[str]:
         f"request log) {rev['delete_in_hub_p50_us'] / 1e3:,.2f} / "
         f"{rev['delete_in_hub_p99_us'] / 1e3:,.2f} ms; one "
         f"poll p50 {rev['poll_round_trip_p50_us'] / 1e3:,.2f} ms; refusals received before the "
-        f"DELETE's response: {rev['refused_before_answer']:,}. Plain HubAuth serves its cached "
+        f"DELETE's response: {rev['refused_before_answer']:,}"
+        + _valid_refused(rev)
+        + ". Plain HubAuth serves its cached "
         f"answer up to cache_max_age ({plain['plain_cache_max_age']} s): a token deleted 1 s "
         f"ago got {plain['after_1s']} (before the DELETE: {plain['before']}).",
         "",
@@ -345,6 +348,16 @@ def service_lines(services: dict[str, Any]) -> list[str]:
         f"| {mem['answer_json_bytes']:,} |",
     ]
     return lines
+
+
+def _valid_refused(rev: dict[str, Any], series: str = "") -> str:
+    """Tokens refused before their DELETE was sent (results from before the count have none)."""
+    if "valid_refused" not in rev:
+        return ""
+    return (
+        f"; {series + ': ' if series else ''}tokens refused before their DELETE was sent "
+        f"(valid tokens refused, rounds not measured): **{rev['valid_refused']:,}**"
+    )
 
 
 def _ms(us: float) -> str:
@@ -477,7 +490,9 @@ def _replica_revocation(rev: dict[str, Any]) -> list[str]:
         f"{rev['poll_round_trip']['p50_ms']:,.2f} / {rev['poll_round_trip']['p99_ms']:,.2f} ms "
         "(a hit); the refusing answer itself p50 / p99 "
         f"{refusing['p50_ms']:,.2f} / {refusing['p99_ms']:,.2f} ms; "
-        f"refusals before the DELETE's answer: {rev['refused_before_answer']:,}.{scale} "
+        f"refusals before the DELETE's answer: {rev['refused_before_answer']:,}"
+        f"{_valid_refused(rev)}{_valid_refused(rev.get('introspect') or {}, 'introspection')}"
+        f".{scale} "
         "A replica refuses a revoked token by answering with another one: told by the hub's "
         "event, it asks the hub for a new token, so the delay here includes that miss, where "
         "CachedHubAuth's refusal needs no hub call; the introspection rows measure that "
@@ -515,6 +530,132 @@ def _exposed(label: str, rev: dict[str, Any]) -> list[str]:
     return [
         f"| {label} | {late['p50_ms']:,.2f} | {late['p95_ms']:,.2f} | {late['p99_ms']:,.2f} | | |"
     ]
+
+
+def restart_lines(restarts: dict[str, Any], image: str | None = None) -> list[str]:
+    """The Restarts section (suite 13): requests/s after a restart against the steady state,
+    and the hub calls of the first pass against the distinct entries it relied on."""
+    setup, load = restarts["setup"], restarts["load"]
+    before, after = (
+        ", ".join(f"{x:.2f}" for x in load[k]) for k in ("loadavg_before", "loadavg_after")
+    )
+    lines = [
+        "",
+        "### Restarts",
+        "",
+        "One `jupyterhub` (sqlite), two replicas of `jupyter-token-cache serve` and the "
+        "example `CachedHubAuth` service (`whoami`) on one redis-server, all on loopback "
+        f"({load['cores']} cores). {setup['credentials_per_route']} credentials per route "
+        f"({setup['users']} users), warmed where they are measured; requests at concurrency "
+        f"{setup['concurrency']} (threads, a client each). Steady state: "
+        f"{setup['steady_passes']} passes over the credentials just before the restart; then "
+        "the first and the second pass once the process answers again (after a hub restart: "
+        f"once every follower's stream is back). {setup['repeats']} restart(s) of each kind: "
+        "a row gives the one whose first pass had the median ratio to its steady state (the "
+        "range over all in brackets); hub calls: the most any of them made.",
+        "",
+        "| process | restart | route | down / back after s | steady req/s | first pass req/s "
+        "| first / steady | first / new credentials | second pass req/s | second / steady "
+        "| p99 ms steady / first "
+        "| hub calls, first pass | distinct entries | per entry | expected | met "
+        "| hub calls, second pass |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for row in restarts["summary"]:
+        hub = row["process"] == "hub"
+        per_entry = row["first_hub_calls_per_entry"]
+        met = per_entry <= 1 if hub else row["first_hub_calls"] == 0
+        lines.append(
+            f"| {row['process']} | {row['restart']} | {row['route']} "
+            f"| {row['down_s']:.1f} / {row['back_after_s']:.1f} | {row['steady_rps']:,.0f} | {row['first_rps']:,.0f} "
+            f"| {row['first_ratio']:.2f}x{_spread(row['first_ratio_range'])} "
+            f"| {row['first_over_miss']:.2f}x "
+            f"| {row['second_rps']:,.0f} | {row['second_ratio']:.2f}x "
+            f"| {row['steady_p99_ms']:,.1f} / {row['first_p99_ms']:,.1f} "
+            f"| {row['first_hub_calls']:,} | {row['distinct_entries']:,} | {per_entry:.2f} "
+            f"| {'<= 1' if hub else '0'} | {_met(met)} | {row['second_hub_calls']:,} |"
+        )
+    refused = sum(row["refused"] for row in restarts["summary"])
+    renewed = {
+        row["route"]: row["new_tokens_first"]
+        for row in restarts["summary"]
+        if row["process"] == "hub" and row["new_tokens_first"]
+    }
+    lines += [
+        "",
+        f"| for scale: a pass of {setup['credentials_per_route']} new credentials in the "
+        "steady state (every entry a miss) | req/s | p99 ms | hub calls |",
+        "|---|---:|---:|---:|",
+        *(
+            f"| {route} | {m['rps']:,.0f} | {m['p99_ms']:,.1f} | {m['hub_calls_total']:,} |"
+            for route, m in restarts["misses"].items()
+        ),
+        "",
+        "Distinct entries of a pass: a service request relies on the credential's cached "
+        "answer; a notebook request on that answer and the edge entry holding the notebook "
+        "token; an introspection on the token's answer and the caller's (one for all). Hub "
+        "calls are the restarted process's own counters (a replica's: its introspections "
+        "and the requests it passed to the hub). "
+        f"Refusals in every pass: {refused:,} (a valid credential refused would be an outage)."
+        + (
+            " After a hub restart the notebook route hands out new tokens "
+            f"({', '.join(f'{n:,}' for n in renewed.values())} of "
+            f"{setup['credentials_per_route']}): the hub's own cache is in memory here, "
+            "and the replica re-asks each edge entry."
+            if renewed
+            else ""
+        ),
+        "",
+        f"Load average (1, 5, 15 min) before the section {before}, after it {after}; the "
+        f"machine was {load['machine_busy']:.0%} busy over the section (other users' work "
+        "included).",
+    ]
+    if image:
+        lines += ["", f"![requests per second after a restart]({image})"]
+    return lines
+
+
+def _spread(bounds: list[float]) -> str:
+    """`` (low-high)`` of a figure over repeats, or nothing for a single run."""
+    low, high = bounds
+    return "" if low == high else f" ({low:.2f}-{high:.2f})"
+
+
+def plot_restarts(path: Path, restarts: dict[str, Any], info: dict[str, Any]) -> None:
+    """First and second pass after each restart, over the steady state; hub calls per entry."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = restarts["summary"]
+    labels = [f"{r['process']} {r['restart']}: {r['route']}" for r in rows]
+    at = range(len(rows))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 0.4 * len(rows) + 2), sharey=True)
+    for offset, key, name in (
+        (-0.2, "first_ratio", "first pass"),
+        (0.2, "second_ratio", "second pass"),
+    ):
+        bars = left.barh([i + offset for i in at], [r[key] for r in rows], height=0.4, label=name)
+        left.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
+    left.axvline(1, color="black", linewidth=0.8)
+    left.set_yticks(list(at), labels, fontsize=8)
+    left.set_xlabel("requests per second after the restart / steady state")
+    left.invert_yaxis()
+    left.legend()
+    bars = right.barh(list(at), [r["first_hub_calls_per_entry"] for r in rows], height=0.6)
+    right.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
+    right.set_xlim(0, max(1.2, *(r["first_hub_calls_per_entry"] + 0.2 for r in rows)))
+    right.axvline(1, color="black", linewidth=0.8)
+    right.set_xlabel("hub calls of the first pass per distinct entry")
+    fig.suptitle(
+        f"Restarts, {info['date']}: {info['cpu']} ({info['cores']} cores), "
+        f"JupyterHub {info['jupyterhub']}",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
 
 
 def plot(path: Path, groups: dict[str, dict[str, Figures]], info: dict[str, Any]) -> None:
@@ -563,6 +704,8 @@ def write(
     exchange: dict[str, Any] | None = None,
     replicas: dict[str, Any] | None = None,
     upstream: dict[str, Any] | None = None,
+    scale: dict[str, Any] | None = None,
+    restarts: dict[str, Any] | None = None,
 ) -> str:
     """Write ``{quick,latest}.{json,md,png}``; a run of some ``sections`` is named after them."""
     info = machine()
@@ -570,6 +713,10 @@ def write(
     table = markdown(groups, rows, info) + "\n".join(count_lines(counts, memory)) + "\n"
     plotted = any(g.startswith("hub") for g in groups)
     stem = "-".join(("quick" if quick else "latest", *sections))
+    # a section's plot is the run's only one, or one beside others
+    several = sum(map(bool, (plotted, scale, restarts))) > 1
+    scale_png = f"{stem}-scale.png" if several else f"{stem}.png"
+    restarts_png = f"{stem}-restarts.png" if several else f"{stem}.png"
     if plotted:
         table += f"\n![latency and throughput]({stem}.png)\n"
     if events:
@@ -582,6 +729,10 @@ def write(
         table += "\n".join(replica_lines(replicas)) + "\n"
     if upstream:
         table += "\n".join(upstream_lines(upstream)) + "\n"
+    if scale:
+        table += "\n".join(scale_section.lines(scale, scale_png)) + "\n"
+    if restarts:
+        table += "\n".join(restart_lines(restarts, restarts_png)) + "\n"
     data = {
         "machine": info,
         "quick": quick,
@@ -595,9 +746,15 @@ def write(
         "exchange": exchange,
         "replicas": replicas,
         "upstream": upstream,
+        "scale": scale,
+        "restarts": restarts,
     }
     (out / f"{stem}.json").write_text(json.dumps(data, indent=2) + "\n")
     (out / f"{stem}.md").write_text(table)
     if plotted:
         plot(out / f"{stem}.png", groups, info)
+    if scale:
+        scale_section.plot(out / scale_png, scale, info)
+    if restarts:
+        plot_restarts(out / restarts_png, restarts, info)
     return table

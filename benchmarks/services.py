@@ -391,9 +391,18 @@ async def _revocation(
         Subscribers(api, token, 1, record=True) as stream,
     ):
         with CpuShares(_pids(cached.hub, cached=cached)) as cpu:
-            for i in range(sizes.warmup + sizes.revocations):
-                sent, answered, polls, event = await _revoke(http, poller, minter, cached, stream)
-                if i >= sizes.warmup:
+            i = false_refusals = 0
+            while i < sizes.warmup + sizes.revocations:
+                one = await _revoke(http, poller, minter, cached, stream)
+                if one is None or one[2][-1][1] < one[0]:
+                    # refused before its DELETE was sent: not a revocation delay, an outage
+                    false_refusals += 1
+                    if false_refusals > sizes.revocations:
+                        raise RuntimeError(f"{false_refusals} valid tokens refused")
+                    continue
+                sent, answered, polls, event = one
+                i += 1
+                if i > sizes.warmup:
                     refused = polls[-1][1]
                     from_sent.samples.append(refused - sent)
                     from_answered.samples.append(refused - answered)
@@ -411,6 +420,8 @@ async def _revocation(
         "to_event": _summary(to_event),
         "after_event": _summary(after_event),
         "refused_before_answer": sum(1 for s in from_answered.samples if s <= 0),
+        # a new token refused before its DELETE was sent (those rounds are not measured)
+        "valid_refused": false_refusals,
         "delete_round_trip_p50_us": round_trips.percentile(50) * 1e6,
         "delete_round_trip_p99_us": round_trips.percentile(99) * 1e6,
         # the hub's own time for the DELETE (its request log), warm-up included
@@ -433,12 +444,13 @@ async def _revoke(
     minter: Minter,
     cached: ExternalService,
     stream: Subscribers,
-) -> tuple[float, float, list[Poll], float]:
+) -> tuple[float, float, list[Poll], float] | None:
     """Mint, cache, poll, DELETE: when the DELETE was sent and answered, every poll, and
     when the subscriber had the token-revoked event.
 
     The poller asks the service one request after another from before the DELETE is
-    sent until the first refusal (the last poll), for 5 s at most.
+    sent until the first refusal (the last poll), for 5 s at most. None when its first
+    request was refused: a valid token refused, and nothing deleted.
     """
     token, token_id = await minter.one("revoked")
     r = await http.get(cached.url, headers=_auth(token))
@@ -459,7 +471,13 @@ async def _revoke(
         raise RuntimeError(f"token {token_id} still accepted 5 s after its DELETE")
 
     polling = asyncio.ensure_future(poll())
-    await accepted.wait()  # the poller is under way, the answer cached
+    waiting = asyncio.ensure_future(accepted.wait())
+    await asyncio.wait({polling, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    waiting.cancel()
+    if not accepted.is_set():  # refused at its first poll (a failed poll raises here)
+        await polling
+        return None
+    # the poller is under way, the answer cached
     mark = len(stream.events)
     sent = now()
     r = await minter.admin.delete(f"users/revoked/tokens/{token_id}")

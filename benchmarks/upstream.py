@@ -1,4 +1,4 @@
-"""Suite 13: upstream tokens in notebooks, against a real OpenID Connect provider (oidc-provider).
+"""Suite 15: upstream tokens in notebooks, against a real OpenID Connect provider (oidc-provider).
 
 Two ``jupyterhub`` processes (sqlite, configurable-http-proxy, GenericOAuthenticator with
 auth state, the provider's client "hub-login") and the provider of the tests

@@ -21,3 +21,17 @@ def iso8601(epoch: float | None) -> str | None:
 def parse_iso8601(text: str) -> datetime:
     """An aware UTC datetime from the hub's text ("…Z": Python 3.10's fromisoformat reads no Z)."""
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def epoch_seconds(when: datetime | None) -> float | None:
+    """A time from the hub's database as epoch seconds (JupyterHub stores naive UTC)."""
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.timestamp()
+
+
+def naive_utc(epoch: float) -> datetime:
+    """Epoch seconds as JupyterHub stores times (naive UTC)."""
+    return datetime.fromtimestamp(epoch, timezone.utc).replace(tzinfo=None)

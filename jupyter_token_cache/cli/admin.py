@@ -20,6 +20,8 @@ from .output import visible
 
 #: Most tokens one page of GET /token-cache/tokens holds (the hub's maximum).
 PAGE = 200
+#: Seconds between two looks at a reset that runs on, and between two progress lines.
+RESET_POLL, RESET_PROGRESS = 0.5, 5.0
 
 
 def table(headers: Sequence[str] | None, rows: Iterable[Sequence[Any]]) -> str:
@@ -159,13 +161,15 @@ class TokensCommand(HubCommand):
 
 
 class ResetCommand(HubCommand):
-    """DELETE /hub/api/token-cache[/users/{name}][?revoke=true]."""
+    """DELETE /hub/api/token-cache[/users/{name}][?revoke=true], followed to its end."""
 
     name = "jupyter-token-cache reset"
     description = """Forget the cached tokens of every user (or of --user NAME), so the
     next requests mint new ones. With --revoke, also delete the tokens the cache minted
     from the hub: whoever holds one loses access at once. Asks before revoking unless
-    -y. Needs admin:users or custom:token-cache:admin."""
+    -y. The hub revokes a batch at a time; the command follows the reset until it is
+    done, with a line on stderr every few seconds. Needs admin:users or
+    custom:token-cache:admin."""
 
     user = Unicode("", config=True, help="Only this user's tokens.")
     revoke = Bool(False, config=True, help="Also delete the minted tokens from the hub.")
@@ -191,7 +195,15 @@ class ResetCommand(HubCommand):
             path = "token-cache"
             if self.user:
                 path += "/users/" + urllib.parse.quote(self.user, safe="")
-            result = hub.delete(path, params={"revoke": "true"} if self.revoke else None)
+            result = hub.delete(
+                path,
+                params={"revoke": "true"} if self.revoke else None,
+                headers={"Prefer": "respond-async"},
+            )
+            if "state" in result:  # the reset's handle (202): follow it
+                result = self._follow(hub, result)
+        if result.get("state") == "failed":
+            raise CommandError(f"the reset failed: {result.get('error') or 'see the hub log'}")
         if self.json_output:
             self.out(json.dumps(result, indent=2))
         else:
@@ -203,6 +215,18 @@ class ResetCommand(HubCommand):
             warn("the cache backend could not be reached: entries cached there may remain")
             return FAILED
         return OK
+
+    def _follow(self, hub: Hub, reset: dict[str, Any]) -> dict[str, Any]:
+        """Look at a reset that runs on until it ends; say how far it got now and then."""
+        path = f"token-cache/resets/{urllib.parse.quote(str(reset['id']), safe='')}"
+        said = time.monotonic()
+        while reset.get("state") == "running":
+            if self.revoke and time.monotonic() - said >= RESET_PROGRESS:
+                warn(f"revoking: {reset.get('revoked', 0):,} token(s) so far")
+                said = time.monotonic()
+            time.sleep(RESET_POLL)
+            reset = hub.get(path)
+        return reset
 
     def _confirmed(self, who: str) -> bool:
         """Ask on stderr, read the answer from stdin (EOF is no)."""

@@ -164,10 +164,10 @@ class ExchangeHandler(TokenCacheAPIHandler):
         """Delete the hub tokens minted for an upstream session the provider has ended."""
         service = self.extension.token_service
         user = self.authenticator.normalize_username(claimed)
-        minted = await service.minter.minted(user)
-        rows = [r for r in minted if r.lineage.session_ref == session_ref]
-        if rows:
-            count = await service.minter.revoke([r.ref for r in rows], reason="parent-revoked")
+        count = await service.minter.revoke_minted(
+            user=user, session_ref=session_ref, reason="parent-revoked"
+        )
+        if count:
             self.log.info("Token exchange: revoked %i token(s) of an ended upstream session", count)
 
 

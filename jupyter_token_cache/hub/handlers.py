@@ -21,9 +21,11 @@ from ..rest import (
     write_json,
 )
 from ..scopes import ADMIN_SCOPE, EVENTS_SCOPE
+from ..times import iso8601
 from ..tokens.models import TokenRequestError, shown
 from ..tokens.stream import sse, sse_caught_up, sse_heartbeat, sse_open
 from .events import Subscription
+from .resets import requested_wait
 
 if TYPE_CHECKING:
     from ..tokens.events import Event
@@ -135,6 +137,9 @@ class StatsHandler(TokenCacheAPIHandler):
         stats["events"] = self.extension.token_events.stats()
         stats["watched"] = dict(self.extension.token_watch.counts)
         stats["introspections"] = dict(self.extension.token_introspections)
+        sweep = stats["sweep"] = dict(self.extension.token_observer.last_sweep)
+        if "started" in sweep:
+            sweep["started"] = iso8601(sweep["started"])
         exchange = getattr(self.extension, "token_exchange", None)
         if exchange is not None:  # only when c.TokenExchange.issuer is set
             stats["exchange"] = exchange.stats()
@@ -158,22 +163,31 @@ class TokensHandler(TokenCacheAPIHandler):
         self.require_admin()
         offset, limit = self.get_api_pagination()
         try:
-            rows = await self.extension.token_service.listing(
+            rows, total = await self.extension.token_service.listing(
                 self.get_argument("user", None) or None,
                 kind=self.get_argument("kind", None) or None,
                 service=self.get_argument("service", None) or None,
+                offset=offset,
+                limit=limit,
             )
         except TokenRequestError as e:
             raise self.refuse(e) from None
-        items = [row.model() for row in rows[offset : offset + limit]]
+        items = [row.model() for row in rows]
         if self.accepts_pagination:
-            self.write_json(self.paginated_model(items, offset, limit, len(rows)))
+            self.write_json(self.paginated_model(items, offset, limit, total))
         else:
             self.write_json(items)
 
 
 class ResetHandler(TokenCacheAPIHandler):
-    """DELETE /hub/api/token-cache[/users/{name}][?revoke=true] (admin): forget (and revoke)."""
+    """DELETE /hub/api/token-cache[/users/{name}][?revoke=true] (admin): forget (and revoke).
+
+    ``200`` with the result when the reset ends within a second (or what ``Prefer:
+    wait=N`` asks), else ``202`` with the reset's handle (``Location``, and its model in
+    the body), which :class:`ResetStatusHandler` answers; ``Prefer: respond-async``
+    answers ``202`` at once (:mod:`~jupyter_token_cache.hub.resets`). A user's reset with
+    revoke also ends their upstream session (``c.UpstreamTokens``), in the reset's job.
+    """
 
     async def delete(self, name: str | None = None) -> None:
         arguments = query(self, RESET_PARAMS)  # refused first, as a replica refuses it
@@ -183,16 +197,39 @@ class ResetHandler(TokenCacheAPIHandler):
             raise web.HTTPError(400, "revoke must be true or false")
         if name is not None and self.find_user(name) is None:
             raise web.HTTPError(404, f"No such user: {shown(name)}")
-        result = await self.extension.token_service.reset(name, revoke=revoke in ("true", "1"))
-        if name is not None and revoke in ("true", "1"):  # and the user's upstream session
-            await self.extension.token_upstream_end(self.find_user(name), "admin-reset")
+        reset = self.extension.token_resets.start(name, revoke=revoke in ("true", "1"))
+        who = getattr(self.current_user, "name", "?")
+        if await reset.wait(requested_wait(self.request.headers.get("Prefer"))):
+            if reset.error:
+                raise web.HTTPError(500, reset.error)
+            self.log.info(
+                "Token cache reset for %s by %s (%i revoked)",
+                name or "all users",
+                who,
+                reset.revoked,
+            )
+            self.write_json(reset.result())
+            return
         self.log.info(
-            "Token cache reset for %s by %s (%i revoked)",
+            "Token cache reset %s for %s by %s continues in the background",
+            reset.id,
             name or "all users",
-            getattr(self.current_user, "name", "?"),
-            result["revoked"],
+            who,
         )
-        self.write_json(result)
+        self.set_status(202)
+        self.set_header("Location", f"{self.hub.base_url}api/token-cache/resets/{reset.id}")
+        self.write_json(reset.model())
+
+
+class ResetStatusHandler(TokenCacheAPIHandler):
+    """GET /hub/api/token-cache/resets/{id} (admin): how far a reset got, how it ended."""
+
+    def get(self, reset_id: str) -> None:
+        self.require_admin()
+        reset = self.extension.token_resets.get(reset_id)
+        if reset is None:
+            raise web.HTTPError(404, f"No such reset: {shown(reset_id)} (or the hub restarted)")
+        self.write_json(reset.model())
 
 
 class EventsHandler(TokenCacheAPIHandler):

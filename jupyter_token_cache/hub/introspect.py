@@ -32,9 +32,9 @@ from tornado import web
 from ..cache.answers import INACTIVE
 from ..rest import introspected_token, write_json
 from ..scopes import INTROSPECT_SCOPE
+from ..times import epoch_seconds
 from ..tokens.lineage import NOTE_PREFIX
 from .handlers import TokenCacheAPIHandler
-from .minter import epoch_seconds
 from .observer import token_kind
 from .sessions import SERVER_NOTE
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
+import contextlib
 import math
 import time
-from collections.abc import Callable, Container, Iterable
-from datetime import datetime, timezone
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -17,40 +16,35 @@ from jupyterhub.scopes import (
     expand_scopes,
     get_scopes_for,
 )
-from sqlalchemy import UnicodeText, delete, insert, literal_column, select, text
+from sqlalchemy import delete, func, insert, or_, select, text
+from sqlalchemy.sql.elements import ColumnElement
 
+from ..times import epoch_seconds, naive_utc
 from ..tokens.lineage import Lineage, note_for
 from ..tokens.minter import MintedRow
 from ..tokens.models import Forbidden, InvalidRequest, ParentSession, SessionEnded, TokenRef, shown
-from .lineage import LINEAGE, from_row, is_row, ref_of, row_id, to_row
-from .observer import ending
-
-
-def epoch_seconds(when: datetime | None) -> float | None:
-    """JupyterHub stores naive UTC datetimes."""
-    if when is None:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when.timestamp()
-
+from .lineage import BATCH, LINEAGE, TOKENS, from_row, is_row, ref_of, row_id, to_row
+from .observer import INFO_KEY, SCOPES_TEXT, batches, ending, pause, stored_scopes
 
 _HASHED = text(f"SELECT hashed FROM {orm.APIToken.__tablename__} WHERE id = :id")  # noqa: S608 - a constant table name
-
-#: A token row's scopes as the JSON text JupyterHub stores, not as its ``JSONList`` column:
-#: that type sets no ``cache_ok``, so SQLAlchemy warns (SAWarning) each time a statement
-#: naming the column is compiled. JupyterHub's own entity queries never name it that way.
-_SCOPES = literal_column(f"{orm.APIToken.__tablename__}.scopes", UnicodeText).label("scopes")
-
-
-def _scopes_of(stored: str | None) -> tuple[str, ...]:
-    """``_SCOPES`` read back as JupyterHub's ``JSONList`` reads it (NULL is no scopes)."""
-    return tuple(json.loads(stored)) if stored else ()
+#: The kinds of token this extension mints (lineage rows also name servers' own tokens).
+MINTED_KINDS = ("notebook", "internal")
+#: Index entries one step of the listing's walk reads to count them (a few milliseconds).
+COUNT_STEP = 5_000
 
 
-def naive_utc(epoch: float) -> datetime:
-    """Epoch seconds as JupyterHub stores times (naive UTC)."""
-    return datetime.fromtimestamp(epoch, timezone.utc).replace(tzinfo=None)
+@contextlib.contextmanager
+def _commit_as_flush(db: Any) -> Iterator[None]:
+    """Inside this block ``db.commit()`` only flushes.
+
+    ``orm.APIToken.new`` commits the row it adds; made a flush, the row gets its id
+    without being committed, so it commits together with its lineage row, or not at all.
+    """
+    db.commit = db.flush  # an instance attribute, in front of the method
+    try:
+        yield
+    finally:
+        del db.commit
 
 
 class OrmMinter:
@@ -65,8 +59,16 @@ class OrmMinter:
     its own handlers do; that is what makes a mint atomic with respect to everything
     else in the hub: between the check that the session lives and the commit of the
     token and its lineage there is no ``await``, so no stop, logout or delete can slip
-    in between. ``APIToken.new`` commits on its own; the lineage row and the exact expiry
-    follow in a second commit with nothing in between.
+    in between. The token row, its exact expiry and its lineage row are one
+    transaction: ``APIToken.new``'s own commit is made a flush, and whatever fails
+    before the commit rolls the token row back with the rest. A lineage row left
+    behind by a token that ended unseen, whose id the database hands to the new token,
+    is replaced, and its token announced as ended.
+
+    Whatever may touch many rows (the listing, revocations) walks the lineage table in
+    key order, :data:`~jupyter_token_cache.hub.lineage.BATCH` rows or one
+    :data:`COUNT_STEP` of index entries per statement, and yields to the event loop
+    between steps; revocations commit each batch.
 
     ``server_active(user, server)`` tells whether a server still runs (and is not
     stopping); ``ended_logins`` holds login sessions seen logging out.
@@ -141,21 +143,26 @@ class OrmMinter:
         if not self._session_alive(session):
             raise SessionEnded("The session this token was asked for has ended")
         try:
-            token = orm.APIToken.new(
-                user=orm_user,
-                scopes=scopes,
-                note=note_for(lineage.kind, lineage.service),
-                expires_in=max(1, math.ceil(expires_at - time.time())),
-                session_id=lineage.session_id,
-            )
+            with _commit_as_flush(self.db):
+                token = orm.APIToken.new(
+                    user=orm_user,
+                    scopes=scopes,
+                    note=note_for(lineage.kind, lineage.service),
+                    expires_in=max(1, math.ceil(expires_at - time.time())),
+                    session_id=lineage.session_id,
+                )
         except ValueError as e:  # scopes beyond the owner's
             self.db.rollback()
             raise Forbidden(str(e)) from None
-        row = orm.APIToken.find(self.db, token)
-        row.expires_at = min(row.expires_at, naive_utc(expires_at))  # never past the parent
-        ref = ref_of(row)
-        self.db.execute(insert(LINEAGE).values(to_row(ref, orm_user.id, lineage)))
-        self.db.commit()
+        try:
+            row = orm.APIToken.find(self.db, token)
+            row.expires_at = min(row.expires_at, naive_utc(expires_at))  # never past the parent
+            ref = ref_of(row)
+            self._record(ref, orm_user.id, lineage, epoch_seconds(row.expires_at))
+            self.db.commit()
+        except BaseException:
+            self.db.rollback()  # the token row goes with its lineage
+            raise
         return {
             "token": token,
             "id": ref.id,
@@ -163,6 +170,21 @@ class OrmMinter:
             "expires_at": epoch_seconds(row.expires_at),
             "created": epoch_seconds(row.created),
         }
+
+    def _record(
+        self, ref: TokenRef, user_id: int, lineage: Lineage, expires_at: float | None
+    ) -> None:
+        """Write the lineage row of ``ref`` (uncommitted), replacing the row of a token
+        that held its id before and ended where no flush saw it."""
+        id_ = row_id(ref.id)
+        left = self.db.execute(select(LINEAGE).where(LINEAGE.c.token_id == id_)).all()
+        if left:
+            self.db.execute(delete(LINEAGE).where(LINEAGE.c.token_id == id_))
+            stale = [r for r in left if r.token_fp != ref.fp]
+            observer = self.db.info.get(INFO_KEY)
+            if stale and observer is not None:
+                observer.stale_lineage(self.db, stale)
+        self.db.execute(insert(LINEAGE).values(to_row(ref, user_id, lineage, expires_at)))
 
     async def alive(self, ref: TokenRef) -> bool:
         """True while that very row exists; the caller checks the expiry it cached.
@@ -204,56 +226,168 @@ class OrmMinter:
 
     def record_server(self, orm_token: Any, lineage: Lineage) -> None:
         """Remember that ``orm_token`` is a spawned server's own token (its session's root)."""
-        ref = ref_of(orm_token)
-        self.db.execute(delete(LINEAGE).where(LINEAGE.c.token_id == orm_token.id))
-        self.db.execute(insert(LINEAGE).values(to_row(ref, orm_token.user_id, lineage)))
+        expires_at = epoch_seconds(orm_token.expires_at)
+        self._record(ref_of(orm_token), orm_token.user_id, lineage, expires_at)
         self.db.commit()
 
-    async def minted(
-        self, user: str | None = None, *, server: str | None = None
-    ) -> list[MintedRow]:
+    def _user_id(self, name: str) -> int | None:
+        return self.db.execute(select(orm.User.id).where(orm.User.name == name)).scalar()  # type: ignore[no-any-return]
+
+    async def listing(
+        self,
+        user: str | None = None,
+        *,
+        kind: str | None = None,
+        service: str | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> tuple[list[MintedRow], int]:
+        """One page of the live tokens minted here, oldest first, and how many there are.
+
+        Notes
+        -----
+        Filters, order, offset and count are the database's, on the lineage table and
+        its listing index (:mod:`~jupyter_token_cache.hub.lineage`): the walk counts
+        :data:`COUNT_STEP` index entries per statement, yielding between statements,
+        and reads the page where its offset falls. Only the page's rows are joined to
+        the token and user tables and checked by fingerprint; a row whose token ended
+        unseen (until the next sweep removes it) counts in the total but is left out of
+        its page.
+        """
+        where = [
+            LINEAGE.c.kind.in_(MINTED_KINDS) if kind is None else LINEAGE.c.kind == kind,
+            or_(LINEAGE.c.token_expires_at.is_(None), LINEAGE.c.token_expires_at > time.time()),
+        ]
+        if service is not None:
+            where.append(LINEAGE.c.service == service)
+        if user is not None:
+            user_id = self._user_id(user)
+            if user_id is None:
+                return [], 0
+            where.append(LINEAGE.c.user_id == user_id)
+        ids = select(LINEAGE.c.token_id).where(*where).order_by(LINEAGE.c.token_id)
+        after = total = 0
+        page: list[int] | None = None
+        while True:
+            step = ids.where(LINEAGE.c.token_id > after)
+            if page is None and offset < total + COUNT_STEP:
+                skip = offset - total
+                page = list(self.db.execute(step.limit(limit).offset(skip)).scalars())
+            edge = self.db.execute(step.limit(1).offset(COUNT_STEP - 1)).scalar()
+            if edge is None:
+                total += self.db.execute(select(func.count()).select_from(step.subquery())).scalar()
+                break
+            total, after = total + COUNT_STEP, edge
+            await pause()
+        return (self._rows(page, where) if page else []), total
+
+    def _rows(self, page: list[int], where: list[Any]) -> list[MintedRow]:
+        """The listing's rows for the token ids of one page (consecutive under ``where``)."""
+        users = orm.User.__table__
         query = (
             select(
                 LINEAGE,
-                orm.APIToken.hashed,
-                _SCOPES,
-                orm.APIToken.created,
-                orm.APIToken.expires_at,
-                orm.APIToken.last_activity,
-                orm.User.name,
+                TOKENS.c.hashed,
+                SCOPES_TEXT.label("scopes"),
+                TOKENS.c.created,
+                TOKENS.c.expires_at,
+                TOKENS.c.last_activity,
+                users.c.name,
             )
-            .join(orm.APIToken, orm.APIToken.id == LINEAGE.c.token_id)
-            .join(orm.User, orm.User.id == orm.APIToken.user_id)
-            .where(LINEAGE.c.kind.in_(("notebook", "internal")))
+            .join(TOKENS, TOKENS.c.id == LINEAGE.c.token_id)
+            .join(users, users.c.id == TOKENS.c.user_id)
+            .where(*where, LINEAGE.c.token_id.between(page[0], page[-1]))
+            .order_by(LINEAGE.c.token_id)
         )
-        if user is not None:
-            query = query.where(orm.User.name == user)
-        if server is not None:
-            query = query.where(LINEAGE.c.session_kind == "server", LINEAGE.c.server == server)
         return [
             MintedRow(
                 ref=TokenRef(f"a{row.token_id}", row.token_fp),
                 user=row.name,
-                scopes=_scopes_of(row.scopes),
+                scopes=tuple(stored_scopes(row.scopes)),
                 lineage=from_row(row),
                 created=epoch_seconds(row.created),
                 expires_at=epoch_seconds(row.expires_at),
                 last_activity=epoch_seconds(row.last_activity),
             )
-            for row in self.db.execute(query.order_by(LINEAGE.c.token_id))
+            for row in self.db.execute(query)
             if is_row(row.hashed, row.token_fp)
         ]
 
     async def revoke(self, refs: Iterable[TokenRef], *, reason: str) -> int:
-        wanted = {row_id(ref.id): ref.fp for ref in refs}
-        wanted.pop(None, None)
-        if not wanted:
-            return 0
+        wanted = {id_: ref.fp for ref in refs if (id_ := row_id(ref.id)) is not None}
         count = 0
-        with ending(reason):
-            for row in self.db.query(orm.APIToken).filter(orm.APIToken.id.in_(wanted)):
-                if is_row(row.hashed, wanted[row.id]):
-                    self.db.delete(row)
-                    count += 1
-            self.db.commit()
+        for ids in batches(list(wanted)):
+            found = self.db.execute(
+                select(TOKENS.c.id, TOKENS.c.hashed).where(TOKENS.c.id.in_(ids))
+            )
+            count += self._delete([r.id for r in found if is_row(r.hashed, wanted[r.id])], reason)
+            await pause()
         return count
+
+    async def revoke_minted(
+        self,
+        *,
+        reason: str,
+        user: str | None = None,
+        server: str | None = None,
+        session_ref: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Delete the tokens minted here (for ``user``; for sessions of ``server``; for
+        the session ``session_ref``), a committed batch at a time; return how many.
+
+        Notes
+        -----
+        The walk goes through the lineage rows in key order, :data:`BATCH` at a time,
+        joined to their tokens; each batch is deleted with one statement (the observer
+        announces each row and cascades to what was minted from it), committed, and
+        reported to ``progress`` (the count so far), then the rest of the hub runs for a
+        moment (:func:`~jupyter_token_cache.hub.observer.pause`) before the next. Tokens
+        minted after the walk began are left alone.
+        """
+        where: list[ColumnElement[bool]] = [LINEAGE.c.kind.in_(MINTED_KINDS)]
+        if user is not None:
+            user_id = self._user_id(user)
+            if user_id is None:
+                return 0
+            where.append(LINEAGE.c.user_id == user_id)
+        if server is not None:
+            where += [LINEAGE.c.session_kind == "server", LINEAGE.c.server == server]
+        if session_ref is not None:
+            where.append(LINEAGE.c.session_ref == session_ref)
+        last = self.db.execute(select(func.max(LINEAGE.c.token_id))).scalar() or 0
+        after = count = 0
+        while True:
+            page = (
+                select(LINEAGE.c.token_id, LINEAGE.c.token_fp)
+                .where(*where, LINEAGE.c.token_id > after, LINEAGE.c.token_id <= last)
+                .order_by(LINEAGE.c.token_id)
+                .limit(BATCH)
+                .subquery()
+            )
+            rows = self.db.execute(
+                select(page, TOKENS.c.hashed).outerjoin(TOKENS, TOKENS.c.id == page.c.token_id)
+            ).all()
+            if not rows:
+                self.db.commit()  # end the read
+                return count
+            after = max(r.token_id for r in rows)
+            count += self._delete(
+                [r.token_id for r in rows if is_row(r.hashed, r.token_fp)], reason
+            )
+            if progress is not None:
+                progress(count)
+            await pause()
+
+    def _delete(self, doomed: Sequence[int], reason: str) -> int:
+        """Delete (and commit) the rows ``doomed``, checked to be the very rows meant.
+
+        One ``DELETE`` statement, which the observer follows as any bulk delete (it reads
+        the rows, their lineage and their owners a statement each, and cascades); the
+        rows are not loaded as ORM objects one by one, as a flush would.
+        """
+        with ending(reason):
+            if doomed:
+                self.db.execute(delete(orm.APIToken).where(orm.APIToken.id.in_(doomed)))
+            self.db.commit()
+        return len(doomed)

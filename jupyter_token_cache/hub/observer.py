@@ -30,23 +30,27 @@ offers nothing better to tell them apart.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
+import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any, cast
+from typing import Any, TypeVar
 
 from jupyterhub import orm
-from sqlalchemy import delete, event, or_, select
-from sqlalchemy.orm import Session, attributes, object_session
+from sqlalchemy import Integer, Text, bindparam, delete, event, func, literal_column, or_, select
+from sqlalchemy.orm import Session, attributes, joinedload, object_session
 
+from ..times import epoch_seconds
 from ..tokens.lineage import Lineage
 from ..tokens.models import TokenRef
-from .lineage import LINEAGE, fingerprint, from_row, is_row
+from .lineage import BATCH, LINEAGE, PAUSE, TOKENS, fingerprint, from_row, is_row
 
 #: Where our own code says why it deletes tokens.
 _REASON: ContextVar[str | None] = ContextVar("jupyter_token_cache_ending", default=None)
@@ -62,6 +66,95 @@ _CALLERS = {
 _FRAMES = 80
 #: Ends of a whole session: what was minted in it ends for the same reason.
 _SESSION_ENDS = ("server-stopped", "logout", "user-deleted")
+#: Not looked up yet (a per-flush memo's empty slot).
+_UNKNOWN = object()
+_T = TypeVar("_T")
+
+
+_USERS, _SERVICES = orm.User.__table__, orm.Service.__table__
+#: The token table's scopes as text (JSON): a statement that holds the column itself is
+#: not cached, as its type is not marked safe to cache (``cache_ok``), and is compiled
+#: again at every execution; decoded by :func:`stored_scopes`.
+SCOPES_TEXT = literal_column(f"{TOKENS.name}.scopes", Text)
+#: Token rows about to be deleted by a statement, with their owners' names.
+_DOOMED = select(
+    *(c for c in TOKENS.c if c.name != "scopes"),
+    SCOPES_TEXT.label("scopes"),
+    func.coalesce(_USERS.c.name, _SERVICES.c.name).label("owner"),
+).select_from(
+    TOKENS.outerjoin(_USERS, _USERS.c.id == TOKENS.c.user_id).outerjoin(
+        _SERVICES, _SERVICES.c.id == TOKENS.c.service_id
+    )
+)
+
+
+def _sweep_step_query() -> Any:
+    """A step of the sweep: :data:`BATCH` lineage rows after ``:after``, in key order, each
+    with the hashes of its token, its session row and its credential (None when gone)."""
+    token, root, via = (TOKENS.alias(name) for name in ("token", "root", "via"))
+    page = (
+        select(LINEAGE)
+        .where(LINEAGE.c.token_id > bindparam("after", type_=Integer))
+        .order_by(LINEAGE.c.token_id)
+        .limit(BATCH)
+        .subquery()
+    )
+    return (
+        select(
+            page,
+            token.c.hashed.label("hashed"),
+            root.c.hashed.label("root_hashed"),
+            via.c.hashed.label("via_hashed"),
+        )
+        .select_from(
+            page.outerjoin(token, token.c.id == page.c.token_id)
+            .outerjoin(root, root.c.id == page.c.root_id)
+            .outerjoin(via, via.c.id == page.c.via_id)
+        )
+        .order_by(page.c.token_id)
+    )
+
+
+_SWEEP_STEP = _sweep_step_query()
+
+
+def stored_scopes(stored: Any) -> list[str]:
+    """A token row's scopes: a list (an ORM object's), or JSON text (a plain row's)."""
+    if isinstance(stored, str):
+        return list(json.loads(stored))
+    return list(stored or ())
+
+
+def token_rows(session: Session) -> Any:
+    """A query of token rows, each with the rows its deletion reads loaded alongside.
+
+    JupyterHub expires the other side of every relationship of a deleted row (its
+    owner's token list, its OAuth client's), loading each side it was not given: without
+    these joins, deleting a batch of rows cost three queries a row.
+    """
+    token = orm.APIToken
+    return session.query(token).options(
+        joinedload(token.user), joinedload(token.service), joinedload(token.oauth_client)
+    )
+
+
+async def pause() -> None:
+    """Let the rest of the hub run between two batches of a walk, for :data:`PAUSE`.
+
+    Notes
+    -----
+    ``asyncio.sleep(0)`` would give the event loop one turn, and a request takes several
+    (its bytes read, its handler started, the database answer, its answer written): each
+    request would advance one step per batch, and wait as long as a few batches. A few
+    milliseconds let every request that was waiting finish first.
+    """
+    await asyncio.sleep(PAUSE)
+
+
+def batches(items: Sequence[_T], size: int = BATCH) -> Iterator[Sequence[_T]]:
+    """``items`` in slices of at most ``size``: what one ``IN`` list may hold."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 @contextlib.contextmanager
@@ -103,6 +196,10 @@ class EndedToken:
     lineage: Lineage | None = None
     #: Already looked for children (the cascade runs once per row).
     cascaded: bool = False
+    #: When the row was created (epoch seconds; None when the row was not read).
+    created: float | None = None
+    #: Its lineage row read (and removed): once per flush, for every row at once.
+    resolved: bool = False
 
 
 #: Whom a :class:`Change` is about.
@@ -127,6 +224,10 @@ class _Pending:
     deleted_users: set[int] = field(default_factory=set)
     #: token id -> reason, for children the cascade is deleting
     cascading: dict[int, str] = field(default_factory=dict)
+    #: Per flush: the JupyterHub function deleting rows (one walk up the stack per flush)
+    #: and owners' names by (table, id) (one query per owner, not per row).
+    caller: Any = _UNKNOWN
+    owners: dict[tuple[str, int], str | None] = field(default_factory=dict)
 
 
 def token_kind(target: Any, lineage: Lineage | None) -> str:
@@ -156,6 +257,9 @@ class DatabaseObserver:
         self.on_commit = on_commit
         self.log = log
         self._pending = _Pending()
+        self._sweeping = False
+        #: The last sweep (the stats route shows it): when, how long, rows walked and dealt with.
+        self.last_sweep: dict[str, Any] = {"runs": 0}
 
     # -- wiring ---------------------------------------------------------------------------
 
@@ -188,33 +292,100 @@ class DatabaseObserver:
     # -- what the unit of work reports ----------------------------------------------------
 
     def token_deleted(self, connection: Any, target: Any) -> None:
+        """Record a token row a flush deleted; its lineage is read with the others of its flush.
+
+        Notes
+        -----
+        This runs for every row a flush deletes (a user's deletion, JupyterHub's purge),
+        so it reads nothing per row: the lineage rows of all of them are read and removed
+        in a few statements when the flush is done (:meth:`_resolve`), the reason comes
+        from one walk up the stack per flush, and an owner's name from one query per
+        owner (none when the row's owner is loaded).
+        """
+        loaded = target.__dict__.get("user") or target.__dict__.get("service")
+        self._record(
+            target, self._owner_name(connection, target.user_id, target.service_id, loaded)
+        )
+
+    def _record(self, target: Any, owner: str | None) -> None:
+        """Record the token row ``target`` (an ORM object, or a row of the token table)."""
         pending = self._pending
-        lineage = None
-        row = connection.execute(select(LINEAGE).where(LINEAGE.c.token_id == target.id)).first()
-        fp = fingerprint(target.hashed)
-        if row is not None:
-            if hmac.compare_digest(row.token_fp, fp):
-                lineage = from_row(row)
-            connection.execute(delete(LINEAGE).where(LINEAGE.c.token_id == target.id))
         expires_at = target.expires_at
         reason = _REASON.get()
         if reason is None:
             reason = pending.cascading.get(target.id)
         if reason is None:
-            reason = _jupyterhub_reason()
+            if pending.caller is _UNKNOWN:
+                pending.caller = _jupyterhub_reason()
+            reason = pending.caller
         if reason is None and expires_at is not None and expires_at <= orm.APIToken.now():
             reason = "expired"
         pending.ended[target.id] = EndedToken(
-            ref=TokenRef(f"a{target.id}", fp),
+            ref=TokenRef(f"a{target.id}", fingerprint(target.hashed)),
             row_id=target.id,
             user_id=target.user_id,
-            owner=_owner_name(connection, target),
-            kind=token_kind(target, lineage),
-            scopes=tuple(target.scopes or ()),
+            owner=owner,
+            kind=token_kind(target, None),
+            scopes=tuple(stored_scopes(target.scopes)),
             session_id=target.session_id,
             reason=reason or "deleted",
-            lineage=lineage,
+            created=epoch_seconds(target.created),
         )
+
+    def _owner_name(
+        self, connection: Any, user_id: int | None, service_id: int | None, loaded: Any = None
+    ) -> str | None:
+        """The name of a token's owner: ``loaded`` (the row's loaded relationship), else
+        looked up once per owner and flush."""
+        if loaded is not None:
+            return str(loaded.name)
+        if user_id is not None:
+            key = (orm.User.__tablename__, user_id)
+        elif service_id is not None:
+            key = (orm.Service.__tablename__, service_id)
+        else:
+            return None
+        owners = self._pending.owners
+        if key not in owners:
+            table = orm.Base.metadata.tables[key[0]]
+            owners[key] = connection.execute(
+                select(table.c.name).where(table.c.id == key[1])
+            ).scalar()
+        return owners[key]
+
+    def stale_lineage(self, session: Session, rows: Iterable[Any]) -> None:
+        """Lineage rows whose token ended where no flush saw it, found (and removed) by a
+        mint that got the token's id: they end at this transaction's commit, with what
+        was minted from them (the cascade)."""
+        for ended in self._ended_unseen(session.connection(), rows):
+            ended.cascaded = False
+            self._pending.ended[ended.row_id] = ended
+
+    def _ended_unseen(self, connection: Any, rows: Iterable[Any]) -> list[EndedToken]:
+        """What lineage rows of tokens that ended unseen say: owner, kind, why (an expiry
+        that had passed, or a deletion)."""
+        now = time.time()
+        ended = []
+        for r in rows:
+            expired = r.token_expires_at is not None and r.token_expires_at <= now
+            owner = self._owner_name(connection, r.user_id, None)
+            ended.append(
+                EndedToken(
+                    ref=TokenRef(f"a{r.token_id}", r.token_fp),
+                    row_id=r.token_id,
+                    user_id=r.user_id,
+                    owner=owner,
+                    kind=r.kind,
+                    scopes=(),
+                    session_id=r.session_id,
+                    reason="expired" if expired else "deleted",
+                    lineage=from_row(r),
+                    cascaded=True,
+                    resolved=True,
+                )
+            )
+        self._pending.owners.clear()
+        return ended
 
     def user_deleted(self, target: Any) -> None:
         self._pending.deleted_users.add(target.id)
@@ -246,7 +417,9 @@ class DatabaseObserver:
 
         ``query(APIToken).filter(...).delete()`` and ``delete(APIToken)`` statements bypass
         the unit of work, so the rows they will delete are read first, with the same
-        criteria, in the same transaction.
+        criteria, in the same transaction: as plain rows with their owners' names (one
+        statement, no ORM object per row). This extension's own batches (resets, the
+        sweep) delete this way.
         """
         if not (state.is_delete and state.bind_mapper is not None):
             return
@@ -257,13 +430,12 @@ class DatabaseObserver:
             return
         try:
             session = state.session
+            self._pending.caller = _UNKNOWN
             where = state.statement.whereclause
-            query = select(orm.APIToken) if where is None else select(orm.APIToken).where(where)
+            query = _DOOMED if where is None else _DOOMED.where(where)
             with session.no_autoflush:
-                doomed = session.execute(query, state.parameters).scalars().all()
-                connection = session.connection()
-                for target in doomed:
-                    self.token_deleted(connection, target)
+                for row in session.execute(query, state.parameters):
+                    self._record(row, row.owner)
                 self._cascade_once(session)
         except Exception:
             self.log.exception("Token cache: could not follow a bulk delete of tokens")
@@ -300,37 +472,72 @@ class DatabaseObserver:
             self._cascade_once(session)
         except Exception:
             self.log.exception("Token cache: could not revoke the children of deleted tokens")
+        finally:  # the next flush has its own caller and may see renamed owners
+            self._pending.caller = _UNKNOWN
+            self._pending.owners.clear()
+
+    def _resolve(self, session: Session) -> None:
+        """Read (and remove) the lineage rows of the rows deleted since the last time, a
+        batch of ids per statement."""
+        fresh = [e for e in self._pending.ended.values() if not e.resolved]
+        for chunk in batches(fresh):
+            ids = [e.row_id for e in chunk]
+            rows = {
+                r.token_id: r
+                for r in session.execute(select(LINEAGE).where(LINEAGE.c.token_id.in_(ids)))
+            }
+            if rows:
+                session.execute(delete(LINEAGE).where(LINEAGE.c.token_id.in_(list(rows))))
+            for ended in chunk:
+                row = rows.get(ended.row_id)
+                if row is not None and hmac.compare_digest(row.token_fp, ended.ref.fp):
+                    ended.lineage = from_row(row)
+                    ended.kind = ended.lineage.kind
+                ended.resolved = True
 
     def _cascade_once(self, session: Session) -> None:
-        fresh = [e for e in self._pending.ended.values() if not e.cascaded]
-        if not fresh:
-            return
-        parents = {e.row_id: e.ref.fp for e in fresh}
+        with session.no_autoflush:
+            self._resolve(session)
+            fresh = [e for e in self._pending.ended.values() if not e.cascaded]
+            children: dict[int, tuple[str, str]] = {}
+            for chunk in batches(fresh):
+                self._children(session, chunk, children)
+            for ended in fresh:
+                ended.cascaded = True
+            found = [k for k in children if k not in self._pending.ended]
+            for ids in batches(found):
+                for token in token_rows(session).filter(orm.APIToken.id.in_(ids)):
+                    fp, reason = children[token.id]
+                    if is_row(token.hashed, fp):
+                        self._pending.cascading[token.id] = reason
+                        session.delete(token)
+
+    @staticmethod
+    def _children(
+        session: Session, parents: Sequence[EndedToken], into: dict[int, tuple[str, str]]
+    ) -> None:
+        """Add to ``into`` (id -> fingerprint, reason) the tokens minted from ``parents``."""
+        fps = {e.row_id: e.ref.fp for e in parents}
         # a session that ended (server stop, logout, user deletion) ends its children for
         # the same reason; any other end of a credential revokes what was minted from it
-        why = {e.row_id: e.reason if e.reason in _SESSION_ENDS else "parent-revoked" for e in fresh}
-        for ended in self._pending.ended.values():
-            ended.cascaded = True
-        with session.no_autoflush:
-            rows = session.execute(
-                select(LINEAGE).where(
-                    or_(LINEAGE.c.via_id.in_(parents), LINEAGE.c.root_id.in_(parents))
-                )
-            ).all()
-            children = {}
-            for row in rows:
-                if row.via_id is not None and parents.get(row.via_id) == row.via_fp:
-                    children[row.token_id] = (row.token_fp, why[row.via_id])
-                elif row.root_id is not None and parents.get(row.root_id) == row.root_fp:
-                    children[row.token_id] = (row.token_fp, why[row.root_id])
-            children = {k: v for k, v in children.items() if k not in self._pending.ended}
-            if not children:
-                return
-            for token in session.query(orm.APIToken).filter(orm.APIToken.id.in_(children)):
-                fp, reason = children[token.id]
-                if is_row(token.hashed, fp):
-                    self._pending.cascading[token.id] = reason
-                    session.delete(token)
+        why = {
+            e.row_id: e.reason if e.reason in _SESSION_ENDS else "parent-revoked" for e in parents
+        }
+        rows = session.execute(
+            select(
+                LINEAGE.c.token_id,
+                LINEAGE.c.token_fp,
+                LINEAGE.c.via_id,
+                LINEAGE.c.via_fp,
+                LINEAGE.c.root_id,
+                LINEAGE.c.root_fp,
+            ).where(or_(LINEAGE.c.via_id.in_(fps), LINEAGE.c.root_id.in_(fps)))
+        )
+        for row in rows:
+            if row.via_id is not None and fps.get(row.via_id) == row.via_fp:
+                into[row.token_id] = (row.token_fp, why[row.via_id])
+            elif row.root_id is not None and fps.get(row.root_id) == row.root_fp:
+                into[row.token_id] = (row.token_fp, why[row.root_id])
 
     def _after_commit(self, session: Session) -> None:
         pending, self._pending = self._pending, _Pending()
@@ -345,79 +552,91 @@ class DatabaseObserver:
 
     # -- the backstop ---------------------------------------------------------------------
 
-    def sweep(self) -> int:
+    async def sweep(self) -> int:
         """Revoke what the unit of work could not see end; return how many rows were dealt with.
 
-        Lineage rows whose token is gone (deleted by raw SQL or outside the hub)
-        are reported as ended and removed; tokens whose session root or credential is
-        gone are deleted (parent-revoked), which cascades as any delete does.
+        Lineage rows whose token is gone (deleted by raw SQL, outside the hub, or by
+        JupyterHub's purge at start-up, before this observer was installed) are reported
+        as ended and removed; tokens whose session root or credential is gone are
+        deleted (parent-revoked), which cascades as any delete does; minted tokens that
+        have expired are deleted (expired), so JupyterHub's hourly purge, one flush for
+        every expired row of the hub, finds none of them.
+
+        Notes
+        -----
+        The walk goes through the lineage table in key order, :data:`BATCH` rows per
+        step, each row joined to its token, its root and its credential (no ``IN`` list
+        of ids); each step commits, then yields to the event loop, so the hub answers
+        requests between steps however large the table. One sweep runs at a time.
         """
-        db = self.db
-        rows = db.execute(select(LINEAGE)).all()
-        if not rows:
+        if self._sweeping:
             return 0
-        ids = (
-            {r.token_id for r in rows}
-            | {r.root_id for r in rows if r.root_id}
-            | {r.via_id for r in rows if r.via_id}
-        )
-        live = {
-            row.id: fingerprint(row.hashed)
-            for row in db.query(orm.APIToken.id, orm.APIToken.hashed).filter(
-                orm.APIToken.id.in_(ids)
-            )
-        }
-        gone = [r for r in rows if live.get(r.token_id) != r.token_fp]
-        gone_ids = {r.token_id for r in gone}
-        orphans = [
-            r.token_id
-            for r in rows
-            if r.token_id not in gone_ids
-            and r.kind in ("notebook", "internal")
-            and (
-                (r.root_id is not None and live.get(r.root_id) != r.root_fp)
-                or (r.via_id is not None and live.get(r.via_id) != r.via_fp)
-            )
-        ]
-        ended = [
-            EndedToken(
-                ref=TokenRef(f"a{r.token_id}", r.token_fp),
-                row_id=r.token_id,
-                user_id=r.user_id,
-                owner=None,
-                kind=r.kind,
-                scopes=(),
-                session_id=r.session_id,
-                reason="deleted",
-                lineage=from_row(r),
-                cascaded=True,
-            )
-            for r in gone
-        ]
+        self._sweeping = True
+        started, clock = time.time(), time.perf_counter()
+        walked = dealt = 0
+        after: int | None = 0
+        try:
+            while after is not None:
+                rows, count, after = self._sweep_step(after)
+                walked, dealt = walked + rows, dealt + count
+                await pause()
+        except Exception:
+            self.db.rollback()
+            self.log.exception("Token cache: the sweep stopped")
+        finally:
+            self._sweeping = False
+            self.last_sweep = {
+                "runs": self.last_sweep["runs"] + 1,
+                "started": started,
+                "seconds": time.perf_counter() - clock,
+                "walked": walked,
+                "dealt": dealt,
+            }
+        return dealt
+
+    def _sweep_step(self, after: int) -> tuple[int, int, int | None]:
+        """One step of the sweep: the rows after ``after``; (rows walked, rows dealt with,
+        where the next step starts, or None at the end)."""
+        db = self.db
+        rows = db.execute(_SWEEP_STEP, {"after": after}).all()
+        if not rows:
+            db.commit()  # end the read: nothing stays open across the loop's turns
+            return 0, 0, None
+        fps: dict[str, str] = {}
+
+        def same(hashed: str | None, fp: str | None) -> bool:
+            if hashed is None or fp is None:
+                return False
+            if hashed not in fps:
+                fps[hashed] = fingerprint(hashed)
+            return hmac.compare_digest(fps[hashed], fp)
+
+        now = time.time()
+        gone: list[Any] = []
+        ends: dict[str, list[int]] = {"parent-revoked": [], "expired": []}
+        for r in rows:
+            if not same(r.hashed, r.token_fp):
+                gone.append(r)
+            elif r.kind not in ("notebook", "internal"):
+                continue
+            elif (r.root_id is not None and not same(r.root_hashed, r.root_fp)) or (
+                r.via_id is not None and not same(r.via_hashed, r.via_fp)
+            ):
+                ends["parent-revoked"].append(r.token_id)
+            elif r.token_expires_at is not None and r.token_expires_at <= now:
+                ends["expired"].append(r.token_id)
+        # rows deleted where no flush saw them: no cache key (scopes unknown)
+        ended = self._ended_unseen(db.connection(), gone)
         if gone:
-            db.execute(delete(LINEAGE).where(LINEAGE.c.token_id.in_(gone_ids)))
-        if orphans:
-            with ending("parent-revoked"):
-                for token in db.query(orm.APIToken).filter(orm.APIToken.id.in_(orphans)):
-                    db.delete(token)
+            db.execute(delete(LINEAGE).where(LINEAGE.c.token_id.in_([r.token_id for r in gone])))
+        for reason, ids in ends.items():
+            if ids:
+                with ending(reason):
+                    db.execute(delete(orm.APIToken).where(orm.APIToken.id.in_(ids)))
         db.commit()
-        if ended:  # rows deleted where no flush saw them: no cache key (scopes unknown)
+        if ended:
             self.on_commit(ended, [])
-        return len(gone) + len(orphans)
-
-
-def _owner_name(connection: Any, target: Any) -> str | None:
-    loaded = target.__dict__.get("user") or target.__dict__.get("service")
-    if loaded is not None:
-        return cast("str", loaded.name)
-    table = orm.User.__table__ if target.user_id is not None else orm.Service.__table__
-    owner_id = target.user_id if target.user_id is not None else target.service_id
-    if owner_id is None:
-        return None
-    return cast(
-        "str | None",
-        connection.execute(select(table.c.name).where(table.c.id == owner_id)).scalar(),
-    )
+        return len(rows), len(gone) + sum(map(len, ends.values())), rows[-1].token_id
 
 
 def _changes(obj: Any, session: Session) -> Iterator[Change]:

@@ -10,11 +10,12 @@ from jupyterhub import orm
 from jupyterhub.user import User
 from jupyterhub.utils import compare_token
 
+from ..times import epoch_seconds
 from ..tokens.lineage import NOTE_PREFIX, Lineage
 from ..tokens.models import Forbidden, ParentSession, TokenRef
 from ..tokens.service import TokenService
 from .lineage import ref_of
-from .minter import OrmMinter, epoch_seconds
+from .minter import OrmMinter
 
 #: Notes JupyterHub gives the API token of each server it spawns.
 SERVER_NOTE = "Server at "

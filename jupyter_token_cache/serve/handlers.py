@@ -99,7 +99,10 @@ class ServeHandler(web.RequestHandler):
     async def pass_on(
         self, method: str, path: str, *, params: dict[str, str] | None = None
     ) -> HubAnswer:
-        """Ask the hub's own route as the caller; its refusals are written as they are."""
+        """Ask the hub's own route as the caller; its refusals are written as they are.
+
+        A ``202`` (a reset that runs on) is an answer too, written with its status.
+        """
         try:
             answer = await self.replica.hub.call(
                 method,
@@ -107,11 +110,13 @@ class ServeHandler(web.RequestHandler):
                 self.authorization(),
                 params=params,
                 accept=header(self, "Accept"),
+                prefer=header(self, "Prefer"),
             )
         except HubUnreachable as e:
             raise web.HTTPError(503, str(e)) from None
-        if answer.status != 200 or answer.body is None:
+        if answer.status not in (200, 202) or answer.body is None:
             raise web.HTTPError(answer.status if answer.status >= 400 else 502, answer.message)
+        self.set_status(answer.status)
         return answer
 
     @property
@@ -270,7 +275,11 @@ class TokensHandler(ServeHandler):
 
 
 class ResetHandler(ServeHandler):
-    """DELETE {prefix}[users/{name}][?revoke=true] (admin): the hub's reset, then this cache's."""
+    """DELETE {prefix}[users/{name}][?revoke=true] (admin): the hub's reset, then this cache's.
+
+    A reset the hub runs on (``202``) is this replica's ``202`` too, its ``Location`` the
+    handle under this service's prefix (:class:`ResetStatusHandler`).
+    """
 
     async def delete(self, name: str | None = None) -> None:
         path = "" if name is None else f"/users/{quote(name, safe='')}"
@@ -280,6 +289,17 @@ class ResetHandler(ServeHandler):
             "Token cache reset for %s, through this replica",
             "all users" if name is None else shown(name),
         )
+        if answer.status == 202:
+            reset_id = quote(str(answer.body.get("id", "")), safe="")
+            self.set_header("Location", f"{self.settings['token_cache_prefix']}resets/{reset_id}")
+        write_json(self, answer.body)
+
+
+class ResetStatusHandler(ServeHandler):
+    """GET {prefix}resets/{id} (admin): the hub's handle of a reset that runs on."""
+
+    async def get(self, reset_id: str) -> None:
+        answer = await self.pass_on("GET", f"/resets/{quote(reset_id, safe='')}")
         write_json(self, answer.body)
 
 

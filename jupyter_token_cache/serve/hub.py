@@ -62,11 +62,13 @@ class HubForwarder:
         accept: str | None = None,
         content: bytes | None = None,
         content_type: str | None = None,
+        prefer: str | None = None,
     ) -> HubAnswer:
         """``method`` ``{api_url}/token-cache{path}`` as the caller; raise :class:`HubUnreachable`.
 
         ``body`` is sent as JSON; ``content`` as it is, with ``content_type`` (a body
-        passed on unread). ``authorization`` is the caller's header (None: none sent).
+        passed on unread). ``authorization`` is the caller's header (None: none sent);
+        ``prefer`` the caller's ``Prefer`` header (how long a reset may be waited for).
         """
         headers = {}
         if authorization:
@@ -75,9 +77,11 @@ class HubForwarder:
             headers["Accept"] = accept
         if content_type:
             headers["Content-Type"] = content_type
+        if prefer:
+            headers["Prefer"] = prefer
         if body is not None:
             content = json.dumps(body).encode()
-        self.counts[f"{method} {path.split('/users/')[0] or '/'}"] += 1
+        self.counts[f"{method} {path.split('/users/')[0].split('/resets/')[0] or '/'}"] += 1
         try:
             response = await self._http.request(
                 method,

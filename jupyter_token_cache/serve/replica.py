@@ -47,7 +47,7 @@ class TokenCacheReplica(LoggingConfigurable):
     prefix = Unicode(
         config=True,
         help="""URL prefix of the routes (notebook, internal, introspect, exchange,
-        stats, tokens, reset).
+        stats, tokens, reset and its handle).
         Default: $JUPYTERHUB_SERVICE_PREFIX, else /services/token-cache/. Behind the
         hub's proxy this is where the service's entry routes it.""",
     )
@@ -157,12 +157,14 @@ class TokenCacheReplica(LoggingConfigurable):
             (prefix + "tokens", handlers.TokensHandler),
             (prefix + "health", handlers.HealthHandler),
             (prefix + "users/([^/]+)", handlers.ResetHandler),
+            (prefix + "resets/([^/]+)", handlers.ResetStatusHandler),
             (prefix.rstrip("/") + "/?", handlers.ResetHandler),
         ]
         return web.Application(
             routes,
             default_handler_class=handlers.NotFoundHandler,
             token_cache_replica=self,
+            token_cache_prefix=prefix,
         )
 
     async def close(self) -> None:

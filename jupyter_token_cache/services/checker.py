@@ -24,6 +24,7 @@ import asyncio
 import logging
 import time
 from collections import Counter, OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -111,8 +112,8 @@ class TokenChecker:
         )
         #: Keys this process has seen, with the position their answer was vouched for at, by
         #: token id and by principal (user, group, service): what an event evicts.
-        self._by_token: OrderedDict[str, dict[CacheKey, int]] = OrderedDict()
-        self._by_principal: OrderedDict[str, dict[CacheKey, int]] = OrderedDict()
+        self._by_token: OrderedDict[str, dict[CacheKey, tuple[int, Any]]] = OrderedDict()
+        self._by_principal: OrderedDict[str, dict[CacheKey, tuple[int, Any]]] = OrderedDict()
         self._index_size = max(cache.max_size, 1000)
         self.loop = asyncio.get_running_loop()
 
@@ -170,6 +171,7 @@ class TokenChecker:
         position = answer.get("last_event_id")
         if not isinstance(position, int):
             return
+        vouched = (position, answer.get("iat"))
         token_id = answer.get("token_id")
         names = [(self._by_token, token_id)] if isinstance(token_id, str) else []
         names += [(self._by_principal, name) for name in principals(answer)]
@@ -181,7 +183,7 @@ class TokenChecker:
                     index.popitem(last=False)
             else:
                 index.move_to_end(name)
-            keys[key] = position
+            keys[key] = vouched
 
     def evict_soon(self, eviction: Eviction) -> None:
         """From any thread (the follower's): run :meth:`evict` on this checker's loop."""
@@ -193,7 +195,9 @@ class TokenChecker:
 
         Only an optimisation and a count: the revocation state already refuses these
         answers wherever they are cached. Only answers vouched for *before* the event
-        are touched: a younger one is about whichever token holds the id now.
+        are touched, and for an ended token only answers about that very row (its
+        ``iat`` against the event's ``created``): a younger answer, or one about a row
+        that received the id afterwards, is about whichever token holds the id now.
         """
         if eviction.everything:
             self._by_token.clear()
@@ -201,8 +205,16 @@ class TokenChecker:
             self.cache._background(self.cache.clear())
             self.counts[f"evictions:{eviction.reason}"] += 1
             return 0
-        ended = self._older(self._by_token, eviction.token_ids, eviction.position)
-        changed = self._older(self._by_principal, eviction.principals, eviction.position)
+        ended = self._taken(
+            self._by_token,
+            eviction.token_ids,
+            lambda name, vouched: eviction.ends(name, vouched[1], vouched[0]),
+        )
+        changed = self._taken(
+            self._by_principal,
+            eviction.principals,
+            lambda name, vouched: vouched[0] < eviction.position,
+        )
         # an ended token's entry becomes a refusal (its secret can never be valid again),
         # so that asking about it again costs no hub call, here or at another replica
         expires_at = time.time() + self.negative_ttl
@@ -214,17 +226,19 @@ class TokenChecker:
         return len(ended | changed)
 
     @staticmethod
-    def _older(
-        index: OrderedDict[str, dict[CacheKey, int]], names: tuple[str, ...], position: int
+    def _taken(
+        index: OrderedDict[str, dict[CacheKey, tuple[int, Any]]],
+        names: tuple[str, ...],
+        concerned: Callable[[str, tuple[int, Any]], bool],
     ) -> set[CacheKey]:
-        """The keys indexed under ``names`` whose answers are older than ``position`` (removed)."""
+        """The keys indexed under ``names`` that ``concerned`` picks (removed from the index)."""
         found: set[CacheKey] = set()
         for name in names:
             keys = index.get(name)
             if not keys:
                 continue
             for key, vouched in list(keys.items()):
-                if vouched < position:
+                if concerned(name, vouched):
                     found.add(key)
                     del keys[key]
             if not keys:

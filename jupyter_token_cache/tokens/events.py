@@ -77,12 +77,15 @@ class Event:
     reason: str | None = None
     #: For a rename: the name the user (or group) had before.
     previous_name: str | None = None
+    #: token-revoked of one token: when its row was created (ISO 8601), which tells it
+    #: from a row that received its id afterwards.
+    created: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def model(self) -> dict[str, Any]:
         """The JSON form: on the stream, in the audit log and on Redis."""
         body: dict[str, Any] = {"id": self.id, "type": self.type, "time": self.time}
-        for name in ("user", "kind", "service", "group", "reason", "previous_name"):
+        for name in ("user", "kind", "service", "group", "reason", "previous_name", "created"):
             value = getattr(self, name)
             if value is not None:
                 body[name] = value

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -79,10 +79,33 @@ class Minter(Protocol):
     async def session_alive(self, session: ParentSession) -> bool:
         """True while the session (its root row, its server, its login) and the credential live."""
 
-    async def minted(
-        self, user: str | None = None, *, server: str | None = None
-    ) -> list[MintedRow]:
-        """Tokens this extension minted (for ``user``; for sessions of ``server``)."""
+    async def listing(
+        self,
+        user: str | None = None,
+        *,
+        kind: str | None = None,
+        service: str | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> tuple[list[MintedRow], int]:
+        """One page of the live tokens this extension minted, oldest first, and their total.
+
+        Paged, filtered and counted where the tokens are kept: a page costs the same
+        however many tokens there are, and the hub's event loop runs between steps.
+        """
 
     async def revoke(self, refs: Iterable[TokenRef], *, reason: str) -> int:
         """Delete these token rows (and, by cascade, what was minted from them); return how many."""
+
+    async def revoke_minted(
+        self,
+        *,
+        reason: str,
+        user: str | None = None,
+        server: str | None = None,
+        session_ref: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Delete every token minted here (for ``user``; for sessions of ``server``; for
+        the session ``session_ref``) in committed batches, telling ``progress`` the count
+        after each; return how many."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -260,16 +260,11 @@ class TokenService:
 
     async def _end_session(self, session: ParentSession) -> None:
         """Revoke every token minted for an ended session, and the credential that asked."""
-        rows = [
-            r
-            for r in await self.minter.minted(session.user)
-            if r.lineage.session_ref == session.ref
-        ]
-        refs = {row.ref for row in rows}
         if session.via is not None:
-            refs.add(session.via)
-        if refs:
-            await self.minter.revoke(refs, reason="parent-revoked")
+            await self.minter.revoke([session.via], reason="parent-revoked")
+        await self.minter.revoke_minted(
+            user=session.user, session_ref=session.ref, reason="parent-revoked"
+        )
 
     async def _issue(
         self,
@@ -390,15 +385,27 @@ class TokenService:
         Deleting the server's own token already takes its children with it (the
         cascade); this also covers servers that keep their token across a stop.
         """
-        rows = await self.minter.minted(user, server=server)
-        return await self.minter.revoke([row.ref for row in rows], reason="server-stopped")
+        return await self.minter.revoke_minted(user=user, server=server, reason="server-stopped")
 
-    async def reset(self, user: str | None = None, *, revoke: bool = False) -> dict[str, Any]:
-        """Forget every cached token (or ``user``'s); with ``revoke``, delete them from the hub too."""
+    async def reset(
+        self,
+        user: str | None = None,
+        *,
+        revoke: bool = False,
+        progress: Callable[[int], None] | None = None,
+    ) -> dict[str, Any]:
+        """Forget every cached token (or ``user``'s); with ``revoke``, delete them from the hub too.
+
+        Revoking deletes a committed batch at a time (``progress`` hears the count after
+        each), so a reset of a large hub takes a while and the hub serves requests all
+        along; each batch's tokens are evicted and announced as it commits. The cache is
+        cleared, and the reset announced, once every token is gone.
+        """
         revoked = 0
         if revoke:
-            rows = await self.minter.minted(user)
-            revoked = await self.minter.revoke([row.ref for row in rows], reason="admin-reset")
+            revoked = await self.minter.revoke_minted(
+                user=user, reason="admin-reset", progress=progress
+            )
         cleared = await self.settings.clear(user)
         self.events.publish([Event(CACHE_RESET, user=user, extra={"revoked": revoked})])
         return {"cleared": cleared, "revoked": revoked}
@@ -421,19 +428,20 @@ class TokenService:
     # -- reporting ----------------------------------------------------------------------
 
     async def listing(
-        self, user: str | None = None, *, kind: str | None = None, service: str | None = None
-    ) -> list[MintedRow]:
-        """The live tokens this extension minted, oldest first, for the admin listing."""
+        self,
+        user: str | None = None,
+        *,
+        kind: str | None = None,
+        service: str | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> tuple[list[MintedRow], int]:
+        """One page of the live tokens this extension minted, oldest first, and their total."""
         if kind not in (None, "notebook", "internal"):
             raise InvalidRequest("kind must be notebook or internal")
-        now = time.time()
-        return [
-            row
-            for row in await self.minter.minted(user)
-            if (kind is None or row.lineage.kind == kind)
-            and (service is None or row.lineage.service == service)
-            and (row.expires_at is None or row.expires_at > now)
-        ]
+        return await self.minter.listing(
+            user, kind=kind, service=service, offset=offset, limit=limit
+        )
 
     def stats(self) -> dict[str, Any]:
         """What the admin stats route shows."""

@@ -49,6 +49,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..times import parse_iso8601
 from .events import (
     CACHE_RESET,
     GROUP_CHANGED,
@@ -157,8 +158,40 @@ class Eviction:
     reason: str
     position: int = 0
     token_ids: tuple[str, ...] = ()
+    #: When each ended token's row was created (epoch seconds; None: not said).
+    created: tuple[float | None, ...] = ()
     principals: tuple[str, ...] = ()
     everything: bool = False
+
+    def ends(self, token_id: str, issued_at: Any, vouched: int) -> bool:
+        """Whether this eviction ends an answer about ``token_id`` issued at ``issued_at``
+        (the answer's ``iat``) and vouched for at ``vouched``."""
+        if vouched >= self.position:
+            return False
+        created = self.created or (None,) * len(self.token_ids)
+        return any(
+            name == token_id and same_row(when, issued_at)
+            for name, when in zip(self.token_ids, created, strict=True)
+        )
+
+
+def same_row(created: float | None, issued_at: Any) -> bool:
+    """Whether a row created at ``created`` may be the token an answer says was issued at
+    ``issued_at`` (whole seconds, as introspection writes ``iat``); unknown either way: yes."""
+    if created is None or not isinstance(issued_at, (int, float)):
+        return True
+    return int(created) == int(issued_at)
+
+
+def created_of(event: Mapping[str, Any]) -> float | None:
+    """An event's ``created`` as epoch seconds (None when absent or unreadable)."""
+    created = event.get("created")
+    if not isinstance(created, str):
+        return None
+    try:
+        return parse_iso8601(created).timestamp()
+    except ValueError:
+        return None
 
 
 def principals(answer: Mapping[str, Any]) -> Iterator[str]:
@@ -220,8 +253,11 @@ class RevocationState:
     horizon: float | None = None
     #: Epoch seconds the last block of the stream arrived.
     heard_at: float = 0.0
-    _tokens: OrderedDict[str, tuple[int, float]] = field(default_factory=OrderedDict)
-    _principals: OrderedDict[str, tuple[int, float]] = field(default_factory=OrderedDict)
+    #: token id -> (position of its end, when heard, its row's creation or None)
+    _tokens: OrderedDict[str, tuple[int, float, float | None]] = field(default_factory=OrderedDict)
+    _principals: OrderedDict[str, tuple[int, float, float | None]] = field(
+        default_factory=OrderedDict
+    )
     _lock: threading.Lock = field(default_factory=threading.Lock)
     #: The silence (by when it began) a request already waited through.
     _waited_for: float | None = None
@@ -325,9 +361,11 @@ class RevocationState:
                 return Eviction(str(kind), position, everything=True)
             if kind == REVOKED:
                 ids = tuple(str(i) for i in event.get("token_ids") or ())
+                created = created_of(event) if len(ids) == 1 else None
                 for token_id in ids:
-                    self._note(self._tokens, token_id, position, now)
-                return Eviction(str(event.get("reason") or kind), position, token_ids=ids)
+                    self._note(self._tokens, token_id, position, now, created)
+                reason = str(event.get("reason") or kind)
+                return Eviction(reason, position, token_ids=ids, created=(created,) * len(ids))
             if kind in _CHANGES:
                 names = _event_principals(event)
                 for name in names:
@@ -336,12 +374,17 @@ class RevocationState:
             return None
 
     def _note(
-        self, records: OrderedDict[str, tuple[int, float]], name: str, position: int, now: float
+        self,
+        records: OrderedDict[str, tuple[int, float, float | None]],
+        name: str,
+        position: int,
+        now: float,
+        created: float | None = None,
     ) -> None:
-        records[name] = (position, now)
+        records[name] = (position, now, created)
         records.move_to_end(name)
         while records:
-            oldest, (at, received) = next(iter(records.items()))
+            oldest, (at, received, _) = next(iter(records.items()))
             if received + self.remember > now and len(records) <= self.max_records:
                 break
             del records[oldest]
@@ -354,10 +397,11 @@ class RevocationState:
         """What may be done with a cached active answer: USABLE, ENDED or STALE.
 
         ``answer`` holds ``last_event_id`` (the position that vouched for it),
-        ``token_id``, ``username``, ``owner_kind``, ``groups`` and ``checked_at``. ENDED
-        means an event younger than the answer ended this very token (the answer is
-        keyed by the token, whose secret no later token shares): it may be refused
-        without asking the hub. STALE means the hub must be asked again.
+        ``token_id``, ``iat``, ``username``, ``owner_kind``, ``groups`` and
+        ``checked_at``. ENDED means an event younger than the answer ended this very
+        token — the same id, and, when the event says when its row was created, the same
+        row (the answer is keyed by the token, whose secret no later token shares): it may
+        be refused without asking the hub. STALE means the hub must be asked again.
         """
         now = time.time() if now is None else now
         position = answer.get("last_event_id")
@@ -367,7 +411,9 @@ class RevocationState:
             token_id = answer.get("token_id")
             ended = self._tokens.get(token_id) if isinstance(token_id, str) else None
             if ended is not None and ended[0] > position:
-                return ENDED
+                if same_row(ended[2], answer.get("iat")):
+                    return ENDED
+                # another row held this id when it ended: the answer's token lives on
             for name in principals(answer):
                 changed = self._principals.get(name)
                 if changed is not None and changed[0] > position:

@@ -140,6 +140,9 @@ def hub_config(request: pytest.FixtureRequest) -> Config:
         "custom:token-cache:introspect": {"description": "Introspect tokens"},
     }
     config.TokenCache.services = SERVICES
+    # every hub of the test session runs in this process: freezing its objects would keep
+    # each test's hub alive for good (test_startup_warnings.py tests the setting)
+    config.TokenCache.freeze_gc = False
     # a secret of its own, not ./jupyterhub_cookie_secret: every hub of every pytest-xdist
     # worker would share that file, and one that reads it while another creates it (not
     # yet chmod 600) refuses to start
@@ -195,6 +198,29 @@ def hub_db(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> I
     server.drop_database(url)  # after the hub (which uses this fixture) has stopped
 
 
+async def start_hub(config: Config) -> MockHub:
+    """A MockHub, initialized and started in the running event loop."""
+    MockHub.clear_instance()
+    app = MockHub.instance(config=config)
+    await app.initialize([])
+    await app.start()
+    return app
+
+
+async def stop_hub(app: MockHub) -> None:
+    """Stop a hub of :func:`start_hub`, and close the caches it used."""
+    # end the event streams and close the caches first: stopping the hub schedules
+    # the cancellation of every other task on the loop, this teardown included
+    events = getattr(app.authenticator, "token_events", None)
+    if events is not None:
+        events.close()
+    await close_all()
+    stopped = app.stop()  # a coroutine since JupyterHub 6; 5.x cleans up in a thread
+    if inspect.isawaitable(stopped):
+        await stopped
+    MockHub.clear_instance()
+
+
 @pytest.fixture
 async def hub(hub_config: Config, hub_db: str, request: pytest.FixtureRequest,
               caplog: pytest.LogCaptureFixture) -> AsyncIterator[Hub]:  # fmt: skip
@@ -206,25 +232,12 @@ async def hub(hub_config: Config, hub_db: str, request: pytest.FixtureRequest,
     levels) or in any key or value on the Redis or memcached server it used.
     """
     caplog.set_level(logging.DEBUG)
-    MockHub.clear_instance()
-    app = MockHub.instance(config=hub_config)
-    await app.initialize([])
-    await app.start()
-    hub = Hub(app)
+    hub = Hub(await start_hub(hub_config))
     try:
         yield hub
     finally:
         await hub.http.aclose()
-        # end the event streams and close the caches first: stopping the hub schedules
-        # the cancellation of every other task on the loop, this teardown included
-        events = getattr(app.authenticator, "token_events", None)
-        if events is not None:
-            events.close()
-        await close_all()
-        stopped = app.stop()  # a coroutine since JupyterHub 6; 5.x cleans up in a thread
-        if inspect.isawaitable(stopped):
-            await stopped
-        MockHub.clear_instance()
+        await stop_hub(hub.app)
     records = [r for phase in ("setup", "call", "teardown") for r in caplog.get_records(phase)]
     logged = "\n".join(map(message, records))
     assert not [s for s in hub.secrets if s in logged], "a token appeared in a log record"

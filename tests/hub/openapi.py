@@ -21,6 +21,7 @@ _ROUTES = [
     (re.compile(r"/token-cache/exchange$"), "/token-cache/exchange"),
     (re.compile(r"/token-cache/upstream$"), "/token-cache/upstream"),
     (re.compile(r"/token-cache/users/[^/]+$"), "/token-cache/users/{name}"),
+    (re.compile(r"/token-cache/resets/[^/]+$"), "/token-cache/resets/{id}"),
     (re.compile(r"/token-cache$"), "/token-cache"),
 ]
 

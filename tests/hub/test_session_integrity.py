@@ -86,7 +86,7 @@ async def test_the_sweep_revokes_what_no_flush_saw(hub: Hub) -> None:
         text("DELETE FROM api_tokens WHERE id = :id"), {"id": orm.APIToken.find(hub.db, parent).id}
     )
     hub.db.commit()
-    assert hub.app.authenticator.token_observer.sweep() == 1
+    assert await hub.app.authenticator.token_observer.sweep() == 1
     assert await status(hub, child["token"]) == 403
 
 

@@ -1,8 +1,11 @@
-"""The hub logs the settings that do not fit together (TokenCache.problems) when it starts."""
+"""As the hub starts: it logs the settings that do not fit together (TokenCache.problems),
+and moves its objects out of the garbage collector's way (TokenCache.freeze_gc)."""
 
 from __future__ import annotations
 
+import gc
 import logging
+from collections.abc import Iterator
 
 import pytest
 
@@ -62,3 +65,15 @@ async def test_an_empty_filter_is_a_warning_at_start(
 ) -> None:
     warned = [r.getMessage() for r in caplog.get_records("setup") if r.levelno == logging.WARNING]
     assert any(m.startswith("TokenCache.notebook_scopes:") and "!user=" in m for m in warned)
+
+
+@pytest.fixture
+def unfrozen() -> Iterator[None]:
+    gc.unfreeze()
+    yield
+    gc.unfreeze()  # this process runs every test's hub: let them go
+
+
+@pytest.mark.hub_config(TokenCache__freeze_gc=True)
+async def test_the_hub_freezes_what_it_holds_once_started(unfrozen: None, hub: Hub) -> None:
+    assert gc.get_freeze_count() > 10_000  # the hub's modules, classes, settings and state

@@ -226,6 +226,31 @@ def test_admin_reset_and_stats(setup: Setup, mode: str) -> None:
     assert [item["id"] for item in listing] == [after["id"]]
 
 
+def test_a_reset_that_runs_on_is_followed_by_its_handle(setup: Setup, mode: str) -> None:
+    hub = setup[0]
+    name, credential = new_user(setup, mode)
+    first = post(base(setup, mode), "notebook", credential).json()
+    admin = {"Authorization": f"token {hub.service_token}"}
+    url = f"{base(setup, mode)}/users/{name}?revoke=true"
+    r = httpx.delete(url, headers={**admin, "Prefer": "respond-async"})
+    assert r.status_code == 202, r.text
+    handle = r.headers["Location"]
+    prefix = urllib.parse.urlsplit(base(setup, mode)).path
+    assert handle == f"{prefix}/resets/{r.json()['id']}"
+    assert r.json()["user"] == name and r.json()["revoke"] is True
+    deadline = time.monotonic() + 10
+    while (state := httpx.get(f"{hub.url}{handle}", headers=admin).json())["state"] == "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert (state["state"], state["revoked"], state["cleared"]) == ("done", 1, True)
+    who = httpx.get(f"{hub.url}/hub/api/user", headers={"Authorization": f"token {first['token']}"})
+    assert who.status_code == 403
+    user = {"Authorization": f"token {credential}"}
+    assert httpx.get(f"{hub.url}{handle}", headers=user).status_code == 403
+    missing = httpx.get(f"{base(setup, mode)}/resets/0123abcd", headers=admin)
+    assert missing.status_code == 404 and "No such reset" in missing.json()["message"]
+
+
 def test_a_token_deleted_in_the_hub_is_not_served_again(setup: Setup, mode: str) -> None:
     hub = setup[0]
     name, credential = new_user(setup, mode)

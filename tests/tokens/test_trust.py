@@ -211,3 +211,18 @@ async def test_a_request_waits_for_a_silent_stream_once_per_silence() -> None:
     assert time.monotonic() - started < 0.05  # the same silence: judged at once
     state.heard()
     await state.catch_up()  # caught up: nothing to wait for
+
+
+def test_an_event_naming_when_its_row_was_created_ends_that_row_only() -> None:
+    """Databases give a deleted row's id to the next: the event says which row it means."""
+    state = live()
+    eviction = state.apply({"id": 20, "type": "token-revoked", "token_ids": ["a1"],
+                            "created": "2026-12-06T10:00:00.250000Z"})  # fmt: skip
+    assert eviction is not None
+    old_row = {**answer(10), "iat": 1796551200}  # 2026-12-06T10:00:00Z
+    new_row = {**answer(10), "iat": 1796551260}  # the id given to a row a minute later
+    assert state.verdict(old_row) == ENDED
+    assert state.verdict(new_row) == USABLE  # vouched for before the event, yet another row
+    assert eviction.ends("a1", 1796551200, 10) and not eviction.ends("a1", 1796551260, 10)
+    assert not eviction.ends("a1", 1796551200, 20)  # vouched for after the event
+    assert state.verdict(answer(10)) == ENDED  # an answer that does not say: the id decides

@@ -1,9 +1,12 @@
 // jupyter-token-cache admin page (/hub/token-cache). Plain script, no build, no other origin:
-// it reads GET {api}/stats and GET {api}/tokens every few seconds, calls DELETE {api} or
-// DELETE {api}/users/{name} to reset, and draws the chart as inline SVG. Requests carry the
-// hub's XSRF token (window.jhdata.xsrf_token) in the X-XSRFToken header, as the hub's own
-// pages send it with their API calls. Every value is written with textContent; no token is
-// ever received or shown.
+// it reads GET {api}/stats every few seconds, and GET {api}/tokens only when asked (filters,
+// pages, the refresh button, a reset) or when the stats say tokens were minted or ended
+// (their last event id moved), at most every LIST_EVERY; it calls DELETE {api} or
+// DELETE {api}/users/{name} to reset, following a reset that runs on (202) at its handle,
+// GET {api}/resets/{id}; and it draws the chart as inline SVG. Requests carry the hub's
+// XSRF token (window.jhdata.xsrf_token) in the X-XSRFToken header, as the hub's own pages
+// send it with their API calls. Every value is written with textContent; no token is ever
+// received or shown.
 (function () {
   "use strict";
 
@@ -14,10 +17,13 @@
   var xsrf = (window.jhdata && window.jhdata.xsrf_token) || "";
   var SAMPLES = 100; // chart window: 100 refreshes (5 minutes at 3 s)
   var PAGE = 50;
+  var LIST_EVERY = 6000; // ms: the listing follows the stats' changes at most this often
+  var FOLLOW_MS = 1000; // a reset that runs on is looked at every second
   var samples = [];
   var filter = { user: "", kind: "", service: "" };
   var offset = 0;
   var busy = false;
+  var listed = { at: 0, event: undefined };
 
   function $(id) {
     return document.getElementById(id);
@@ -204,6 +210,14 @@
     $("tc-next").disabled = !pagination.next;
   }
 
+  function listTokens() {
+    listed.at = Date.now();
+    return request("GET", query(), "application/jupyterhub-pagination+json").then(
+      showTokens,
+      tokensUnavailable,
+    );
+  }
+
   function tokensUnavailable(err) {
     $("tc-tokens").tBodies[0].replaceChildren();
     setText(
@@ -217,17 +231,25 @@
   function refresh() {
     if (busy) return Promise.resolve();
     busy = true;
-    var stats = request("GET", "/stats").then(showStats, function (err) {
-      say("Could not read the stats: " + err.message, true);
-    });
-    var tokens = request("GET", query(), "application/jupyterhub-pagination+json").then(
-      showTokens,
-      tokensUnavailable,
-    );
     var done = function () {
       busy = false;
     };
-    return Promise.all([stats, tokens]).then(done, done);
+    return request("GET", "/stats")
+      .then(
+        function (s) {
+          showStats(s);
+          // the listing costs the hub more than the stats: only when something changed
+          var last = s.events ? s.events.last_id : null;
+          if (last !== listed.event && Date.now() - listed.at >= LIST_EVERY) {
+            listed.event = last;
+            return listTokens();
+          }
+        },
+        function (err) {
+          say("Could not read the stats: " + err.message, true);
+        },
+      )
+      .then(done, done);
   }
 
   $("tc-filter").addEventListener("submit", function (e) {
@@ -238,15 +260,18 @@
       service: $("tc-filter-service").value.trim(),
     };
     offset = 0;
-    refresh();
+    listTokens();
   });
   $("tc-prev").addEventListener("click", function () {
     offset = Math.max(0, offset - PAGE);
-    refresh();
+    listTokens();
   });
   $("tc-next").addEventListener("click", function () {
     offset += PAGE;
-    refresh();
+    listTokens();
+  });
+  $("tc-refresh").addEventListener("click", function () {
+    listTokens();
   });
 
   // -- reset ------------------------------------------------------------------------------
@@ -283,20 +308,33 @@
     pending = null;
     if (dialog.returnValue !== "confirm" || !what) return;
     var path = what.user ? "/users/" + encodeURIComponent(what.user) : "";
+    var who = "Reset " + (what.user ? "user " + what.user : "all users") + ": ";
     request("DELETE", path + (what.revoke ? "?revoke=true" : ""))
       .then(function (answer) {
-        say(
-          "Reset " + (what.user ? "user " + what.user : "all users") + ": " +
-            (answer.revoked || 0) + " token(s) revoked.",
-          false,
-        );
-        busy = false;
-        return refresh();
+        return answer.state ? follow(answer, who) : answer;
+      })
+      .then(function (answer) {
+        say(who + (answer.revoked || 0) + " token(s) revoked.", false);
+        return listTokens();
       })
       .catch(function (err) {
         say("Reset failed: " + err.message, true);
       });
   });
+
+  // a reset that runs on (202): look at its handle until it is done
+  function follow(reset, who) {
+    if (reset.state === "failed") throw new Error(reset.error || "see the hub's log");
+    if (reset.state !== "running") return reset;
+    say(who + "revoking, " + (reset.revoked || 0) + " token(s) so far…", false);
+    return new Promise(function (resolve) {
+      window.setTimeout(resolve, FOLLOW_MS);
+    }).then(function () {
+      return request("GET", "/resets/" + encodeURIComponent(reset.id)).then(function (next) {
+        return follow(next, who);
+      });
+    });
+  }
 
   window.addEventListener("resize", drawChart);
   drawChart();
