@@ -33,7 +33,7 @@ from ..tokens.minter import MintedRow
 from ..tokens.models import TokenRequestError
 from ..tokens.policy import TokenCache
 from ..tokens.service import TokenService
-from ..upstream import TokenExchange, UpstreamVerifier, upstream_tokens
+from ..upstream import TokenExchange, UpstreamVerifier, exchange_verifier
 from ..upstream.service import UpstreamTokenService
 from .events import EventBroker
 from .exchange import ExchangeHandler
@@ -54,7 +54,7 @@ from .observer import GROUP, SERVICE, USER, Change, DatabaseObserver, EndedToken
 from .page import AdminPageHandler, page_routes
 from .resets import Resets
 from .sessions import SessionResolver
-from .upstream import UpstreamSessionTable
+from .upstream_sessions import UpstreamSessionTable
 from .upstream_tokens import (
     WAITED,
     UpstreamTokenHandler,
@@ -191,7 +191,7 @@ class TokenCacheMixin:
             watch.start()
             app._periodic_callbacks["token_cache_watch"] = watch
         self.token_exchange_settings = TokenExchange(parent=self)
-        self.token_exchange = upstream_tokens(
+        self.token_exchange = exchange_verifier(
             self.token_exchange_settings,
             self.log,  # type: ignore[attr-defined]
             sessions=self.token_upstream_sessions(app),

@@ -18,11 +18,11 @@ __all__ = [
     "UpstreamSessions",
     "UpstreamTokens",
     "UpstreamVerifier",
-    "upstream_tokens",
+    "exchange_verifier",
 ]
 
 
-def upstream_tokens(
+def exchange_verifier(
     settings: TokenExchange, log: logging.Logger, *, sessions: UpstreamSessions, **kwargs: Any
 ) -> UpstreamVerifier | None:
     """The exchange's verifier for ``settings``, or None when no issuer is configured.
