@@ -271,6 +271,12 @@ provider.use(async (ctx, next) => {
   }
 });
 
-provider.listen(port, '127.0.0.1', () => {
+const server = provider.listen(port, '127.0.0.1', () => {
   console.log(`oidc-provider listening on ${issuer}`);
 });
+// Idle connections are kept 65 s, as behind nginx or a cloud load balancer: node's 5 s
+// timer, fired first when a frozen provider (SIGSTOP) is thawed, closed a client's
+// connection before reading the request that had waited in it, so that a refresh sent
+// while frozen never reached the provider.
+server.keepAliveTimeout = 65_000;
+server.headersTimeout = 66_000;
