@@ -16,10 +16,12 @@ alice logs in through the provider's pages. Requests go to the hubs' own ports.
 2. provider calls per 10,000 notebook requests (concurrency 10, from three credentials of
    alice's, across several expiries of her tokens), counted from the provider's log, for
    both approaches: refresh grants (and those refused), userinfo calls, grants revoked;
-3. 100 requests at once at expiry (warm connections), for both approaches: refreshes, distinct
-   tokens handed out, whether the grant survived. The documented approach refreshes only once
-   the provider's userinfo refuses the token, which oidc-provider does ``clock_tolerance``
-   (15 s) past its expiry: it is asked 3 s past expiry and again once userinfo refuses.
+3. 100 requests at once at expiry (warm connections), for both approaches, in three rounds
+   (whether concurrent refreshes race is a matter of chance): refreshes, distinct tokens
+   handed out, whether the grant survived. The documented approach refreshes only once the
+   provider's userinfo refuses the token, which oidc-provider does ``clock_tolerance``
+   (15 s) past its expiry: each round logs alice in, asks 3 s past expiry and again once
+   userinfo refuses.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ class Sizes:
         self.requests = 600 if quick else 10_000
         self.throughput = 100 if quick else 2_000
         self.compare = not quick  # the documented approach and the bursts at expiry
+        #: Rounds of bursts: whether concurrent refreshes race is chance, so a few.
+        self.bursts = 3
 
 
 async def run(quick: bool) -> dict[str, Any]:
@@ -78,28 +82,34 @@ async def run(quick: bool) -> dict[str, Any]:
         found["latency"] = await _latency(cached, tokens[0], sizes)
         found["cached"] = await _calls(provider, sizes, _route(cached, tokens))
         if sizes.compare:
-            # whatever token the route holds now has expired by then
-            expired = time.monotonic() + sizes.lifetime
-            found["cached"]["at_expiry"] = await _at_expiry(
-                cached, provider, tokens, cached=True, expired=expired
-            )
+            found["cached"]["at_expiry"] = bursts = []
+            for _ in range(sizes.bursts):
+                # whatever token the route holds now has expired by then
+                expired = time.monotonic() + sizes.lifetime
+                bursts.append(
+                    await _at_expiry(cached, provider, tokens, cached=True, expired=expired)
+                )
             plain = _hub(hubs, provider, key, cached=False, refresh_age=sizes.lifetime // 3)
             read = _credentials(plain, provider, ["admin:auth_state!user", "read:users!user"])
             found["documented"] = await _calls(provider, sizes, _documented(plain, read))
-            provider.log_in(plain.url, "alice").close()  # a live grant again, if it was lost
-            expired = time.monotonic() + sizes.lifetime
-            found["documented"]["at_expiry"] = await _at_expiry(
-                plain, provider, read, cached=False, expired=expired
-            )
-            # auth_refresh_age (a third of the lifetime) has passed again since that burst
-            found["documented"]["userinfo_refuses"] = await _at_expiry(
-                plain,
-                provider,
-                read,
-                cached=False,
-                expired=expired,
-                past=provider.clock_tolerance + 2,
-            )
+            early: list[dict[str, Any]] = []
+            late: list[dict[str, Any]] = []
+            found["documented"].update(at_expiry=early, userinfo_refuses=late)
+            for _ in range(sizes.bursts):
+                provider.log_in(plain.url, "alice").close()  # a live grant, a fresh token
+                expired = time.monotonic() + sizes.lifetime
+                early.append(await _at_expiry(plain, provider, read, cached=False, expired=expired))
+                # auth_refresh_age (a third of the lifetime) has passed again since that burst
+                late.append(
+                    await _at_expiry(
+                        plain,
+                        provider,
+                        read,
+                        cached=False,
+                        expired=expired,
+                        past=provider.clock_tolerance + 2,
+                    )
+                )
     finally:
         for hub in hubs:
             hub.stop()
