@@ -6,8 +6,8 @@ Starts what it needs (jupyterhub processes, redis-server, memcached, event-strea
 subscribers, the example service, replicas of ``jupyter-token-cache serve``, wrk, all on
 loopback) and stops it; writes JSON, a markdown table and a PNG plot to ``--out``.
 ``--only`` runs some sections (hub, storage, memory, events, services, exchange, replicas,
-scale, restarts) and names the files after them (``latest-events.json``), so the full
-results are not overwritten.
+scale, restarts, upstream) and names the files after them (``latest-events.json``), so
+the full results are not overwritten.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from . import (
     scale,
     services,
     storage,
+    upstream,
 )
 from .timing import Figures
 
@@ -42,6 +43,7 @@ SECTIONS = (
     "replicas",
     "scale",
     "restarts",
+    "upstream",
 )
 
 
@@ -55,16 +57,18 @@ Measured = tuple[
     dict[str, Any] | None,
     dict[str, Any] | None,
     dict[str, Any] | None,
+    dict[str, Any] | None,
+    dict[str, Any] | None,
 ]
 
 
 async def measure(quick: bool, sections: tuple[str, ...]) -> Measured:
-    """Groups, counts, memory figures, then events, services, exchange, replicas, scale and
-    restarts    (None unless run) of ``sections``."""
+    """Groups, counts, memory figures, then events, services, exchange, replicas, scale,
+    restarts and upstream (None unless run) of ``sections``."""
     groups: Groups = {}
     counts: dict[str, Any] = {}
     mem: dict[str, Any] = {}
-    found = checks = exchanges = replicated = scaled = restarted = None
+    found = checks = exchanges = replicated = outbound = scaled = restarted = None
     for index, name in enumerate(sections, 1):
         progress.section(name, index, len(sections))
         if name == "hub":
@@ -81,12 +85,14 @@ async def measure(quick: bool, sections: tuple[str, ...]) -> Measured:
             exchanges = await exchange.run(quick)
         elif name == "replicas":
             replicated = await replicas.run(quick)
+        elif name == "upstream":
+            outbound = await upstream.run(quick)
         elif name == "scale":
             scaled = await scale.run(quick)
         elif name == "restarts":
             restarted = await restarts.run(quick)
     progress.step("writing the report")
-    return groups, counts, mem, found, checks, exchanges, replicated, scaled, restarted
+    return groups, counts, mem, found, checks, exchanges, replicated, outbound, scaled, restarted
 
 
 def main() -> None:
@@ -104,8 +110,8 @@ def main() -> None:
     args = parser.parse_args()
     progress.configure(quiet=args.quiet)
     sections = tuple(s for s in SECTIONS if s in args.only) if args.only else SECTIONS
-    groups, counts, mem, found, checks, exchanges, replicated, scaled, restarted = asyncio.run(
-        measure(args.quick, sections)
+    groups, counts, mem, found, checks, exchanges, replicated, outbound, scaled, restarted = (
+        asyncio.run(measure(args.quick, sections))
     )
     rows = report.ratio_rows(groups, hub.RATIOS + storage.RATIOS)
     named = () if sections == SECTIONS else sections
@@ -122,6 +128,7 @@ def main() -> None:
             checks,
             exchanges,
             replicas=replicated,
+            upstream=outbound,
             scale=scaled,
             restarts=restarted,
         )

@@ -1,4 +1,4 @@
-"""Suite 13: a hub of 1,000 / 10,000 / 100,000 minted tokens, on SQLite and PostgreSQL.
+"""Suite 14: a hub of 1,000 / 10,000 / 100,000 minted tokens, on SQLite and PostgreSQL.
 
 One ``jupyterhub`` process per database and size (SQLite; PostgreSQL through psycopg 2
 and psycopg 3), its database bulk-loaded while it runs (tests/bulk.py: N/2 users, each

@@ -40,12 +40,13 @@ from .tokens.models import printable, shown
 #: Longest minimum_lifetime worth asking for: ten years.
 MAX_LIFETIME = 10 * 365 * 86400
 _TYPES = {"minimum_lifetime": "a positive integer (seconds)", "service": "a service name",
-          "scopes": "a non-empty list of scopes"}  # fmt: skip
+          "scopes": "a non-empty list of scopes", "target": "a target name"}  # fmt: skip
 #: Longest token introspected: JupyterHub's are 32 hex characters; OAuth ones are longer.
 MAX_INTROSPECTED = 255
 #: Fields of each token route's body.
 NOTEBOOK_FIELDS = ("minimum_lifetime",)
 INTERNAL_FIELDS = ("service", "scopes", "minimum_lifetime")
+UPSTREAM_FIELDS = ("target", "minimum_lifetime")
 #: Query parameters of the admin listing (filters, JupyterHub's pagination) and reset.
 LISTING_PARAMS = ("user", "kind", "service", "offset", "limit")
 RESET_PARAMS = ("revoke",)
@@ -120,6 +121,7 @@ def _check(name: str, value: Any) -> Any:
     ok = {
         "minimum_lifetime": lambda v: type(v) is int and 0 < v <= MAX_LIFETIME,
         "service": lambda v: isinstance(v, str) and 0 < len(v) <= 255,
+        "target": lambda v: isinstance(v, str) and 0 < len(v) <= 255,
         "scopes": lambda v: isinstance(v, list) and 0 < len(v) <= 100
         and all(isinstance(s, str) and 0 < len(s) <= 255 for s in v),
     }[name](value)  # fmt: skip
@@ -193,6 +195,18 @@ def error_message(body: Any) -> str:
     """
     message = body.get("message") if isinstance(body, dict) else None
     return message if isinstance(message, str) else ""
+
+
+def json_error(handler: web.RequestHandler, status: int, message: str, error: str | None) -> None:
+    """Finish ``handler`` with JupyterHub's JSON error, and ``error``: the OAuth code a client
+    acts on, where there is one (``login_required``, ``temporarily_unavailable``)."""
+    handler.set_status(status)
+    if status == 503:
+        handler.set_header("Retry-After", "5")
+    body: dict[str, Any] = {"status": status, "message": message}
+    if error:
+        body["error"] = error
+    write_json(handler, body)
 
 
 def write_json(handler: web.RequestHandler, model: dict[str, Any] | list[Any]) -> None:

@@ -13,6 +13,8 @@ ADMIN_SCOPE = "custom:token-cache:admin"
 EVENTS_SCOPE = "custom:token-cache:events"
 #: Token introspection, for services checking tokens.
 INTROSPECT_SCOPE = "custom:token-cache:introspect"
+#: The user's identity-provider tokens (POST /upstream), for their servers and notebooks.
+UPSTREAM_SCOPE = "custom:token-cache:upstream"
 
 
 def scope_error(scope: str) -> str | None:

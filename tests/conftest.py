@@ -80,6 +80,7 @@ SERIAL = (
     "tests/hub/test_cached_hub_auth.py::test_one_hub_call_per_new_token_however_many_ask",
     "tests/hub/test_notebook_tokens.py::test_hundred_concurrent_requests_mint_once",
     "tests/upstream/test_answers.py::test_concurrent_checks_of_one_token_ask_once",
+    "tests/upstream/test_service.py",  # one refresh for 100, one provider call for 1,000
     "tests/e2e/test_services.py",  # 1,000 concurrent checks, one hub call; refused within 1 s
     # latency and time bounds
     "tests/cache/test_fail_open.py",
@@ -87,6 +88,8 @@ SERIAL = (
     "tests/cache/test_redis_notifications.py::test_clear_elsewhere_is_seen_through_its_notice",
     "tests/upstream/test_answers.py::test_a_hanging_authority_is_unavailable_within",
     "tests/hub/test_exchange.py::test_provider_killed_or_stopped_fails_closed_then_recovers",
+    "tests/upstream/test_service_faults.py",  # 503 within the timeout, recovery
+    "tests/e2e/test_upstream_tokens.py",  # one refresh for 100 at expiry; 503 within the timeout
     "tests/hub/test_cached_hub_auth.py::test_a_deleted_token_is_refused_within_a_second",
     "tests/e2e/test_service_revocation.py",  # every way a token ends, refused within 1 s
     "tests/restarts/test_storm.py",  # 2,000 operations at concurrency 10, with restarts

@@ -69,13 +69,15 @@ ROUTES = [
     Route("reset user", "DELETE", "users/{name}", None, "admin"),
     Route("introspect", "POST", "introspect", "oauth", "checker"),
     Route("exchange", "POST", "exchange", "oauth", "none"),
+    Route("upstream", "POST", "upstream", "json", "user"),
 ]
 #: Every credential a request may carry; "raw" is an arbitrary Authorization header.
 CREDENTIALS = ["none", "garbage", "user", "narrow", "notebook", "internal", "admin", "checker",
                "raw"]  # fmt: skip
 QUERY_NAMES = ["user", "kind", "service", "offset", "limit", "revoke", "last_event_id"]
 BODY_NAMES = ["service", "scopes", "minimum_lifetime", "token", "grant_type", "subject_token",
-              "subject_token_type", "scope", "resource", "audience", "requested_token_type"]  # fmt: skip
+              "subject_token_type", "scope", "resource", "audience", "requested_token_type",
+              "target"]  # fmt: skip
 #: A placeholder in a body value: replaced by that credential (introspection, exchange).
 PLACEHOLDERS = ["<user>", "<notebook>", "<upstream>", "<garbage>"]
 body_values = (
@@ -96,6 +98,8 @@ WELL_FORMED: dict[str, st.SearchStrategy[list[tuple[str, Any]]]] = {
         st.none() | st.lists(scopes, min_size=1, max_size=2),
     ).map(lambda t: [("service", t[0])] + ([] if t[1] is None else [("scopes", t[1])])),
     "introspect": st.sampled_from(PLACEHOLDERS + ["x", ""]).map(lambda v: [("token", v)]),
+    "upstream": st.sampled_from([[], [("target", "s3")], [("minimum_lifetime", 60)],
+                                 [("target", "nope"), ("minimum_lifetime", 10**8)]]),
     "exchange": st.fixed_dictionaries(
         {"grant_type": st.just(GRANT), "subject_token": st.just("<upstream>"),
          "subject_token_type": st.just(ACCESS)},

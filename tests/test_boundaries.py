@@ -36,8 +36,8 @@ from jupyter_token_cache.cli.http import Hub
 from jupyter_token_cache.client import AsyncTokenCacheClient, TokenCacheClient, TokenCacheError
 from jupyter_token_cache.rest import INTERNAL_FIELDS, NOTEBOOK_FIELDS, parse_body
 from jupyter_token_cache.serve.hub import HubForwarder, HubUnreachable
-from jupyter_token_cache.upstream import TokenExchange, upstream_tokens
-from jupyter_token_cache.upstream.exchange import ExchangeError, UpstreamTokens
+from jupyter_token_cache.upstream import TokenExchange, exchange_verifier
+from jupyter_token_cache.upstream.exchange import ExchangeError, UpstreamVerifier
 
 from .oidc.jwks import AUDIENCE, KeySet, running_keyset
 from .servers import RedisServer
@@ -126,11 +126,11 @@ def test_the_walk_finds_the_libraries_exceptions() -> None:
 # -- httpx, and the answers it reads ----------------------------------------------------------
 
 
-def exchange_with(transport: httpx.MockTransport, verification: str) -> UpstreamTokens:
+def exchange_with(transport: httpx.MockTransport, verification: str) -> UpstreamVerifier:
     settings = TokenExchange(issuer="http://127.0.0.1:9", verification=verification,
                              allowed_audiences=[AUDIENCE], client_id="hub",
                              client_secret="secret", negative_ttl=0.001)  # fmt: skip
-    checker = upstream_tokens(settings, LOG, sessions=Sessions())
+    checker = exchange_verifier(settings, LOG, sessions=Sessions())
     assert checker is not None
     checker._http = checker.provider.http = httpx.AsyncClient(transport=transport)
     return checker
@@ -276,7 +276,7 @@ async def test_every_pyjwt_error_is_an_invalid_token(
     good = keyset.sign(keyset.claims())
     for place in ("decode", "get_unverified_header", "PyJWK"):
         for cls in PYJWT_ERRORS:
-            checker = upstream_tokens(settings, LOG, sessions=Sessions())
+            checker = exchange_verifier(settings, LOG, sessions=Sessions())
             assert checker is not None
             with monkeypatch.context() as patched:
                 patched.setattr(jwt, place, failing(make(cls)))

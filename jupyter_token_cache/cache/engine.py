@@ -6,10 +6,11 @@ import asyncio
 import inspect
 import os
 import secrets
+import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from aiocache import AIOCACHE_CACHES
 from aiocache.base import BaseCache
@@ -28,6 +29,7 @@ from .redis_topology import RedisURLError, TopologyRedisCache, is_topology_url, 
 from .shared import SharedStore
 from .store import CacheKey, Store
 
+T = TypeVar("T")
 Creator = Callable[[], Awaitable[tuple[Any, "float | None"]]]
 Acceptor = Callable[[Any], "bool | Awaitable[bool]"]
 
@@ -52,6 +54,10 @@ _BACKEND_FIX = (
     'set TokenCache.backend to "memory", "redis", "memcached" or the import path of an '
     "aiocache cache class installed in the hub's environment"
 )
+
+
+class LeaseTimeout(TimeoutError):
+    """Another process held a key's lease longer than a caller of ``exclusive`` would wait."""
 
 
 class TokenCacheConfigError(ValueError):
@@ -412,6 +418,53 @@ class CacheEngine(LoggingConfigurable):
             if lease is not None:
                 await store.unlock(key, lease)
 
+    async def exclusive(
+        self, key: CacheKey, work: Callable[[], Awaitable[T]], *, timeout: float
+    ) -> T:
+        """Run ``work`` while no other caller runs work for ``key``: none in this process,
+        and, on a shared backend, none in another process sharing it (the key's lease).
+
+        Raises :class:`LeaseTimeout` when another process held the lease past ``timeout``.
+
+        Notes
+        -----
+        Unlike :meth:`get_or_create`, nothing is cached and each caller runs its own
+        ``work``, in turn: this is for work that changes what the next run reads (a refresh
+        token that the identity provider rotates at each use), where a second run must
+        start from the first one's result, not beside it. The lease is the one creations
+        take, and lives ``lock_timeout`` seconds. A backend that cannot say who holds it
+        fails open, as creations do; a lease still held by another process after
+        ``timeout`` is a refusal instead, since running beside its holder is what the
+        caller must never do.
+        """
+        store = self._store or self.store
+
+        async def leased() -> T:
+            if not store.shared:
+                return await work()
+            lease = secrets.token_hex(16)
+            started = time.monotonic()
+            held, _ = await acquire_lease(store, key, lease, timeout=timeout, ready=_nothing)
+            if not held and time.monotonic() - started >= timeout:
+                raise LeaseTimeout(f"Another process held the lease for {timeout:g} s")
+            try:
+                return await work()
+            finally:
+                if held:
+                    await store.unlock(key, lease)
+
+        return await store.locks.run(key, leased)
+
+    async def run_once(self, key: CacheKey, work: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
+        """One run of ``work`` for concurrent callers of ``key`` in this process: ``(result, led)``.
+
+        The single flight of :meth:`get_or_create` without its cache: callers that arrive
+        while a run is under way share its result (``led`` is True for the one that
+        started it), and a caller that stops waiting does not stop the run.
+        """
+        store = self._store or self.store
+        return await store.flights.run(("run_once", key), work)
+
     async def delete(self, key: CacheKey) -> bool:
         """Evict one entry (a revoked token); True when one was there."""
         deleted = await self.store.delete(key)
@@ -492,6 +545,11 @@ def _store_class(backend: BaseCache) -> type[SharedStore]:
         if cls is not None and isinstance(backend, cls):
             return store
     return SharedStore
+
+
+async def _nothing() -> None:
+    """What ``exclusive`` waits to find while another process holds the lease: nothing."""
+    return None
 
 
 async def _accepts(accept: Acceptor | None, value: Any) -> bool:

@@ -49,6 +49,40 @@ class SingleFlight:
             task.exception()  # mark retrieved: every caller may have gone away
 
 
+class KeyedLocks:
+    """One :class:`asyncio.Lock` per key, held only while someone holds or awaits it.
+
+    Notes
+    -----
+    For work that must not overlap with other work on the same key but whose callers
+    each need their own run (unlike :class:`SingleFlight`, which shares one result): a
+    lock is made on first use and dropped when its last user leaves, so the table holds
+    only the keys in use.
+    """
+
+    def __init__(self) -> None:
+        self._locks: dict[Hashable, tuple[asyncio.Lock, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+    async def run(self, key: Hashable, work: Callable[[], Awaitable[T]]) -> T:
+        """Run ``work`` once no other caller of ``key`` in this process runs its own."""
+        lock, users = self._locks.get(key, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                return await work()
+        finally:
+            lock, users = self._locks[key]
+            if users > 1:
+                self._locks[key] = (lock, users - 1)
+            else:
+                del self._locks[key]
+
+
 async def acquire_lease(
     store: Store,
     key: CacheKey,

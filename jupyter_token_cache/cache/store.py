@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 from typing import Any, NamedTuple
 
 from ..times import iso8601
-from .locks import SingleFlight
+from .locks import KeyedLocks, SingleFlight
 from .stats import CacheStats
 
 #: Generation snapshot taken when an entry was looked up: ``set`` stamps the entry with
@@ -44,6 +44,8 @@ class Store(ABC):
     def __init__(self) -> None:
         self.stats = CacheStats()
         self.flights = SingleFlight()
+        #: Work that must not overlap per key (``CacheEngine.exclusive``).
+        self.locks = KeyedLocks()
         #: How many TokenCache instances use this store; closed when it drops to 0.
         self.users = 0
         #: The settings that built it (its key among the shared stores).

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import OrderedDict
 from importlib.metadata import entry_points
 from typing import Any
 
+from jupyterhub import orm
 from jupyterhub.auth import Authenticator
+from jupyterhub.handlers.login import LogoutHandler
 from jupyterhub.utils import maybe_future
 from tornado.ioloop import PeriodicCallback
 from tornado.web import RequestHandler
@@ -29,7 +32,8 @@ from ..tokens.minter import MintedRow
 from ..tokens.models import TokenRequestError
 from ..tokens.policy import TokenCache
 from ..tokens.service import TokenService
-from ..upstream import TokenExchange, UpstreamTokens, upstream_tokens
+from ..upstream import TokenExchange, UpstreamVerifier, exchange_verifier
+from ..upstream.service import UpstreamTokenService
 from .collector import freeze_gc
 from .events import EventBroker
 from .exchange import ExchangeHandler
@@ -50,7 +54,14 @@ from .observer import GROUP, SERVICE, USER, Change, DatabaseObserver, EndedToken
 from .page import AdminPageHandler, page_routes
 from .resets import Resets
 from .sessions import SessionResolver
-from .upstream import UpstreamSessionTable
+from .upstream_sessions import UpstreamSessionTable
+from .upstream_tokens import (
+    WAITED,
+    UpstreamTokenHandler,
+    end_in_time,
+    ending_on_logout,
+    upstream_service,
+)
 from .watch import WatchedTokens
 
 #: Where the REST API lives, under the hub prefix (/hub).
@@ -83,6 +94,7 @@ class TokenCacheMixin:
     events_handler: type[RequestHandler] = EventsHandler
     introspect_handler: type[RequestHandler] = IntrospectHandler
     exchange_handler: type[RequestHandler] = ExchangeHandler
+    upstream_handler: type[RequestHandler] = UpstreamTokenHandler
     page_handler: type[RequestHandler] = AdminPageHandler
 
     token_cache: TokenCache
@@ -96,14 +108,20 @@ class TokenCacheMixin:
     #: Tokens described to caches outside the hub (introspection), watched for raw deletes.
     token_watch: WatchedTokens
     #: The token exchange (None unless c.TokenExchange.issuer is set) and its settings.
-    token_exchange: UpstreamTokens | None
+    token_exchange: UpstreamVerifier | None
     token_exchange_settings: TokenExchange
+    #: The user's identity-provider tokens (None unless c.UpstreamTokens.enabled).
+    token_upstream: UpstreamTokenService | None
     #: Introspection requests and their answers since the hub started (the stats route).
     token_introspections: dict[str, int]
 
     def get_handlers(self, app: Any) -> list[tuple[str, type[RequestHandler]]]:
         handlers = list(super().get_handlers(app))  # type: ignore[misc]
         self.start_token_cache(app)
+        if self.token_upstream is not None:  # logging out ends the upstream session
+            logout = next((h for path, h in handlers if path == "/logout"), LogoutHandler)
+            handlers = [h for h in handlers if h[0] != "/logout"]
+            handlers.append(("/logout", ending_on_logout(logout)))
         return handlers + [
             (f"{API_PREFIX}/notebook", self.notebook_handler),
             (f"{API_PREFIX}/internal", self.internal_handler),
@@ -112,6 +130,7 @@ class TokenCacheMixin:
             (f"{API_PREFIX}/events", self.events_handler),
             (f"{API_PREFIX}/introspect", self.introspect_handler),
             (f"{API_PREFIX}/exchange", self.exchange_handler),
+            (f"{API_PREFIX}/upstream", self.upstream_handler),
             (f"{API_PREFIX}/users/([^/]+)", self.reset_handler),
             (f"{API_PREFIX}/resets/([^/]+)", self.reset_status_handler),
             (API_PREFIX, self.reset_handler),
@@ -153,7 +172,6 @@ class TokenCacheMixin:
         self.token_sessions = SessionResolver(service=self.token_service, minter=minter)
         self.token_observer = DatabaseObserver(app.db, self.token_ends_committed, log=self.log)  # type: ignore[attr-defined]
         self.token_observer.install()
-        self.token_resets = Resets(self.token_service, log=self.log)  # type: ignore[attr-defined]
         # JupyterHub purged expired tokens before the observer was installed: sweep now
         self._token_first_sweep = asyncio.get_running_loop().create_task(
             self.token_observer.sweep(), name="token-cache-sweep"
@@ -173,10 +191,22 @@ class TokenCacheMixin:
             watch.start()
             app._periodic_callbacks["token_cache_watch"] = watch
         self.token_exchange_settings = TokenExchange(parent=self)
-        self.token_exchange = upstream_tokens(
+        self.token_exchange = exchange_verifier(
             self.token_exchange_settings,
             self.log,  # type: ignore[attr-defined]
             sessions=self.token_upstream_sessions(app),
+        )
+        self.token_upstream = upstream_service(self, cache, self.token_events, self.log)  # type: ignore[attr-defined]
+
+        async def end_upstream(name: str) -> None:  # a reset with revoke ends it too
+            orm_user = orm.User.find(app.db, name)
+            if orm_user is not None:  # deleted meanwhile: its deletion ended it
+                await self.token_upstream_end(app.users[orm_user], "admin-reset")
+
+        self.token_resets = Resets(
+            self.token_service,
+            log=self.log,  # type: ignore[attr-defined]
+            ending=end_upstream if self.token_upstream is not None else None,
         )
         metrics.register()
         if cache.freeze_gc:
@@ -225,6 +255,42 @@ class TokenCacheMixin:
                 *(change_event(c) for c in changes),
             ]
         )
+
+    async def authenticate(self, handler: Any, data: Any = None) -> Any:
+        """The authenticator's login; its auth state names a new upstream session (``c.UpstreamTokens``)."""
+        model = await maybe_future(super().authenticate(handler, data))  # type: ignore[misc]
+        upstream = getattr(self, "token_upstream", None)
+        if upstream is not None and isinstance(model, dict):
+            if isinstance(model.get("auth_state"), dict):
+                model = {**model, "auth_state": upstream.stamp_login(model["auth_state"])}
+        return model
+
+    async def refresh_user(self, user: Any, handler: Any = None, **kwargs: Any) -> Any:
+        """The authenticator's refresh, run once per user at a time with the upstream token
+        route's refreshes, so the two never present one refresh token twice."""
+        refresh = super().refresh_user  # type: ignore[misc]
+        upstream = getattr(self, "token_upstream", None)
+        if upstream is None:
+            return await maybe_future(refresh(user, handler, **kwargs))
+        started = time.monotonic()
+        try:
+            return await upstream.refresh_user(
+                user, lambda: maybe_future(refresh(user, handler, **kwargs))
+            )
+        finally:  # the upstream route's timeout counts this wait too
+            if handler is not None:
+                setattr(handler, WAITED, time.monotonic() - started)
+
+    async def delete_user(self, user: Any) -> None:
+        """End the user's upstream session (revoking its tokens), then the authenticator's hook."""
+        await self.token_upstream_end(user, "user-deleted")
+        await maybe_future(super().delete_user(user))  # type: ignore[misc]
+
+    async def token_upstream_end(self, user: Any, reason: str) -> None:
+        """End ``user``'s upstream session, if upstream tokens are on (logout, deletion, reset)."""
+        upstream = getattr(self, "token_upstream", None)
+        if upstream is not None and user is not None:
+            await end_in_time(upstream, user, reason, self.log)  # type: ignore[attr-defined]
 
     async def pre_spawn_start(self, user: Any, spawner: Any) -> None:
         """Mint the server session's notebook token and put it in the server's environment."""

@@ -30,7 +30,7 @@ from ..tokens.models import (
     TokenRequestError,
     UnknownService,
 )
-from ..upstream.exchange import ExchangeError, Identity, UpstreamTokens
+from ..upstream.exchange import ExchangeError, Identity, UpstreamVerifier
 from .handlers import TokenCacheAPIHandler
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ class ExchangeHandler(TokenCacheAPIHandler):
         """No cookie is a credential here: the subject token in the body is the only one."""
 
     async def post(self) -> None:
-        exchange: UpstreamTokens | None = getattr(self.extension, "token_exchange", None)
+        exchange: UpstreamVerifier | None = getattr(self.extension, "token_exchange", None)
         if exchange is None:
             raise web.HTTPError(404, "Token exchange is not configured (c.TokenExchange.issuer)")
         params = self._params()

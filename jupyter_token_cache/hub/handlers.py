@@ -143,6 +143,9 @@ class StatsHandler(TokenCacheAPIHandler):
         exchange = getattr(self.extension, "token_exchange", None)
         if exchange is not None:  # only when c.TokenExchange.issuer is set
             stats["exchange"] = exchange.stats()
+        upstream = getattr(self.extension, "token_upstream", None)
+        if upstream is not None:  # only when c.UpstreamTokens.enabled
+            stats["upstream"] = upstream.stats()
         self.write_json(stats)
 
 
@@ -182,7 +185,8 @@ class ResetHandler(TokenCacheAPIHandler):
     ``200`` with the result when the reset ends within a second (or what ``Prefer:
     wait=N`` asks), else ``202`` with the reset's handle (``Location``, and its model in
     the body), which :class:`ResetStatusHandler` answers; ``Prefer: respond-async``
-    answers ``202`` at once (:mod:`~jupyter_token_cache.hub.resets`).
+    answers ``202`` at once (:mod:`~jupyter_token_cache.hub.resets`). A user's reset with
+    revoke also ends their upstream session (``c.UpstreamTokens``), in the reset's job.
     """
 
     async def delete(self, name: str | None = None) -> None:

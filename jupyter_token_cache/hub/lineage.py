@@ -99,7 +99,7 @@ LINEAGE = Table(
 
 #: Which upstream (identity provider) session each subject token of the token exchange was
 #: verified for: what revokes that session's hub tokens when the provider ends it. A row
-#: lives until its token expires (see hub/upstream.py).
+#: lives until its token expires (see hub/upstream_sessions.py).
 UPSTREAM = Table(
     "jupyter_token_cache_upstream",
     metadata,

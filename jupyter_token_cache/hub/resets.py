@@ -12,6 +12,11 @@ it is done. A reset that finishes within that time answers ``200`` with its resu
 resets always did, so clients written before the handle existed keep working on hubs
 of any size they could reset before.
 
+A reset with revoke of one user also ends that user's upstream session (``ending``:
+their identity-provider tokens dropped and revoked, ``c.UpstreamTokens``), first, so
+that a reset answered ``200`` has ended it; a failure to end it fails the reset, once
+its tokens are revoked.
+
 Resets are kept in this hub process only (the last :data:`KEEP` that ended, and every
 one running); a hub restart forgets them, and the handle then answers 404. Asking for a
 reset while the same one (same user, same revoke) runs returns the running one.
@@ -23,6 +28,7 @@ import asyncio
 import secrets
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,9 +94,17 @@ class Reset:
 class Resets:
     """Start resets, keep their handles."""
 
-    def __init__(self, service: TokenService, *, log: Any) -> None:
+    def __init__(
+        self,
+        service: TokenService,
+        *,
+        log: Any,
+        ending: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
         self.service = service
         self.log = log
+        #: What else a reset with revoke of one user ends, given the user's name.
+        self.ending = ending
         self._resets: OrderedDict[str, Reset] = OrderedDict()
 
     def start(self, user: str | None, *, revoke: bool) -> Reset:
@@ -112,9 +126,12 @@ class Resets:
         def progress(count: int) -> None:
             reset.revoked = count
 
+        upstream_ended = await self._end(reset)
         try:
             result = await self.service.reset(reset.user, revoke=reset.revoke, progress=progress)
             reset.cleared, reset.revoked = result["cleared"], result["revoked"]
+            if not upstream_ended:
+                reset.error = "The user's upstream session could not be ended; see the hub's log"
         except Exception:
             self.log.exception("Token cache reset %s failed", reset.id)
             reset.error = "The reset failed; see the hub's log"
@@ -123,6 +140,17 @@ class Resets:
             ended = [r for r in self._resets.values() if r.finished is not None]
             for old in ended[: max(0, len(ended) - KEEP)]:
                 del self._resets[old.id]
+
+    async def _end(self, reset: Reset) -> bool:
+        """End the user's upstream session for a reset with revoke; False if that failed."""
+        if self.ending is None or reset.user is None or not reset.revoke:
+            return True
+        try:
+            await self.ending(reset.user)
+        except Exception:
+            self.log.exception("Token cache reset %s: ending the upstream session failed", reset.id)
+            return False
+        return True
 
 
 def requested_wait(prefer: str | None) -> float:

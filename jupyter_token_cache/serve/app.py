@@ -23,7 +23,7 @@ class ServeCommand(Command):
     """Serve the token API as a JupyterHub service; run as many replicas as needed."""
 
     description = """Serve the token-cache REST API (notebook, internal, introspect,
-    exchange, stats, tokens, reset) as a JupyterHub service, in front of the hub: token
+    exchange, upstream, stats, tokens, reset) as a JupyterHub service, in front of the hub: token
     answers and introspections are cached on the shared backend and served without
     asking the hub; misses go to the hub's own routes. Run it as a managed service
     (c.JupyterHub.services with "command") or as external replicas behind the proxy; see

@@ -15,6 +15,7 @@ from ..rest import (
     header,
     internal_body,
     introspected_token,
+    json_error,
     parse_body,
     query,
     rfc_error,
@@ -208,6 +209,47 @@ class ExchangeHandler(ServeHandler):
         if answer.body is None:
             rfc_error(self, "temporarily_unavailable", answer.message, 503)
         self.set_status(answer.status)
+        write_json(self, answer.body)
+
+
+class UpstreamHandler(ServeHandler):
+    """POST {prefix}upstream: passed to the hub's route as the caller, its answer written as it is.
+
+    Notes
+    -----
+    The upstream session lives in the hub: the auth state (in its database, sealed with
+    its key) holds the refresh token, and the hub's section is what makes a refresh
+    happen once per user. This replica could cache the hub's answers at the edge, but
+    it would then have to follow every end of an upstream session (logout, an
+    ``invalid_grant``) as it follows token ends, to stop serving a token the hub has
+    dropped; passing each request on keeps one place that decides, at the cost of one
+    hub request per call — about what ``GET /hub/api/user`` costs (the benchmark). The
+    caller's own credential goes with it, so the hub applies every rule as if the
+    caller had come straight to it; the body goes as sent, refused by the hub's parser.
+    """
+
+    async def post(self) -> None:
+        authorization = self.authorization()  # none: the hub's own 403
+        try:
+            answer = await self.replica.hub.call(
+                "POST",
+                "/upstream",
+                authorization,
+                content=self.request.body,
+                content_type=header(self, "Content-Type"),
+            )
+        except HubUnreachable as e:
+            json_error(self, 503, str(e), "temporarily_unavailable")
+            return
+        if not isinstance(answer.body, dict):
+            json_error(self, 502, answer.message, None)
+            return
+        if answer.status != 200:
+            error = answer.body.get("error")
+            json_error(
+                self, answer.status, answer.message, error if isinstance(error, str) else None
+            )
+            return
         write_json(self, answer.body)
 
 

@@ -152,6 +152,7 @@ class TokenCacheReplica(LoggingConfigurable):
             (prefix + "internal", handlers.InternalTokenHandler),
             (prefix + "introspect", handlers.IntrospectHandler),
             (prefix + "exchange", handlers.ExchangeHandler),
+            (prefix + "upstream", handlers.UpstreamHandler),
             (prefix + "stats", handlers.StatsHandler),
             (prefix + "tokens", handlers.TokensHandler),
             (prefix + "health", handlers.HealthHandler),

@@ -21,6 +21,9 @@ SERVICE_CHANGED = "service-changed"
 #: scopes, a role deleted, a rename that filters like ``!user=`` or ``!group=`` follow).
 SCOPES_CHANGED = "scopes-changed"
 CACHE_RESET = "cache-reset"
+#: A user's upstream session (their login at the identity provider, whose tokens the hub
+#: hands out: POST /upstream) ended here; its tokens are dropped, the user logs in again.
+UPSTREAM_ENDED = "upstream-session-ended"
 #: Sent to a stream client whose history the hub no longer has: drop everything before it.
 RESET = "reset"
 #: Opens every stream: from which position it vouches for its history, and the hub's now.
@@ -36,6 +39,9 @@ REVOKE_REASONS = (
     "expired",
     "admin-reset",
 )
+#: Why an upstream session ended (upstream-session-ended): the provider refused its refresh
+#: token (invalid_grant), the user logged out, was deleted, or an admin reset them with revoke.
+UPSTREAM_END_REASONS = ("invalid-grant", "logout", "user-deleted", "admin-reset")
 #: What changed about a user, group or service (user-changed, group-changed,
 #: service-changed), or about scopes at large (scopes-changed).
 CHANGE_REASONS = ("deleted", "renamed", "roles", "groups", "shares", "scopes")

@@ -244,6 +244,11 @@ class TokenService:
     def _within(self, expanded: frozenset[str], allowed: frozenset[str]) -> bool:
         return self.minter.intersect(expanded, allowed) == expanded
 
+    async def check_session(self, session: ParentSession) -> None:
+        """Refuse (403) a credential whose session has ended, as a token request would
+        (for the routes that hand out something else: upstream tokens)."""
+        await self._check_session(session)
+
     async def _check_session(self, session: ParentSession) -> None:
         """Refuse (403) a credential whose session has ended, and revoke what it left."""
         if session.minted is None and session.kind != "server":

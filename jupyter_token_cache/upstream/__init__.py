@@ -1,12 +1,14 @@
-"""Upstream tokens: verifying the site identity provider's access tokens (no Tornado here)."""
+"""Upstream tokens: verifying the site identity provider's access tokens (the exchange), and
+handing the user's own to their notebooks (``c.UpstreamTokens``). No Tornado here."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from .exchange import ExchangeError, Identity, UpstreamSessions, UpstreamTokens
+from .exchange import ExchangeError, Identity, UpstreamSessions, UpstreamVerifier
 from .settings import TokenExchange, UpstreamCache
+from .targets import UpstreamTokens
 
 __all__ = [
     "ExchangeError",
@@ -15,13 +17,14 @@ __all__ = [
     "UpstreamCache",
     "UpstreamSessions",
     "UpstreamTokens",
-    "upstream_tokens",
+    "UpstreamVerifier",
+    "exchange_verifier",
 ]
 
 
-def upstream_tokens(
+def exchange_verifier(
     settings: TokenExchange, log: logging.Logger, *, sessions: UpstreamSessions, **kwargs: Any
-) -> UpstreamTokens | None:
+) -> UpstreamVerifier | None:
     """The exchange's verifier for ``settings``, or None when no issuer is configured.
 
     A setting that cannot work (no audiences, introspection without a client) stops the
@@ -43,4 +46,4 @@ def upstream_tokens(
         raise ValueError(f"c.TokenExchange: {problem}")
     # answers are kept introspection_ttl at most by CachedAnswers
     cache = UpstreamCache(parent=settings)
-    return UpstreamTokens(settings=settings, cache=cache, sessions=sessions, log=log, **kwargs)
+    return UpstreamVerifier(settings=settings, cache=cache, sessions=sessions, log=log, **kwargs)

@@ -86,7 +86,7 @@ class Identity:
     cached: bool
 
 
-class UpstreamTokens:
+class UpstreamVerifier:
     """Verify upstream tokens with the configured provider, one call per token per TTL."""
 
     def __init__(

@@ -17,13 +17,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import httpx
 import jwt
 
 from ..cache.answers import Unavailable
 from .settings import TokenExchange
+from .targets import UpstreamTokens
 
 #: The JWK key type, and the curves, each JWS algorithm verifies with (RFC 7518, RFC 8037).
 KEY_TYPES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -49,6 +50,10 @@ def fits(jwk: dict[str, Any], alg: str) -> bool:
     )
 
 
+#: The settings a provider is asked with: the exchange's, or the upstream tokens'.
+S = TypeVar("S", TokenExchange, UpstreamTokens)
+
+
 class ProviderUnavailable(Unavailable):
     """The identity provider could not be asked; the exchange fails closed (503)."""
 
@@ -65,13 +70,16 @@ def json_of(response: httpx.Response, what: str) -> Any:
         raise ProviderUnavailable(f"The identity provider's answer to {what} is not JSON") from None
 
 
-class Provider:
+class Provider(Generic[S]):
     """The provider's endpoints (from its discovery document, fetched once) and one HTTP client."""
 
     def __init__(
-        self, settings: TokenExchange, http: httpx.AsyncClient, log: logging.Logger | None = None
+        self,
+        settings: S,
+        http: httpx.AsyncClient,
+        log: logging.Logger | None = None,
     ) -> None:
-        self.settings = settings
+        self.settings: S = settings
         self.http = http
         self.log = log or logging.getLogger(__name__)
         self._discovery: dict[str, Any] | None = None
@@ -104,7 +112,7 @@ class Provider:
 class Introspection:
     """RFC 7662 at the provider, authenticated as ``client_id`` (HTTP Basic)."""
 
-    def __init__(self, provider: Provider) -> None:
+    def __init__(self, provider: Provider[TokenExchange]) -> None:
         self.provider = provider
 
     async def __call__(self, token: str, timeout: float) -> dict[str, Any]:
@@ -133,7 +141,7 @@ class Introspection:
 class Userinfo:
     """The OIDC userinfo endpoint: the token is good if the provider answers with a user."""
 
-    def __init__(self, provider: Provider) -> None:
+    def __init__(self, provider: Provider[TokenExchange]) -> None:
         self.provider = provider
 
     async def __call__(self, token: str, timeout: float) -> dict[str, Any]:
@@ -184,7 +192,7 @@ class JWKS:
     it checks the pairing again.
     """
 
-    def __init__(self, provider: Provider) -> None:
+    def __init__(self, provider: Provider[TokenExchange]) -> None:
         self.provider = provider
         #: The published signing keys (JWKs), as the provider wrote them.
         self._keys: list[dict[str, Any]] = []

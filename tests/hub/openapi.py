@@ -19,6 +19,7 @@ _ROUTES = [
     (re.compile(r"/token-cache/tokens$"), "/token-cache/tokens"),
     (re.compile(r"/token-cache/introspect$"), "/token-cache/introspect"),
     (re.compile(r"/token-cache/exchange$"), "/token-cache/exchange"),
+    (re.compile(r"/token-cache/upstream$"), "/token-cache/upstream"),
     (re.compile(r"/token-cache/users/[^/]+$"), "/token-cache/users/{name}"),
     (re.compile(r"/token-cache/resets/[^/]+$"), "/token-cache/resets/{id}"),
     (re.compile(r"/token-cache$"), "/token-cache"),

@@ -23,7 +23,7 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from traitlets.config import Config
 
-from jupyter_token_cache.upstream import upstream_tokens
+from jupyter_token_cache.upstream import exchange_verifier
 from jupyter_token_cache.upstream.exchange import digest
 
 from ..oidc.jwks import KeySet
@@ -374,7 +374,7 @@ async def test_a_restarted_hub_still_revokes_what_an_upstream_session_was_given(
     upstream = alices(hub, provider)
     minted = (await exchange(hub, upstream)).json()["access_token"]
     # a new process: its own verifier and cache engine, on the same Redis
-    extension.token_exchange = upstream_tokens(
+    extension.token_exchange = exchange_verifier(
         extension.token_exchange_settings, before.log, sessions=before.sessions
     )
     extension.token_exchange.answers.ttl = 0.5

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from traitlets import TraitError
 
-from jupyter_token_cache.upstream import TokenExchange, upstream_tokens
-from jupyter_token_cache.upstream.exchange import ExchangeError, UpstreamTokens
+from jupyter_token_cache.upstream import TokenExchange, exchange_verifier
+from jupyter_token_cache.upstream.exchange import ExchangeError, UpstreamVerifier
 from jupyter_token_cache.upstream.settings import ASYMMETRIC
 
 from ..fuzz import Tally, nasty_text
@@ -25,10 +25,10 @@ from .sessions import Sessions
 LOG = logging.getLogger("test")
 
 
-def tokens(provider: OIDCProvider, **settings: object) -> UpstreamTokens:
+def tokens(provider: OIDCProvider, **settings: object) -> UpstreamVerifier:
     exchange = TokenExchange(issuer=provider.issuer, allowed_audiences=["jupyterhub"],
                              client_id=HUB_CLIENT[0], client_secret=HUB_CLIENT[1], **settings)  # fmt: skip
-    made = upstream_tokens(exchange, LOG, sessions=Sessions())
+    made = exchange_verifier(exchange, LOG, sessions=Sessions())
     assert made is not None
     return made
 
@@ -77,12 +77,12 @@ def test_symmetric_and_none_algorithms_are_refused() -> None:
 
 def test_settings_that_cannot_work_stop_the_hub(oidc_provider: OIDCProvider) -> None:
     assert (
-        upstream_tokens(TokenExchange(), LOG, sessions=Sessions()) is None
+        exchange_verifier(TokenExchange(), LOG, sessions=Sessions()) is None
     )  # no issuer: no exchange
     with pytest.raises(ValueError, match="allowed_audiences"):
-        upstream_tokens(TokenExchange(issuer=oidc_provider.issuer), LOG, sessions=Sessions())
+        exchange_verifier(TokenExchange(issuer=oidc_provider.issuer), LOG, sessions=Sessions())
     with pytest.raises(ValueError, match="client_id"):
-        upstream_tokens(
+        exchange_verifier(
             TokenExchange(issuer=oidc_provider.issuer, allowed_audiences=["x"]),
             LOG,
             sessions=Sessions(),
@@ -103,16 +103,16 @@ def keyset() -> Iterator[KeySet]:
     yield from running_keyset()
 
 
-def jwks_tokens(keyset: KeySet, **settings: object) -> UpstreamTokens:
+def jwks_tokens(keyset: KeySet, **settings: object) -> UpstreamVerifier:
     exchange = TokenExchange(issuer=keyset.issuer, jwks_uri=f"{keyset.url}/jwks",
                              verification="jwt", allowed_audiences=[AUDIENCE],
                              algorithms=list(ASYMMETRIC), **settings)  # fmt: skip
-    made = upstream_tokens(exchange, LOG, sessions=Sessions())
+    made = exchange_verifier(exchange, LOG, sessions=Sessions())
     assert made is not None
     return made
 
 
-async def refused(checker: UpstreamTokens, token: str) -> ExchangeError:
+async def refused(checker: UpstreamVerifier, token: str) -> ExchangeError:
     with pytest.raises(ExchangeError) as refusal:
         await checker.identify(token)
     return refusal.value

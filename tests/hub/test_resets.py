@@ -1,0 +1,66 @@
+"""A reset with revoke of one user ends their upstream session too, in the reset's job
+(hub/resets.py): first, so that a reset answered 200 has ended it; a failure to end it
+fails the reset without keeping its tokens alive. tests/e2e/test_upstream_tokens.py
+checks the whole of it on a real hub and provider."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, cast
+
+from jupyter_token_cache.hub.resets import Resets
+from jupyter_token_cache.tokens.service import TokenService
+
+LOG = logging.getLogger(__name__)
+
+
+class Service:
+    """The token service's reset, recording what happened when."""
+
+    def __init__(self, done: list[str]) -> None:
+        self.done = done
+
+    async def reset(
+        self, user: str | None, *, revoke: bool, progress: Callable[[int], None]
+    ) -> dict[str, Any]:
+        self.done.append(f"tokens of {user}")
+        progress(2)
+        return {"cleared": True, "revoked": 2 if revoke else 0}
+
+
+def resets(done: list[str], *, fails: bool = False) -> Resets:
+    async def ending(name: str) -> None:
+        done.append(f"upstream session of {name}")
+        if fails:
+            raise RuntimeError("the auth state could not be saved")
+
+    return Resets(cast(TokenService, Service(done)), log=LOG, ending=ending)
+
+
+async def test_a_users_reset_with_revoke_ends_the_upstream_session_first() -> None:
+    done: list[str] = []
+    reset = resets(done).start("alice", revoke=True)
+    assert await reset.wait(5)
+    assert done == ["upstream session of alice", "tokens of alice"]
+    assert reset.state == "done" and reset.result() == {"cleared": True, "revoked": 2}
+
+
+async def test_a_reset_without_revoke_or_of_everyone_leaves_upstream_sessions() -> None:
+    done: list[str] = []
+    keeper = resets(done)
+    for user, revoke in (("alice", False), (None, True), (None, False)):
+        assert await keeper.start(user, revoke=revoke).wait(5)
+    assert done == ["tokens of alice", "tokens of None", "tokens of None"]
+
+
+async def test_a_failure_to_end_the_upstream_session_fails_the_reset_after_revoking(
+    caplog: Any,
+) -> None:
+    done: list[str] = []
+    reset = resets(done, fails=True).start("alice", revoke=True)
+    assert await reset.wait(5)
+    assert done == ["upstream session of alice", "tokens of alice"]  # revoked all the same
+    assert reset.state == "failed" and reset.revoked == 2
+    assert reset.error and "upstream session" in reset.error
+    assert "ending the upstream session failed" in caplog.text
