@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -48,9 +49,9 @@ from .handlers import (
     TokensHandler,
 )
 from .introspect import IntrospectHandler
-from .lineage import create_tables
+from .lineage import BATCH, create_tables
 from .minter import OrmMinter
-from .observer import GROUP, SERVICE, USER, Change, DatabaseObserver, EndedToken
+from .observer import GROUP, SERVICE, USER, Change, DatabaseObserver, EndedToken, pause
 from .page import AdminPageHandler, page_routes
 from .resets import Resets
 from .sessions import SessionResolver
@@ -198,7 +199,11 @@ class TokenCacheMixin:
         )
         self.token_upstream = upstream_service(self, cache, self.token_events, self.log)  # type: ignore[attr-defined]
 
-        async def end_upstream(name: str) -> None:  # a reset with revoke ends it too
+        async def end_upstream(name: str | None) -> None:  # a reset with revoke ends it too
+            if name is None:
+                async for orm_user in users_with_auth_state(app.db):
+                    await self.token_upstream_end(app.users[orm_user], "admin-reset")
+                return
             orm_user = orm.User.find(app.db, name)
             if orm_user is not None:  # deleted meanwhile: its deletion ended it
                 await self.token_upstream_end(app.users[orm_user], "admin-reset")
@@ -336,6 +341,27 @@ def change_event(change: Change) -> Event:
     if change.kind == SERVICE:
         return Event(SERVICE_CHANGED, service=change.name, reason=change.reason)
     return Event(SCOPES_CHANGED, reason=change.reason)
+
+
+async def users_with_auth_state(db: Any) -> AsyncIterator[Any]:
+    """The users who have an auth state (an upstream session may live in it), read in key
+    order :data:`~jupyter_token_cache.hub.lineage.BATCH` at a time, the event loop free
+    between reads (a reset of everyone ends each one's session)."""
+    after = 0
+    while True:
+        batch = (
+            db.query(orm.User)
+            .filter(orm.User.id > after, orm.User.encrypted_auth_state.is_not(None))
+            .order_by(orm.User.id)
+            .limit(BATCH)
+            .all()
+        )
+        if not batch:
+            return
+        for user in batch:
+            yield user
+        after = batch[-1].id
+        await pause()
 
 
 class EndedLogins:

@@ -12,10 +12,10 @@ it is done. A reset that finishes within that time answers ``200`` with its resu
 resets always did, so clients written before the handle existed keep working on hubs
 of any size they could reset before.
 
-A reset with revoke of one user also ends that user's upstream session (``ending``:
-their identity-provider tokens dropped and revoked, ``c.UpstreamTokens``), first, so
-that a reset answered ``200`` has ended it; a failure to end it fails the reset, once
-its tokens are revoked.
+A reset with revoke also ends upstream sessions (``ending``: the identity-provider
+tokens dropped and revoked, ``c.UpstreamTokens``): the user's, or for a reset of
+everyone every user's who has an auth state. First, so that a reset answered ``200`` has
+ended them; a failure to end one fails the reset, once its tokens are revoked.
 
 Resets are kept in this hub process only (the last :data:`KEEP` that ended, and every
 one running); a hub restart forgets them, and the handle then answers 404. Asking for a
@@ -99,11 +99,11 @@ class Resets:
         service: TokenService,
         *,
         log: Any,
-        ending: Callable[[str], Awaitable[None]] | None = None,
+        ending: Callable[[str | None], Awaitable[None]] | None = None,
     ) -> None:
         self.service = service
         self.log = log
-        #: What else a reset with revoke of one user ends, given the user's name.
+        #: What else a reset with revoke ends, given the user's name (None: everyone's).
         self.ending = ending
         self._resets: OrderedDict[str, Reset] = OrderedDict()
 
@@ -142,13 +142,14 @@ class Resets:
                 del self._resets[old.id]
 
     async def _end(self, reset: Reset) -> bool:
-        """End the user's upstream session for a reset with revoke; False if that failed."""
-        if self.ending is None or reset.user is None or not reset.revoke:
+        """End the user's (or everyone's) upstream session for a reset with revoke; False if
+        that failed."""
+        if self.ending is None or not reset.revoke:
             return True
         try:
             await self.ending(reset.user)
         except Exception:
-            self.log.exception("Token cache reset %s: ending the upstream session failed", reset.id)
+            self.log.exception("Token cache reset %s: ending upstream sessions failed", reset.id)
             return False
         return True
 
