@@ -537,10 +537,18 @@ async def _revocation(hub: HubProcess, replicas: list[Replica], sizes: Sizes) ->
     """Both series: the notebook route (a refusal is a new token) and introspection."""
     served = await _revocations(hub, replicas, sizes, introspect=False)
     inactive = await _revocations(hub, replicas, sizes, introspect=True)
-    keys = ("from_sent", "from_answered", "between_replicas", "refused_before_answer",
-            "served_after_sent",
-            "poll_round_trip", "refusing_round_trip", "met", "hub_requests_per_revocation",
-            "valid_refused")  # fmt: skip
+    keys = (
+        "from_sent",
+        "from_answered",
+        "between_replicas",
+        "refused_before_answer",
+        "served_after_sent",
+        "poll_round_trip",
+        "refusing_round_trip",
+        "met",
+        "hub_requests_per_revocation",
+        "valid_refused",
+    )
     return served | {"introspect": {k: inactive[k] for k in keys}}
 
 

@@ -39,8 +39,12 @@ from .tokens.models import printable, shown
 
 #: Longest minimum_lifetime worth asking for: ten years.
 MAX_LIFETIME = 10 * 365 * 86400
-_TYPES = {"minimum_lifetime": "a positive integer (seconds)", "service": "a service name",
-          "scopes": "a non-empty list of scopes", "target": "a target name"}  # fmt: skip
+_TYPES = {
+    "minimum_lifetime": "a positive integer (seconds)",
+    "service": "a service name",
+    "scopes": "a non-empty list of scopes",
+    "target": "a target name",
+}
 #: Longest token introspected: JupyterHub's are 32 hex characters; OAuth ones are longer.
 MAX_INTROSPECTED = 255
 #: Fields of each token route's body.

@@ -102,8 +102,9 @@ def _unheld(scope: str, held: Iterable[str]) -> bool:
         # a server is its owner's, and a group's member holds a group's scope for herself
         # too: both read as the owner's own, so that no scope is called unheld wrongly
         try:
-            return frozenset(expand_scopes([re.sub(r"!(server|group=[^!]*)$", "!user", scope)],
-                                           owner=someone))  # fmt: skip
+            return frozenset(
+                expand_scopes([re.sub(r"!(server|group=[^!]*)$", "!user", scope)], owner=someone)
+            )
         except Exception:  # noqa: BLE001 - an unknown scope: scope_error names it
             return frozenset()
 

@@ -30,12 +30,29 @@ nasty_text = st.text(
     alphabet=st.sampled_from(NASTY) | st.characters(exclude_categories=("Cs",)), max_size=24
 )
 #: Scopes, from well formed to what the edge cache's key once confused.
-scopes = st.sampled_from([
-    "read:users!user", "access:services!service=dask", "read:users:name!user", "admin:users",
-    "*", "read:users!user access:services!service=dask", "read:users!user\n", " read:users!user",
-    "read:users!user=", "read:users!group=", "", "inherit", "self", "read:users!user=é",
-    "custom:token-cache:admin", "read:users!user\x00",
-]) | nasty_text  # fmt: skip
+scopes = (
+    st.sampled_from(
+        [
+            "read:users!user",
+            "access:services!service=dask",
+            "read:users:name!user",
+            "admin:users",
+            "*",
+            "read:users!user access:services!service=dask",
+            "read:users!user\n",
+            " read:users!user",
+            "read:users!user=",
+            "read:users!group=",
+            "",
+            "inherit",
+            "self",
+            "read:users!user=é",
+            "custom:token-cache:admin",
+            "read:users!user\x00",
+        ]
+    )
+    | nasty_text
+)
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**40), 2**40) | nasty_text,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(nasty_text, inner, max_size=3),
@@ -72,24 +89,46 @@ ROUTES = [
     Route("upstream", "POST", "upstream", "json", "user"),
 ]
 #: Every credential a request may carry; "raw" is an arbitrary Authorization header.
-CREDENTIALS = ["none", "garbage", "user", "narrow", "notebook", "internal", "admin", "checker",
-               "raw"]  # fmt: skip
+CREDENTIALS = [
+    "none",
+    "garbage",
+    "user",
+    "narrow",
+    "notebook",
+    "internal",
+    "admin",
+    "checker",
+    "raw",
+]
 QUERY_NAMES = ["user", "kind", "service", "offset", "limit", "revoke", "last_event_id"]
-BODY_NAMES = ["service", "scopes", "minimum_lifetime", "token", "grant_type", "subject_token",
-              "subject_token_type", "scope", "resource", "audience", "requested_token_type",
-              "target"]  # fmt: skip
+BODY_NAMES = [
+    "service",
+    "scopes",
+    "minimum_lifetime",
+    "token",
+    "grant_type",
+    "subject_token",
+    "subject_token_type",
+    "scope",
+    "resource",
+    "audience",
+    "requested_token_type",
+    "target",
+]
 #: A placeholder in a body value: replaced by that credential (introspection, exchange).
 PLACEHOLDERS = ["<user>", "<notebook>", "<upstream>", "<garbage>"]
 body_values = (
     st.sampled_from(
         ["dask", "short", "nope", GRANT, ACCESS, "read:users!user", "30", "true", *PLACEHOLDERS]
-    )  # fmt: skip
+    )
     | st.lists(scopes, min_size=1, max_size=3)
     | st.integers(-5, 10**9)
     | json_values
 )
-query_values = st.sampled_from(["alice", "notebook", "internal", "dask", "0", "2", "true",
-                                "false", "-1", ""]) | nasty_text  # fmt: skip
+query_values = (
+    st.sampled_from(["alice", "notebook", "internal", "dask", "0", "2", "true", "false", "-1", ""])
+    | nasty_text
+)
 #: Well-formed bodies and queries of each route, so that most requests reach the policy.
 WELL_FORMED: dict[str, st.SearchStrategy[list[tuple[str, Any]]]] = {
     "notebook": st.sampled_from([[], [("minimum_lifetime", 600)], [("minimum_lifetime", 10**8)]]),
@@ -98,27 +137,51 @@ WELL_FORMED: dict[str, st.SearchStrategy[list[tuple[str, Any]]]] = {
         st.none() | st.lists(scopes, min_size=1, max_size=2),
     ).map(lambda t: [("service", t[0])] + ([] if t[1] is None else [("scopes", t[1])])),
     "introspect": st.sampled_from(PLACEHOLDERS + ["x", ""]).map(lambda v: [("token", v)]),
-    "upstream": st.sampled_from([[], [("target", "s3")], [("minimum_lifetime", 60)],
-                                 [("target", "nope"), ("minimum_lifetime", 10**8)]]),
+    "upstream": st.sampled_from(
+        [
+            [],
+            [("target", "s3")],
+            [("minimum_lifetime", 60)],
+            [("target", "nope"), ("minimum_lifetime", 10**8)],
+        ]
+    ),
     "exchange": st.fixed_dictionaries(
-        {"grant_type": st.just(GRANT), "subject_token": st.just("<upstream>"),
-         "subject_token_type": st.just(ACCESS)},
-        optional={"scope": st.sampled_from(["read:users!user", "read:users:name!user",
-                                            "admin:users", "read:users!user  x", "*"]),
-                  "resource": st.sampled_from(["dask", "short", "nope"]),
-                  "audience": st.sampled_from(["dask", "short"])},
+        {
+            "grant_type": st.just(GRANT),
+            "subject_token": st.just("<upstream>"),
+            "subject_token_type": st.just(ACCESS),
+        },
+        optional={
+            "scope": st.sampled_from(
+                [
+                    "read:users!user",
+                    "read:users:name!user",
+                    "admin:users",
+                    "read:users!user  x",
+                    "*",
+                ]
+            ),
+            "resource": st.sampled_from(["dask", "short", "nope"]),
+            "audience": st.sampled_from(["dask", "short"]),
+        },
     ).map(lambda d: list(d.items())),
-    "tokens": st.fixed_dictionaries({}, optional={
-        "user": st.just("alice"), "kind": st.sampled_from(["notebook", "internal"]),
-        "service": st.just("dask"), "limit": st.just("2"),
-    }).map(lambda d: list(d.items())),
+    "tokens": st.fixed_dictionaries(
+        {},
+        optional={
+            "user": st.just("alice"),
+            "kind": st.sampled_from(["notebook", "internal"]),
+            "service": st.just("dask"),
+            "limit": st.just("2"),
+        },
+    ).map(lambda d: list(d.items())),
     "reset": st.sampled_from([[], [("revoke", "false")], [("revoke", "true")]]),
-}  # fmt: skip
+}
 WELL_FORMED["reset user"] = WELL_FORMED["reset"]
 
 
-def with_a_duplicate(pairs: st.SearchStrategy[list[tuple[str, Any]]],
-                     values: st.SearchStrategy[Any]) -> st.SearchStrategy[list[tuple[str, Any]]]:  # fmt: skip
+def with_a_duplicate(
+    pairs: st.SearchStrategy[list[tuple[str, Any]]], values: st.SearchStrategy[Any]
+) -> st.SearchStrategy[list[tuple[str, Any]]]:
     """``pairs`` with one of its parameters given again (with another value, or the same)."""
 
     def again(pairs: list[tuple[str, Any]], which: int, value: Any) -> list[tuple[str, Any]]:
@@ -135,17 +198,20 @@ def with_a_duplicate(pairs: st.SearchStrategy[list[tuple[str, Any]]],
 _EXCHANGE = [("grant_type", GRANT), ("subject_token", "<upstream>"), ("subject_token_type", ACCESS)]
 NARROWING: dict[str, st.SearchStrategy[list[tuple[str, Any]]]] = {
     "exchange": st.one_of(
-        st.tuples(st.sampled_from(["read:users!user", "read:users:name!user"]),
-                  st.sampled_from(["read:users!user", "access:servers!user", "read:users"]))
-        .map(lambda t: [*_EXCHANGE, ("scope", t[0]), ("scope", t[1])]),
-        st.tuples(st.sampled_from(["resource", "audience"]), st.sampled_from(["dask", "short"]),
-                  st.sampled_from(["dask", "short"]))
-        .map(lambda t: [*_EXCHANGE, (t[0], t[1]), (t[0], t[2])]),
+        st.tuples(
+            st.sampled_from(["read:users!user", "read:users:name!user"]),
+            st.sampled_from(["read:users!user", "access:servers!user", "read:users"]),
+        ).map(lambda t: [*_EXCHANGE, ("scope", t[0]), ("scope", t[1])]),
+        st.tuples(
+            st.sampled_from(["resource", "audience"]),
+            st.sampled_from(["dask", "short"]),
+            st.sampled_from(["dask", "short"]),
+        ).map(lambda t: [*_EXCHANGE, (t[0], t[1]), (t[0], t[2])]),
     ),
-    "internal": st.tuples(st.lists(scopes, min_size=1, max_size=2),
-                          st.lists(scopes, min_size=1, max_size=2))
-    .map(lambda t: [("service", "dask"), ("scopes", t[0]), ("scopes", t[1])]),
-}  # fmt: skip
+    "internal": st.tuples(
+        st.lists(scopes, min_size=1, max_size=2), st.lists(scopes, min_size=1, max_size=2)
+    ).map(lambda t: [("service", "dask"), ("scopes", t[0]), ("scopes", t[1])]),
+}
 
 
 @dataclass(frozen=True)
@@ -169,16 +235,29 @@ def requests(draw: Any, routes: list[Route] = ROUTES) -> Request:
     credential = draw(st.sampled_from([route.credential] * 3 + CREDENTIALS))
     shape = WELL_FORMED.get(route.label, st.just([]))
     if route.body is None:  # the route reads its query
-        query = draw(st.one_of(shape, with_a_duplicate(shape, query_values),
-                               st.lists(st.tuples(st.sampled_from(QUERY_NAMES), query_values),
-                                        max_size=3)))  # fmt: skip
+        query = draw(
+            st.one_of(
+                shape,
+                with_a_duplicate(shape, query_values),
+                st.lists(st.tuples(st.sampled_from(QUERY_NAMES), query_values), max_size=3),
+            )
+        )
         pairs: list[tuple[str, Any]] = []
     else:
-        query = draw(st.just([]) | st.lists(st.tuples(st.sampled_from(QUERY_NAMES), query_values),
-                                            max_size=2))  # fmt: skip
+        query = draw(
+            st.just([])
+            | st.lists(st.tuples(st.sampled_from(QUERY_NAMES), query_values), max_size=2)
+        )
         duplicate = with_a_duplicate(shape, body_values)
-        pairs = draw(st.one_of(shape, shape, duplicate, NARROWING.get(route.label, duplicate),
-                               fields(BODY_NAMES, body_values)))  # fmt: skip
+        pairs = draw(
+            st.one_of(
+                shape,
+                shape,
+                duplicate,
+                NARROWING.get(route.label, duplicate),
+                fields(BODY_NAMES, body_values),
+            )
+        )
     return Request(
         route=route,
         credential=credential,
@@ -187,11 +266,17 @@ def requests(draw: Any, routes: list[Route] = ROUTES) -> Request:
         query=query,
         form=draw(st.booleans()),
         garbage_body=draw(st.none() | st.none() | st.none() | st.binary(max_size=30)),
-        headers=draw(st.just({}) | st.just({}) | st.dictionaries(
-            st.sampled_from(["Accept", "Content-Type", "Last-Event-ID"]), header_bytes,
-            max_size=2)),
+        headers=draw(
+            st.just({})
+            | st.just({})
+            | st.dictionaries(
+                st.sampled_from(["Accept", "Content-Type", "Last-Event-ID"]),
+                header_bytes,
+                max_size=2,
+            )
+        ),
         name=draw(st.sampled_from(["alice", "bob"]) | nasty_text.filter(bool)),
-    )  # fmt: skip
+    )
 
 
 def json_text(pairs: list[tuple[str, Any]]) -> str:
@@ -218,9 +303,17 @@ def repeats(pairs: list[tuple[str, Any]]) -> bool:
 #: Header values: printable, with obs-text bytes (Latin-1, which Tornado decodes as such),
 #: and with control bytes only a raw sender can put on the wire.
 header_bytes = st.binary(max_size=40) | st.sampled_from(
-    [b"token \xe9\xe9", b"Bearer \xff", b"token a\x00b", b"token \x1b[2J", b"token a\tb",
-     b"application/x-www-form-urlencoded\xe9", b"\x7f", b"application/json; charset=\xe9"]
-)  # fmt: skip
+    [
+        b"token \xe9\xe9",
+        b"Bearer \xff",
+        b"token a\x00b",
+        b"token \x1b[2J",
+        b"token a\tb",
+        b"application/x-www-form-urlencoded\xe9",
+        b"\x7f",
+        b"application/json; charset=\xe9",
+    ]
+)
 
 
 def sendable_by_httpx(value: bytes) -> bool:
@@ -228,10 +321,15 @@ def sendable_by_httpx(value: bytes) -> bool:
     return all(b == 9 or 32 <= b != 127 for b in value) and value == value.strip()
 
 
-def _request_bytes(host: str, port: int, method: str, target: str,
-                   headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:  # fmt: skip
-    lines = [f"{method} {target} HTTP/1.1".encode(), f"Host: {host}:{port}".encode(),
-             b"Connection: close", f"Content-Length: {len(body)}".encode()]  # fmt: skip
+def _request_bytes(
+    host: str, port: int, method: str, target: str, headers: list[tuple[bytes, bytes]], body: bytes
+) -> bytes:
+    lines = [
+        f"{method} {target} HTTP/1.1".encode(),
+        f"Host: {host}:{port}".encode(),
+        b"Connection: close",
+        f"Content-Length: {len(body)}".encode(),
+    ]
     lines += [name + b": " + value for name, value in headers]
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
@@ -244,8 +342,9 @@ def _answer(raw: bytes) -> tuple[int, bytes]:
     return status, content
 
 
-async def raw_request(host: str, port: int, method: str, target: str,
-                      headers: list[tuple[bytes, bytes]], body: bytes) -> tuple[int, bytes]:  # fmt: skip
+async def raw_request(
+    host: str, port: int, method: str, target: str, headers: list[tuple[bytes, bytes]], body: bytes
+) -> tuple[int, bytes]:
     """One HTTP/1.1 request written byte for byte (header values httpx refuses to send)."""
     reader, writer = await asyncio.open_connection(host, port)
     writer.write(_request_bytes(host, port, method, target, headers, body))
@@ -255,8 +354,9 @@ async def raw_request(host: str, port: int, method: str, target: str,
     return _answer(raw)
 
 
-def raw_request_sync(host: str, port: int, method: str, target: str,
-                     headers: list[tuple[bytes, bytes]], body: bytes) -> tuple[int, bytes]:  # fmt: skip
+def raw_request_sync(
+    host: str, port: int, method: str, target: str, headers: list[tuple[bytes, bytes]], body: bytes
+) -> tuple[int, bytes]:
     """:func:`raw_request`, blocking."""
     with socket.create_connection((host, port), timeout=30) as conn:
         conn.sendall(_request_bytes(host, port, method, target, headers, body))
@@ -294,8 +394,10 @@ class Tally:
             lines.append(f"{adapter:<11} {route:<26} {sum(counts.values()):>8}  {shown}")
         total = sum(sum(c.values()) for c in self.statuses.values())
         errors = sum(n for c in self.statuses.values() for s, n in c.items() if s >= 500)
-        lines.append(f"total {total} requests, {errors} 5xx; " +
-                     ", ".join(f"{k} {v}" for k, v in sorted(self.checks.items())))  # fmt: skip
+        lines.append(
+            f"total {total} requests, {errors} 5xx; "
+            + ", ".join(f"{k} {v}" for k, v in sorted(self.checks.items()))
+        )
         return "\n".join(lines)
 
 
@@ -351,8 +453,10 @@ def build(request: Request, made: dict[str, str | None], prefix: str) -> Built:
         authorization: bytes | None = request.raw_authorization
     else:
         authorization = f"token {token}".encode() if token else None
-    headers = [(b"Content-Type", content_type.encode()),
-               *((k.encode(), v) for k, v in request.headers.items())]  # fmt: skip
+    headers = [
+        (b"Content-Type", content_type.encode()),
+        *((k.encode(), v) for k, v in request.headers.items()),
+    ]
     if authorization is not None:
         headers.append((b"Authorization", authorization))
     target = f"{prefix}/{path}".rstrip("/") + "?" + urllib.parse.urlencode(request.query)

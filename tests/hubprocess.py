@@ -47,7 +47,7 @@ c.JupyterHub.custom_scopes = {{"custom:token-cache:admin": {{"description": "Tok
 
 
 def wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float,
-                  stop: Callable[[], None], broken: Callable[[], bool] = bool) -> None:  # fmt: skip
+                  stop: Callable[[], None], broken: Callable[[], bool] = bool) -> None:
     """Poll ``url`` until it answers 200; if ``process`` exits, ``broken()`` says it cannot
     come up or time runs out, stop it and raise with the end of its log."""
     deadline = time.monotonic() + timeout
@@ -88,7 +88,7 @@ class HubProcess:
         #: The hub itself, without the proxy in between.
         self.hub_url = f"http://127.0.0.1:{self.hub_port}"
         text = BASE_CONFIG.format(port=self.port, hub_port=self.hub_port, proxy_api_port=free_port(),
-                                  workdir=self.workdir, service_token=self.service_token) + self.config  # fmt: skip
+                                  workdir=self.workdir, service_token=self.service_token) + self.config
         (self.workdir / "jupyterhub_config.py").write_text(text)
 
     def start(self, timeout: float = 60) -> HubProcess:
@@ -102,7 +102,7 @@ class HubProcess:
             self.process = subprocess.Popen(
                 [str(Path(sys.executable).with_name("jupyterhub")), "-f", "jupyterhub_config.py"],
                 cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-            )  # fmt: skip
+            )
             log.close()
             self._groups.append(self.process.pid)
 
@@ -113,7 +113,7 @@ class HubProcess:
 
             try:
                 wait_until_up(f"{self.url}/hub/api/", self.process, self.log_path, timeout,
-                              self.stop, port_taken)  # fmt: skip
+                              self.stop, port_taken)
                 return self
             except RuntimeError:
                 if attempt == attempts or not port_taken():

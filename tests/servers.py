@@ -149,9 +149,12 @@ class Server:
             marks = {path: _size(path) for path in self.log_files()}
             with open(self.output, "ab") as out:
                 self.process = subprocess.Popen(
-                    self.command(), stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                    self.command(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=out,
                     **self.popen_options(),
-                )  # fmt: skip
+                )
             failure = self._wait_ready()
             if failure is None:
                 self._served = True
@@ -236,12 +239,17 @@ class RedisServer(Server):
     def command(self) -> list[str]:
         return [
             self.path,
-            "--port", str(self.port),
-            "--bind", LOOPBACK,
-            "--save", "",
-            "--appendonly", "no",
-            "--protected-mode", "yes",
-        ]  # fmt: skip
+            "--port",
+            str(self.port),
+            "--bind",
+            LOOPBACK,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "yes",
+        ]
 
     def dump(self) -> dict[str, bytes]:
         """Every key and value on the server (test-only inspection: KEYS is fine here)."""
@@ -393,15 +401,23 @@ class PostgresServer(Server):
     def command(self) -> list[str]:
         return [
             self.path,
-            "-D", self.data,
-            "-p", str(self.port),
-            "-c", f"listen_addresses={LOOPBACK}",
-            "-c", f"unix_socket_directories={self.dir}",
-            "-c", "fsync=off",
-            "-c", "full_page_writes=off",
-            "-c", "synchronous_commit=off",
-            "-c", "max_connections=200",
-        ]  # fmt: skip
+            "-D",
+            self.data,
+            "-p",
+            str(self.port),
+            "-c",
+            f"listen_addresses={LOOPBACK}",
+            "-c",
+            f"unix_socket_directories={self.dir}",
+            "-c",
+            "fsync=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "max_connections=200",
+        ]
 
     def popen_options(self) -> dict[str, Any]:
         # its own session: kill() reaches the backends too, not just the postmaster
@@ -529,12 +545,15 @@ class ReplicatedRedisServer(RedisServer):
         bus = ["--cluster-port", str(self.bus_port)] if self.bus_port else []
         return [
             *super().command(),
-            "--dir", self.dir,
-            "--logfile", self.logfile,
-            "--repl-diskless-sync-delay", "0",  # a replica syncs at once, not after 5 s
+            "--dir",
+            self.dir,
+            "--logfile",
+            self.logfile,
+            "--repl-diskless-sync-delay",
+            "0",  # a replica syncs at once, not after 5 s
             *bus,
             *self.extra,
-        ]  # fmt: skip
+        ]
 
     @property
     def logfile(self) -> str:
@@ -640,9 +659,12 @@ class SentinelSet:
     def start(self) -> SentinelSet:
         self.master.start()  # first: the replica and the sentinels name its port
         self.replica.extra = [
-            "--replicaof", LOOPBACK, str(self.master.port),
-            "--replica-announce-ip", LOOPBACK,
-        ]  # fmt: skip
+            "--replicaof",
+            LOOPBACK,
+            str(self.master.port),
+            "--replica-announce-ip",
+            LOOPBACK,
+        ]
         self.replica.start()
         _wait(lambda: self.replica.info("replication")["master_link_status"] == "up",
               "the replica to sync")  # fmt: skip

@@ -114,22 +114,37 @@ def answering(body: bytes, status: int = 200) -> httpx.MockTransport:
 
 
 def test_the_walk_finds_the_libraries_exceptions() -> None:
-    assert {httpx.ConnectError, httpx.DecodingError, httpx.LocalProtocolError,
-            httpx.TooManyRedirects, httpx.HTTPStatusError} <= set(HTTPX_ERRORS)  # fmt: skip
-    assert {redis.exceptions.AuthenticationError, redis.exceptions.ResponseError,
-            redis.exceptions.ReadOnlyError} <= set(REDIS_ERRORS)  # fmt: skip
+    assert {
+        httpx.ConnectError,
+        httpx.DecodingError,
+        httpx.LocalProtocolError,
+        httpx.TooManyRedirects,
+        httpx.HTTPStatusError,
+    } <= set(HTTPX_ERRORS)
+    assert {
+        redis.exceptions.AuthenticationError,
+        redis.exceptions.ResponseError,
+        redis.exceptions.ReadOnlyError,
+    } <= set(REDIS_ERRORS)
     assert {jwt.InvalidKeyError, jwt.PyJWKError, jwt.InvalidAlgorithmError} <= set(PYJWT_ERRORS)
-    print(f"\nwalked: httpx {len(HTTPX_ERRORS)}, redis {len(REDIS_ERRORS)}, "
-          f"PyJWT {len(PYJWT_ERRORS)} exception classes")  # fmt: skip
+    print(
+        f"\nwalked: httpx {len(HTTPX_ERRORS)}, redis {len(REDIS_ERRORS)}, "
+        f"PyJWT {len(PYJWT_ERRORS)} exception classes"
+    )
 
 
 # -- httpx, and the answers it reads ----------------------------------------------------------
 
 
 def exchange_with(transport: httpx.MockTransport, verification: str) -> UpstreamVerifier:
-    settings = TokenExchange(issuer="http://127.0.0.1:9", verification=verification,
-                             allowed_audiences=[AUDIENCE], client_id="hub",
-                             client_secret="secret", negative_ttl=0.001)  # fmt: skip
+    settings = TokenExchange(
+        issuer="http://127.0.0.1:9",
+        verification=verification,
+        allowed_audiences=[AUDIENCE],
+        client_id="hub",
+        client_secret="secret",
+        negative_ttl=0.001,
+    )
     checker = exchange_verifier(settings, LOG, sessions=Sessions())
     assert checker is not None
     checker._http = checker.provider.http = httpx.AsyncClient(transport=transport)
@@ -220,8 +235,9 @@ async def test_the_notebook_client() -> None:
                 sync.get_notebook_token()
             assert refused.value.status == status
             client = AsyncTokenCacheClient("http://127.0.0.1:9/hub/api", SECRET)
-            client._http = httpx.AsyncClient(base_url=client._calls.base_url,
-                                             transport=answering(body, status))  # fmt: skip
+            client._http = httpx.AsyncClient(
+                base_url=client._calls.base_url, transport=answering(body, status)
+            )
             with pytest.raises(TokenCacheError):
                 await client.get_internal_token("dask")
 
@@ -233,10 +249,17 @@ async def test_a_services_introspection_call() -> None:
     from jupyter_token_cache.tokens.trust import RevocationState
 
     checker = TokenChecker(
-        cache=AnswerCache(), state=RevocationState(), api_url="http://127.0.0.1:9/hub/api",
-        api_token=SECRET, cache_ttl=1, negative_ttl=0.001, calls=asyncio.Semaphore(2),
-        timeout=1, counts=Counter(), log=LOG,
-    )  # fmt: skip
+        cache=AnswerCache(),
+        state=RevocationState(),
+        api_url="http://127.0.0.1:9/hub/api",
+        api_token=SECRET,
+        cache_ttl=1,
+        negative_ttl=0.001,
+        calls=asyncio.Semaphore(2),
+        timeout=1,
+        counts=Counter(),
+        log=LOG,
+    )
     for transport in [raising(make(cls)) for cls in HTTPX_ERRORS] + [answering(b"[" * 100_000)]:
         checker._http = httpx.AsyncClient(transport=transport)
         with pytest.raises(HubUnavailable):
@@ -252,8 +275,16 @@ async def test_a_services_introspection_call() -> None:
 
 @pytest.mark.parametrize("fields", [NOTEBOOK_FIELDS, INTERNAL_FIELDS])
 def test_request_bodies_json_cannot_read_are_400(fields: tuple[str, ...]) -> None:
-    bodies = [*UNREADABLE, b'{"a": 1, "a": 2}', b"\x00", "é".encode("utf-16"), b"[]",
-              b'{"scopes": ["*"]}', b'{"scopes": ["a b"]}', b'{"service": 5}']  # fmt: skip
+    bodies = [
+        *UNREADABLE,
+        b'{"a": 1, "a": 2}',
+        b"\x00",
+        "é".encode("utf-16"),
+        b"[]",
+        b'{"scopes": ["*"]}',
+        b'{"scopes": ["a b"]}',
+        b'{"service": 5}',
+    ]
     for body in bodies:
         with pytest.raises(web.HTTPError) as refused:
             parse_body(body, fields)
@@ -271,8 +302,12 @@ def keyset() -> Iterator[KeySet]:
 async def test_every_pyjwt_error_is_an_invalid_token(
     keyset: KeySet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = TokenExchange(issuer=keyset.issuer, jwks_uri=f"{keyset.url}/jwks",
-                             verification="jwt", allowed_audiences=[AUDIENCE])  # fmt: skip
+    settings = TokenExchange(
+        issuer=keyset.issuer,
+        jwks_uri=f"{keyset.url}/jwks",
+        verification="jwt",
+        allowed_audiences=[AUDIENCE],
+    )
     good = keyset.sign(keyset.claims())
     for place in ("decode", "get_unverified_header", "PyJWK"):
         for cls in PYJWT_ERRORS:
@@ -293,8 +328,13 @@ async def test_every_pyjwt_error_is_an_invalid_token(
 async def test_every_redis_error_is_a_miss(redis_server: RedisServer, crypt_key: str) -> None:
     """The cache is an optimisation, never an authority: a Redis error is a miss, and the
     request goes on (the hub mints; the exchange and the services ask their authority)."""
-    cache = TokenCache(backend="redis", url=redis_server.url, encryption_key=crypt_key,
-                       namespace="boundaries", operation_timeout=5.0)  # fmt: skip
+    cache = TokenCache(
+        backend="redis",
+        url=redis_server.url,
+        encryption_key=crypt_key,
+        namespace="boundaries",
+        operation_timeout=5.0,
+    )
     key = CacheKey("alice", "notebook", ("s", None, "", ("read:users!user",)))
     assert await cache.set(key, ["value"], expires_at=None) is not False
     store = cache.store

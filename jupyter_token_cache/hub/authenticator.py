@@ -398,8 +398,16 @@ AUTHENTICATOR_PACKAGES = {
     **{
         name: "oauthenticator"
         for base in (
-            "auth0", "azuread", "bitbucket", "cilogon", "generic-oauth", "github",
-            "gitlab", "globus", "google", "openshift",
+            "auth0",
+            "azuread",
+            "bitbucket",
+            "cilogon",
+            "generic-oauth",
+            "github",
+            "gitlab",
+            "globus",
+            "google",
+            "openshift",
         )
         for name in (base, f"local-{base}")
     },
@@ -410,7 +418,7 @@ AUTHENTICATOR_PACKAGES = {
     "firstuse": "jupyterhub-firstuseauthenticator",
     "firstuseauthenticator": "jupyterhub-firstuseauthenticator",
     "tmp": "jupyterhub-tmpauthenticator",
-}  # fmt: skip
+}
 
 
 class AuthenticatorNotFound(ImportError):

@@ -221,16 +221,21 @@ def refreshed(
         entry = dict(tokens.get(resource_server) or {})
         entry["refresh_token"] = rotated or entry.get("refresh_token")
         if token:
-            entry.update(access_token=response["access_token"],
-                         expires_in=response.get("expires_in"),
-                         scope=response.get("scope", entry.get("scope")))  # fmt: skip
+            entry.update(
+                access_token=response["access_token"],
+                expires_in=response.get("expires_in"),
+                scope=response.get("scope", entry.get("scope")),
+            )
             entry.pop("expires_at_seconds", None)
         tokens[resource_server] = entry
         new["tokens"] = tokens
     elif token:
         answer = {**response, "refresh_token": rotated or state.get("refresh_token")}
-        new.update(access_token=response["access_token"], refresh_token=answer["refresh_token"],
-                   token_response=answer)  # fmt: skip
+        new.update(
+            access_token=response["access_token"],
+            refresh_token=answer["refresh_token"],
+            token_response=answer,
+        )
         if _text(response.get("id_token")):
             new["id_token"] = response["id_token"]
         if isinstance(response.get("scope"), str):

@@ -134,8 +134,12 @@ class TokenEndpoint:
         scopes: tuple[str, ...] = (),
     ) -> Grant:
         """RFC 8693 token exchange: the user's access token for a token of ``audience``."""
-        data = {"grant_type": EXCHANGE, "subject_token": subject_token,
-                "subject_token_type": ACCESS_TOKEN, "requested_token_type": ACCESS_TOKEN}  # fmt: skip
+        data = {
+            "grant_type": EXCHANGE,
+            "subject_token": subject_token,
+            "subject_token_type": ACCESS_TOKEN,
+            "requested_token_type": ACCESS_TOKEN,
+        }
         for name, value in (("audience", audience), ("resource", resource)):
             if value:
                 data[name] = value

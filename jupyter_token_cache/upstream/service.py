@@ -242,8 +242,13 @@ class UpstreamTokenService:
         if target is None or target.method == "globus":
             server = target.resource_server if target is not None else None
             held = await self._held(user, name, session, asked, server)
-            return Entry(held.access_token, held.token_type, held.expires_at,
-                         held.issued_at or time.time(), held.scope)  # fmt: skip
+            return Entry(
+                held.access_token,
+                held.token_type,
+                held.expires_at,
+                held.issued_at or time.time(),
+                held.scope,
+            )
         if target.method == "resource":
             grant = await self._section(name, partial(self._by_resource, user, session, target))
         else:
@@ -251,8 +256,13 @@ class UpstreamTokenService:
             grant = await self._ask(target, partial(self._exchange, subject, target))
         now = time.time()
         expires_at = None if grant.expires_in is None else now + grant.expires_in
-        return Entry(grant.access_token, grant.token_type, expires_at, now,
-                     grant.scope if grant.scope is not None else " ".join(target.scopes))  # fmt: skip
+        return Entry(
+            grant.access_token,
+            grant.token_type,
+            expires_at,
+            now,
+            grant.scope if grant.scope is not None else " ".join(target.scopes),
+        )
 
     def _exchange(self, subject: auth_state.Held, target: Target) -> Awaitable[Grant]:
         if target.method == "globus-dependent":
@@ -467,7 +477,19 @@ class UpstreamTokenService:
 
     def stats(self) -> dict[str, int]:
         """Requests, hits and misses, refreshes, provider calls and errors, ended sessions."""
-        names = ("requests", "hits", "misses", "refreshes", "refresh_calls", "exchange_calls",
-                 "dependent_calls", "revocations", "provider_calls", "provider_errors",
-                 "timeouts", "login_required", "ended")  # fmt: skip
+        names = (
+            "requests",
+            "hits",
+            "misses",
+            "refreshes",
+            "refresh_calls",
+            "exchange_calls",
+            "dependent_calls",
+            "revocations",
+            "provider_calls",
+            "provider_errors",
+            "timeouts",
+            "login_required",
+            "ended",
+        )
         return {name: self.counts[name] for name in names}

@@ -20,8 +20,12 @@ from ..scopes import UPSTREAM_SCOPE
 #: How a target's token is obtained from the provider.
 METHODS = ("resource", "exchange", "globus", "globus-dependent")
 #: The field each method needs (one of, for "exchange").
-_NEEDS = {"resource": ("resource", "scopes"), "exchange": ("audience", "resource"),
-          "globus": ("resource_server",), "globus-dependent": ("resource_server",)}  # fmt: skip
+_NEEDS = {
+    "resource": ("resource", "scopes"),
+    "exchange": ("audience", "resource"),
+    "globus": ("resource_server",),
+    "globus-dependent": ("resource_server",),
+}
 _FIELDS = ("method", "resource", "audience", "resource_server", "scopes", "scope")
 
 
@@ -175,9 +179,12 @@ class UpstreamTokens(Configurable):
         found = self.targets.get(name)
         if found is None:
             return None
-        return Target(name=name, scope=found.get("scope") or self.scope, **{
-            k: found.get(k) for k in ("method", "resource", "audience", "resource_server")
-        }, scopes=tuple(found.get("scopes", ())))  # fmt: skip
+        return Target(
+            name=name,
+            scope=found.get("scope") or self.scope,
+            **{k: found.get(k) for k in ("method", "resource", "audience", "resource_server")},
+            scopes=tuple(found.get("scopes", ())),
+        )
 
 
 def _target(name: Any, target: Any) -> dict[str, Any]:

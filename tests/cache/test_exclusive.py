@@ -43,9 +43,11 @@ async def test_work_never_overlaps_in_a_process_or_across_two(
     assert here.store is not there.store
     work = Work()
     results = await asyncio.gather(
-        *(cache.exclusive(KEY, lambda n=n: work(n), timeout=10)
-          for n, cache in enumerate([here, there] * 5))
-    )  # fmt: skip
+        *(
+            cache.exclusive(KEY, lambda n=n: work(n), timeout=10)
+            for n, cache in enumerate([here, there] * 5)
+        )
+    )
     assert results == list(range(10))  # each caller ran its own work
     assert sorted(work.runs) == list(range(10))
     # in one process the lock is enough; across stores only a shared backend's lease

@@ -192,8 +192,13 @@ class PageRun:
     def evaluate(self, example: Example) -> None:
         language, source = example.parsed
         marker, self.marker = self.marker, None
-        how = {"python": self.python, "console": self.console, "bash": self.bash,
-               "json": self.answer, "text": self.answer}.get(language)  # fmt: skip
+        how = {
+            "python": self.python,
+            "console": self.console,
+            "bash": self.bash,
+            "json": self.answer,
+            "text": self.answer,
+        }.get(language)
         if how is None:
             raise AssertionError(
                 f"{self.where(example)}: a {language} block is neither run nor marked "
@@ -235,9 +240,14 @@ class PageRun:
         saved = self.scratch / ".env"
         script = f"{command}\n__status=$?\nenv -0 > {saved}\nexit $__status\n"
         done = subprocess.run(
-            [BASH, "-c", script], cwd=self.scratch, env=self.env, capture_output=True,
-            text=True, timeout=120, check=False,
-        )  # fmt: skip
+            [BASH, "-c", script],
+            cwd=self.scratch,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         if saved.exists():
             pairs = (item.split("=", 1) for item in saved.read_text().split("\0") if "=" in item)
             self.env.clear()

@@ -210,9 +210,11 @@ def substitutions(
     if "redis+sentinel://10.0.0.1" in text:
         sentinels = request.getfixturevalue("redis_sentinel")
         fixed.append(
-            ("redis+sentinel://10.0.0.1:26379,10.0.0.2:26379,10.0.0.3:26379/tokencache/0",
-             sentinels.url)
-        )  # fmt: skip
+            (
+                "redis+sentinel://10.0.0.1:26379,10.0.0.2:26379,10.0.0.3:26379/tokencache/0",
+                sentinels.url,
+            )
+        )
     if "redis+cluster://10.0.0.1" in text:
         cluster = request.getfixturevalue("redis_cluster")
         fixed.append(("redis+cluster://10.0.0.1:6379,10.0.0.2:6379,10.0.0.3:6379", cluster.url))

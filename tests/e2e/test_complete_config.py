@@ -54,9 +54,14 @@ def hub(
 
 
 def test_check_config_finds_no_problem(hub: HubProcess) -> None:
-    result = cli("check-config", str(hub.workdir / "jupyterhub_config.py"),
-                 env={"JUPYTERHUB_CRYPT_KEY": os.environ.get("JUPYTERHUB_CRYPT_KEY", ""),
-                      "TOKEN_CACHE_ADMIN_TOKEN": "x"})  # fmt: skip
+    result = cli(
+        "check-config",
+        str(hub.workdir / "jupyterhub_config.py"),
+        env={
+            "JUPYTERHUB_CRYPT_KEY": os.environ.get("JUPYTERHUB_CRYPT_KEY", ""),
+            "TOKEN_CACHE_ADMIN_TOKEN": "x",
+        },
+    )
     assert "no problems found" in result.stdout, result.stdout + result.stderr
 
 
@@ -82,16 +87,16 @@ def test_every_part_of_the_file_works(hub: HubProcess, admin_token: str) -> None
     # the whoami service, through the proxy, checks it with CachedHubAuth
     token = whoami.json()["token"]
     for _ in range(100):  # the managed service may still be starting
-        answer = httpx.get(f"{hub.url}/services/whoami/",
-                           headers={"Authorization": f"token {token}"}, timeout=30)  # fmt: skip
+        answer = httpx.get(
+            f"{hub.url}/services/whoami/", headers={"Authorization": f"token {token}"}, timeout=30
+        )
         if answer.status_code != 503 and answer.status_code != 404:
             break
     assert answer.status_code == 200, answer.text
     assert answer.json()["name"] == "alice"
 
     # the jupyter-token-cache command with its own token
-    stats = cli("stats", "--json", "--url", hub.url,
-                env={"JUPYTERHUB_API_TOKEN": admin_token})  # fmt: skip
+    stats = cli("stats", "--json", "--url", hub.url, env={"JUPYTERHUB_API_TOKEN": admin_token})
     assert stats.returncode == 0, stats.stderr
     assert json.loads(stats.stdout)["backend"] == "redis"
 

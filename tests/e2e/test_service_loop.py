@@ -53,8 +53,9 @@ def frozen_round(hub: HubProcess, name: str) -> dict[str, object]:
     async def together() -> list[tuple[int, float]]:
         async with httpx.AsyncClient(timeout=60) as client:
             # the new tokens first, the cached one 50 ms behind them
-            return await asyncio.gather(*(timed(client, url, t, 0) for t in new),
-                                        timed(client, url, cached, 0.05))  # fmt: skip
+            return await asyncio.gather(
+                *(timed(client, url, t, 0) for t in new), timed(client, url, cached, 0.05)
+            )
 
     assert hub.process is not None
     os.kill(hub.process.pid, signal.SIGSTOP)

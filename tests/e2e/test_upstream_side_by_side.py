@@ -52,8 +52,9 @@ def plain(
 
 def read_state(hub: HubProcess, token: str) -> dict[str, Any]:
     """What a notebook does in the documented approach: the whole auth state, from the hub."""
-    r = httpx.get(f"{hub.url}/hub/api/users/alice", headers={"Authorization": f"token {token}"},
-                  timeout=60)  # fmt: skip
+    r = httpx.get(
+        f"{hub.url}/hub/api/users/alice", headers={"Authorization": f"token {token}"}, timeout=60
+    )
     assert r.status_code == 200, r.text
     return r.json()["auth_state"]  # type: ignore[no-any-return]
 
@@ -76,9 +77,14 @@ def test_the_documented_approach_at_expiry(
     grant_revoked = provider.requests(GRANT_REVOKED) - revoked
     tokens = {s["access_token"] for s in states}
     final = read_state(hub, servers[0])["access_token"]
-    alive = httpx.post(f"{provider.url}/token/introspection", data={"token": final},
-                       auth=HUB_LOGIN).json().get("active")  # fmt: skip
-    print(f"\ndocumented approach, 100 requests at expiry from 3 servers: {made} refreshes "
-          f"({refused} refused), {len(tokens)} distinct access tokens handed out, grant revoked "
-          f"{grant_revoked} time(s); the token in the auth state afterwards active: {alive}")  # fmt: skip
+    alive = (
+        httpx.post(f"{provider.url}/token/introspection", data={"token": final}, auth=HUB_LOGIN)
+        .json()
+        .get("active")
+    )
+    print(
+        f"\ndocumented approach, 100 requests at expiry from 3 servers: {made} refreshes "
+        f"({refused} refused), {len(tokens)} distinct access tokens handed out, grant revoked "
+        f"{grant_revoked} time(s); the token in the auth state afterwards active: {alive}"
+    )
     assert made >= 1

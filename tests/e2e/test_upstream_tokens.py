@@ -92,8 +92,9 @@ class Site:
 @pytest.fixture(scope="module")
 def provider() -> Iterator[OIDCProvider]:
     # its userinfo takes a token 1 s past expiry (oidc-provider's own default is 15 s)
-    yield from running_provider(hub_access_ttl=LIFETIME, target_ttl=600, persist=True,
-                                clock_tolerance=1)  # fmt: skip
+    yield from running_provider(
+        hub_access_ttl=LIFETIME, target_ttl=600, persist=True, clock_tolerance=1
+    )
 
 
 @pytest.fixture(scope="module")
@@ -110,9 +111,16 @@ def site(
         hub = HubProcess(workdir, text + REPLICA.format(port=port, token=token))
     except MissingBinary as e:
         unavailable(e)
-    replica = Replica(hub, "token-cache", port, token, "--TokenCache.backend=redis",
-                      f"--TokenCache.url={redis_server.url}", f"--TokenCache.encryption_key={crypt_key}",
-                      f"--TokenCache.namespace=upstream-edge-{workdir.name}")  # fmt: skip
+    replica = Replica(
+        hub,
+        "token-cache",
+        port,
+        token,
+        "--TokenCache.backend=redis",
+        f"--TokenCache.url={redis_server.url}",
+        f"--TokenCache.encryption_key={crypt_key}",
+        f"--TokenCache.namespace=upstream-edge-{workdir.name}",
+    )
     replica.spawn()
     try:
         hub.start()
@@ -134,8 +142,9 @@ def at_expiry(site: Site) -> str:
 
 
 def active(site: Site, token: str) -> bool:
-    r = httpx.post(f"{site.provider.url}/token/introspection", data={"token": token},
-                   auth=HUB_LOGIN)  # fmt: skip
+    r = httpx.post(
+        f"{site.provider.url}/token/introspection", data={"token": token}, auth=HUB_LOGIN
+    )
     return bool(r.json().get("active"))
 
 
@@ -156,8 +165,10 @@ def test_a_hundred_requests_at_expiry_from_three_servers_one_refresh_one_token(
     answers = site.many([{"minimum_lifetime": AT_EXPIRY}] * 100)
     made = provider.requests(REFRESHES) - refreshes
     tokens = {r.json()["access_token"] for r in answers if r.status_code == 200}
-    print(f"\n100 requests at expiry from 3 servers: {made} refresh, {len(tokens)} token, "
-          f"{provider.requests(GRANT_REVOKED) - revoked} grant revoked")  # fmt: skip
+    print(
+        f"\n100 requests at expiry from 3 servers: {made} refresh, {len(tokens)} token, "
+        f"{provider.requests(GRANT_REVOKED) - revoked} grant revoked"
+    )
     assert {r.status_code for r in answers} == {200}
     assert made == 1 and len(tokens) == 1 and old not in tokens
     assert provider.requests(GRANT_REVOKED) == revoked
@@ -179,9 +190,11 @@ def test_jupyterhubs_own_refresh_and_the_route_refresh_once_between_them(site: S
     answers = site.many([{"minimum_lifetime": AT_EXPIRY}] * 50, get=50)
     statuses = {r.status_code for r in answers}
     made = provider.requests(REFRESHES) - refreshes
-    print(f"\n50 GET /hub/api/user + 50 upstream requests, both wanting a refresh: {made} "
-          f"refresh, {provider.requests('GET /me') - userinfo} userinfo calls, "
-          f"{provider.requests(GRANT_REVOKED) - revoked} grant revoked")  # fmt: skip
+    print(
+        f"\n50 GET /hub/api/user + 50 upstream requests, both wanting a refresh: {made} "
+        f"refresh, {provider.requests('GET /me') - userinfo} userinfo calls, "
+        f"{provider.requests(GRANT_REVOKED) - revoked} grant revoked"
+    )
     assert statuses == {200} and made == 1
     assert provider.requests(GRANT_REVOKED) == revoked
     assert active(site, site.state()["access_token"])
@@ -201,9 +214,11 @@ def test_a_target_token_has_its_audience_and_scopes_only_and_is_made_once(site: 
     made = provider.requests("POST /token") - calls
     tokens = {r.json()["access_token"] for r in answers}
     exchanges = provider.requests(EXCHANGES) - before
-    print(f"\n1,000 requests for a target from 3 servers in {took:.1f} s: {exchanges} provider "
-          f"call for it ({made - exchanges} refresh(es) of the login by JupyterHub's refresh_user "
-          f"meanwhile), {len(tokens)} token")  # fmt: skip
+    print(
+        f"\n1,000 requests for a target from 3 servers in {took:.1f} s: {exchanges} provider "
+        f"call for it ({made - exchanges} refresh(es) of the login by JupyterHub's refresh_user "
+        f"meanwhile), {len(tokens)} token"
+    )
     assert exchanges == 1 and len(tokens) == 1
     token = tokens.pop()
     claims = jwt.decode(token, options={"verify_signature": False})
@@ -312,8 +327,10 @@ def test_provider_killed_or_frozen_cached_tokens_then_503_then_recovery(site: Si
             assert served.status_code == 200, served.text
             time.sleep(max(0.0, served.json()["expires_in"] - need + 1.2))  # now it does not
             started = time.monotonic()
-            refused = [upstream(site.hub, site.servers[2], {"minimum_lifetime": need}, base=base)
-                       for base in (None, site.replica.url)]  # fmt: skip
+            refused = [
+                upstream(site.hub, site.servers[2], {"minimum_lifetime": need}, base=base)
+                for base in (None, site.replica.url)
+            ]
             took = (time.monotonic() - started) / 2
             for r in refused:
                 assert r.status_code == 503, r.text
@@ -348,6 +365,8 @@ def test_no_refresh_token_id_token_or_client_secret_anywhere(
     assert not [s for s in never | handed if s in stream], "a token in an event"
     for name, value in redis_server.dump().items():
         assert not [s for s in never | handed if s in name or s.encode() in value], name
-    print(f"\nscanned: {len(site.answers)} answers, {len(logs)} bytes of logs, "
-          f"{len(stream)} bytes of events, Redis; for {len(never)} refresh/ID tokens and "
-          f"secrets and {len(handed)} access tokens: none found")  # fmt: skip
+    print(
+        f"\nscanned: {len(site.answers)} answers, {len(logs)} bytes of logs, "
+        f"{len(stream)} bytes of events, Redis; for {len(never)} refresh/ID tokens and "
+        f"secrets and {len(handed)} access tokens: none found"
+    )

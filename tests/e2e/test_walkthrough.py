@@ -95,9 +95,14 @@ def test_the_version_check_of_the_install_page_names_the_installed_package() -> 
     text = INSTALL.read_text()
     command = text[text.index("$ python -I -c") + 2 :].split("\n", 1)[0]
     done = subprocess.run(  # noqa: S602 - the page's own command line
-        command.replace("python", sys.executable, 1), shell=True, cwd=clone,
-        capture_output=True, text=True, check=True, timeout=60,
-    )  # fmt: skip
+        command.replace("python", sys.executable, 1),
+        shell=True,
+        cwd=clone,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
     version, where = done.stdout.split()
     import jupyter_token_cache
 
@@ -108,8 +113,12 @@ def test_the_version_check_of_the_install_page_names_the_installed_package() -> 
         # without -I, Python would have imported the source tree of the clone instead
         plain = subprocess.run(
             [sys.executable, "-c", "import jupyter_token_cache as p; print(p.__file__)"],
-            cwd=clone, capture_output=True, text=True, check=True, timeout=60,
-        )  # fmt: skip
+            cwd=clone,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
         assert Path(plain.stdout.strip()).resolve().is_relative_to(clone.resolve())
 
 
@@ -171,13 +180,32 @@ async def run_in_a_kernel(
 async def execute(socket: Any, session: str, code: str) -> str:
     """One execute_request; the text it displays (result, output or error)."""
     msg_id = uuid.uuid4().hex
-    socket.write_message(json.dumps({
-        "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "alice",
-                   "session": session, "date": "", "version": "5.3"},
-        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-        "content": {"code": code, "silent": False, "store_history": True,
-                    "user_expressions": {}, "allow_stdin": False, "stop_on_error": True},
-    }))  # fmt: skip
+    socket.write_message(
+        json.dumps(
+            {
+                "header": {
+                    "msg_id": msg_id,
+                    "msg_type": "execute_request",
+                    "username": "alice",
+                    "session": session,
+                    "date": "",
+                    "version": "5.3",
+                },
+                "parent_header": {},
+                "metadata": {},
+                "channel": "shell",
+                "buffers": [],
+                "content": {
+                    "code": code,
+                    "silent": False,
+                    "store_history": True,
+                    "user_expressions": {},
+                    "allow_stdin": False,
+                    "stop_on_error": True,
+                },
+            }
+        )
+    )
     shown: list[str] = []
     while True:
         raw = await asyncio.wait_for(socket.read_message(), 120)

@@ -90,20 +90,29 @@ def config(
     approach gives servers ``admin:auth_state!user``."""
     text = ("from jupyter_token_cache import with_token_cache\n" if cached else "") + LOGIN.format(
         authenticator='with_token_cache("generic-oauth")' if cached else '"generic-oauth"',
-        client=HUB_LOGIN, issuer=provider.issuer, scopes=HUB_SCOPES.split(),
-        refresh_age=refresh_age, crypt_key=crypt_key,
-    )  # fmt: skip
+        client=HUB_LOGIN,
+        issuer=provider.issuer,
+        scopes=HUB_SCOPES.split(),
+        refresh_age=refresh_age,
+        crypt_key=crypt_key,
+    )
     if cached:
-        text += UPSTREAM.format(scope=UPSTREAM_SCOPE, redis_url=redis_url, crypt_key=crypt_key,
-                                namespace=f"upstream-{workdir.name}", issuer=provider.issuer,
-                                targets=TARGETS)  # fmt: skip
+        text += UPSTREAM.format(
+            scope=UPSTREAM_SCOPE,
+            redis_url=redis_url,
+            crypt_key=crypt_key,
+            namespace=f"upstream-{workdir.name}",
+            issuer=provider.issuer,
+            targets=TARGETS,
+        )
     scope = UPSTREAM_SCOPE if cached else AUTH_STATE_SCOPE
     text += f'c.JupyterHub.load_roles.append({{"name": "user", "scopes": ["self", {scope!r}]}})\n'
     if servers:
         probes = workdir / "probes"
         probes.mkdir(parents=True, exist_ok=True)
-        text += SERVERS.format(root=ROOT, probes=probes, issuer=provider.issuer, workdir=workdir,
-                               scope=scope)  # fmt: skip
+        text += SERVERS.format(
+            root=ROOT, probes=probes, issuer=provider.issuer, workdir=workdir, scope=scope
+        )
     return text
 
 
@@ -163,9 +172,13 @@ def at_once(
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
         async with httpx.AsyncClient(timeout=180, limits=limits) as client:
             await asyncio.gather(*(client.get(f"{hub.url}/hub/api/") for _ in range(100)))
-            return await asyncio.gather(*(
-                client.request(method, url, json=body, headers={"Authorization": f"token {token}"})
-                for method, url, token, body in calls
-            ))  # fmt: skip
+            return await asyncio.gather(
+                *(
+                    client.request(
+                        method, url, json=body, headers={"Authorization": f"token {token}"}
+                    )
+                    for method, url, token, body in calls
+                )
+            )
 
     return asyncio.run(run())

@@ -253,8 +253,14 @@ async def test_jwts_are_refused_when_expired_tampered_unsigned_or_for_others(
     good = provider.token("alice", "urn:hub:jwt")
     other = provider.token("alice", "urn:other:jwt")
     now = int(time.time())
-    claims = {"iss": provider.issuer, "aud": "jupyterhub", "sub": "alice", "iat": now,
-              "exp": now + 600, "preferred_username": "alice"}  # fmt: skip
+    claims = {
+        "iss": provider.issuer,
+        "aud": "jupyterhub",
+        "sub": "alice",
+        "iat": now,
+        "exp": now + 600,
+        "preferred_username": "alice",
+    }
     head, body, signature = good.split(".")
     flipped = signature[:10] + ("A" if signature[10] != "A" else "B") + signature[11:]
     public_pem = provider.private_key.public_key().public_bytes(
@@ -481,8 +487,9 @@ async def test_a_form_without_grant_type_is_an_invalid_request(
     upstream = alices(hub, provider)
     hub.secrets.add(upstream)
     body = urllib.parse.urlencode({"subject_token": upstream, "subject_token_type": ACCESS})
-    assert "grant_type" in refused(await hub.post("exchange", None, body, headers=FORM),
-                                   "invalid_request")  # fmt: skip
+    assert "grant_type" in refused(
+        await hub.post("exchange", None, body, headers=FORM), "invalid_request"
+    )
     no_type = {"subject_token": upstream, "subject_token_type": ACCESS}
     assert "grant_type" in refused(await hub.post("exchange", None, no_type), "invalid_request")
     assert hub.minted_rows("alice") == []
@@ -495,8 +502,14 @@ async def test_a_jwt_header_naming_another_key_type_is_invalid_grant_not_500(
     hub.add_user("alice")
     keys = KeySet()  # keys of other types, never published by the provider
     now = int(time.time())
-    claims = {"iss": provider.issuer, "aud": "jupyterhub", "sub": "alice", "iat": now,
-              "exp": now + 600, "preferred_username": "alice"}  # fmt: skip
+    claims = {
+        "iss": provider.issuer,
+        "aud": "jupyterhub",
+        "sub": "alice",
+        "iat": now,
+        "exp": now + 600,
+        "preferred_username": "alice",
+    }
     for key in ("ec256", "ec384", "ec521", "ed25519"):
         for header in ({"kid": provider.kid}, {"kid": None}, {"kid": "foreign"}):
             r = await exchange(hub, keys.sign(claims, key, **header))

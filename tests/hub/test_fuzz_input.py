@@ -75,9 +75,12 @@ def hub_config(hub_config: Config, oidc_provider: OIDCProvider) -> Config:
     trust(hub_config, oidc_provider)
     hub_config.JupyterHub.services = [{"name": "checker", "api_token": CHECKER}]
     hub_config.JupyterHub.load_roles = [
-        {"name": "introspector", "scopes": ["custom:token-cache:introspect"],
-         "services": ["checker"]},
-    ]  # fmt: skip
+        {
+            "name": "introspector",
+            "scopes": ["custom:token-cache:introspect"],
+            "services": ["checker"],
+        },
+    ]
     return hub_config
 
 
@@ -143,13 +146,18 @@ async def send(hub: Hub, built: Built) -> tuple[int, bytes]:
     """httpx when it can send the headers (its answer checked by the fixture's hooks), else
     a raw socket."""
     if all(sendable_by_httpx(v) for _, v in built.headers):
-        r = await hub.http.request(built.method, built.target.removeprefix("/hub/"),
-                                   headers=built.headers, content=built.body)  # fmt: skip
+        r = await hub.http.request(
+            built.method,
+            built.target.removeprefix("/hub/"),
+            headers=built.headers,
+            content=built.body,
+        )
         return r.status_code, r.content
     url = urllib.parse.urlparse(hub.url)  # MockHub's base URL: /@/space%20word/hub/
     target = url.path + built.target.removeprefix("/hub/")
-    return await raw_request(url.hostname or "127.0.0.1", url.port or 80, built.method,
-                             target, built.headers, built.body)  # fmt: skip
+    return await raw_request(
+        url.hostname or "127.0.0.1", url.port or 80, built.method, target, built.headers, built.body
+    )
 
 
 # -- forged JWTs at the exchange --------------------------------------------------------------
@@ -182,7 +190,7 @@ def hub_config_jwt(hub_config: Config, keyset: KeySet) -> Config:
         st.sampled_from(["http://127.0.0.1:9/keys", "x", 5, ["exp"], None])
         | st.just({"kty": "oct", "k": "c2VjcmV0"}),
         max_size=3,
-    ),  # fmt: skip
+    ),
     claims=st.fixed_dictionaries(
         {},
         optional={
@@ -192,13 +200,21 @@ def hub_config_jwt(hub_config: Config, keyset: KeySet) -> Config:
             "preferred_username": st.sampled_from(["alice", "bob", "", 5]) | nasty_text,
             "nbf": st.sampled_from([600, -60]),
         },
-    ),  # fmt: skip
+    ),
     form=st.booleans(),
 )
 async def test_fuzz_forged_jwt_headers_at_the_exchange(
-    hub_config_jwt: Config, hub: Hub, keyset: KeySet, alg: str | None, key: str, foreign: bool,
-    kid: str, extra: dict[str, Any], claims: dict[str, Any], form: bool,
-) -> None:  # fmt: skip
+    hub_config_jwt: Config,
+    hub: Hub,
+    keyset: KeySet,
+    alg: str | None,
+    key: str,
+    foreign: bool,
+    kid: str,
+    extra: dict[str, Any],
+    claims: dict[str, Any],
+    form: bool,
+) -> None:
     """Only a token signed with the published key its header names (or the only one that
     fits), with that key's own algorithm and good claims, is exchanged."""
     alg = KEYS[key][1] if alg is None else alg
@@ -212,22 +228,39 @@ async def test_fuzz_forged_jwt_headers_at_the_exchange(
         body[claim] = keyset.issuer if value == "<issuer>" else value
     body = {k: v for k, v in body.items() if v is not None}
     header: dict[str, Any] = {**extra, "alg": alg}
-    header["kid"] = {"own": key, "absent": None, "other": next(k for k in KEYS if k != key),
-                     "foreign": "foreign-kid", "number": 5, "list": [key]}[kid]  # fmt: skip
+    header["kid"] = {
+        "own": key,
+        "absent": None,
+        "other": next(k for k in KEYS if k != key),
+        "foreign": "foreign-kid",
+        "number": 5,
+        "list": [key],
+    }[kid]
     token = keyset.sign(body, key, foreign=foreign, **header)
     params = {"grant_type": GRANT, "subject_token": token, "subject_token_type": ACCESS}
     if form:
-        r = await hub.http.post("api/token-cache/exchange", content=urllib.parse.urlencode(params),
-                                headers={"Content-Type": FORM})  # fmt: skip
+        r = await hub.http.post(
+            "api/token-cache/exchange",
+            content=urllib.parse.urlencode(params),
+            headers={"Content-Type": FORM},
+        )
     else:
         r = await hub.http.post("api/token-cache/exchange", json=params)
     TALLY.add("hub", "exchange (forged JWTs)", r.status_code)
     assert r.status_code < 500, r.text
-    valid = (claims.get("aud", AUDIENCE) in (AUDIENCE, [AUDIENCE, "x"])
-             and claims.get("iss", "<issuer>") == "<issuer>" and claims.get("exp", 3600) == 3600
-             and claims.get("nbf", -60) == -60)  # fmt: skip
-    genuine = (not foreign and alg == KEYS[key][1] and kid in ("own", "absent") and valid
-               and extra.get("crit") is None)  # fmt: skip
+    valid = (
+        claims.get("aud", AUDIENCE) in (AUDIENCE, [AUDIENCE, "x"])
+        and claims.get("iss", "<issuer>") == "<issuer>"
+        and claims.get("exp", 3600) == 3600
+        and claims.get("nbf", -60) == -60
+    )
+    genuine = (
+        not foreign
+        and alg == KEYS[key][1]
+        and kid in ("own", "absent")
+        and valid
+        and extra.get("crit") is None
+    )
     if r.status_code == 200:
         hub.secrets.add(r.json()["access_token"])
         assert genuine, (alg, key, foreign, kid, extra, claims)

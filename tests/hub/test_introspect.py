@@ -115,8 +115,10 @@ async def test_every_inactive_token_gets_the_same_answer(hub: Hub) -> None:
         assert (r.status_code, r.json()) == (200, {"active": False}), body
     # a repeated parameter is no token at all: refused, as RFC 6749 section 3.2 says
     r = await hub.post("introspect", CHECKER, b"token=a&token=b", headers=form)
-    assert (r.status_code, r.json()) == (400, {"error": "invalid_request",
-                                               "error_description": "token is given more than once"})  # fmt: skip
+    assert (r.status_code, r.json()) == (
+        400,
+        {"error": "invalid_request", "error_description": "token is given more than once"},
+    )
     stats = (await hub.api("GET", "token-cache/stats", admin)).json()["introspections"]
     assert stats["active"] == 0 and stats["inactive"] == stats["requests"] == len(cases) + 4
 

@@ -22,10 +22,12 @@ async def test_problems_are_warnings_at_start(hub: Hub, caplog: pytest.LogCaptur
     assert any(m.startswith("TokenCache.notebook_scopes:") and "read:nonsense" in m for m in warned)
     # the fixture's dask policy names access:services!service=dask, which no user holds
     assert any(
-        m.startswith("TokenCache.services['dask']['scopes']: no user can hold "
-                     "'access:services!service=dask' through the 'user' role (self)")
+        m.startswith(
+            "TokenCache.services['dask']['scopes']: no user can hold "
+            "'access:services!service=dask' through the 'user' role (self)"
+        )
         for m in warned
-    ), warned  # fmt: skip
+    ), warned
 
 
 @pytest.mark.hub_config(

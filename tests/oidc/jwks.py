@@ -30,8 +30,23 @@ KEYS: dict[str, tuple[str, str]] = {
     "ed25519": ("OKP Ed25519", "EdDSA"),
 }
 #: Every JWS algorithm a header may name (the accepted ones, the refused ones and nonsense).
-ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512",
-              "EdDSA", "HS256", "none", "ES256K", "", "rs256"]  # fmt: skip
+ALGORITHMS = [
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "EdDSA",
+    "HS256",
+    "none",
+    "ES256K",
+    "",
+    "rs256",
+]
 AUDIENCE = "jupyterhub"
 
 
@@ -120,11 +135,19 @@ class KeySet:
 
     def claims(self, user: str = "alice", **more: Any) -> dict[str, Any]:
         now = int(time.time())
-        return {"iss": self.issuer, "aud": AUDIENCE, "sub": user, "preferred_username": user,
-                "iat": now, "exp": now + 3600, **more}  # fmt: skip
+        return {
+            "iss": self.issuer,
+            "aud": AUDIENCE,
+            "sub": user,
+            "preferred_username": user,
+            "iat": now,
+            "exp": now + 3600,
+            **more,
+        }
 
-    def sign(self, claims: dict[str, Any], key: str = "rsa", *, foreign: bool = False,
-             **header: Any) -> str:  # fmt: skip
+    def sign(
+        self, claims: dict[str, Any], key: str = "rsa", *, foreign: bool = False, **header: Any
+    ) -> str:
         """A JWT signed with ``key`` (a published one, or a forger's of that type).
 
         The header is the key's own algorithm and kid unless ``header`` says otherwise

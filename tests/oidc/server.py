@@ -103,10 +103,16 @@ class OIDCProvider(Server):
         return [self.path, str(HERE / "provider.mjs")]
 
     def popen_options(self) -> dict[str, Any]:
-        env = {**os.environ, "PORT": str(self.port), "KEY_FILE": str(self.dir / "key.json"),
-               "LOG_FILE": str(self.log), "SHORT_TTL": str(self.short_ttl),
-               "HUB_ACCESS_TTL": str(self.hub_access_ttl), "TARGET_TTL": str(self.target_ttl),
-               "CLOCK_TOLERANCE": str(self.clock_tolerance)}  # fmt: skip
+        env = {
+            **os.environ,
+            "PORT": str(self.port),
+            "KEY_FILE": str(self.dir / "key.json"),
+            "LOG_FILE": str(self.log),
+            "SHORT_TTL": str(self.short_ttl),
+            "HUB_ACCESS_TTL": str(self.hub_access_ttl),
+            "TARGET_TTL": str(self.target_ttl),
+            "CLOCK_TOLERANCE": str(self.clock_tolerance),
+        }
         if self.store is not None:
             env["STORE_FILE"] = str(self.store)
         return {"env": env}
@@ -200,10 +206,16 @@ class OIDCProvider(Server):
                 location = client.get(location).headers["location"]
         else:
             raise RuntimeError("the authorization flow did not end")
-        answer = client.post("/token", auth=app, data={
-            "grant_type": "authorization_code", "code": query["code"][0],
-            "redirect_uri": redirect, "code_verifier": verifier,
-        })  # fmt: skip
+        answer = client.post(
+            "/token",
+            auth=app,
+            data={
+                "grant_type": "authorization_code",
+                "code": query["code"][0],
+                "redirect_uri": redirect,
+                "code_verifier": verifier,
+            },
+        )
         answer.raise_for_status()
         return answer.json() if app == HUB_LOGIN else str(answer.json()["access_token"])
 

@@ -82,21 +82,42 @@ def test_internal_tokens_per_service_and_scope_set(setup: Setup, mode: str) -> N
 @pytest.mark.parametrize(
     ("route", "body", "status", "message"),
     [
-        ("internal", {"service": "nope"}, 404, "No internal tokens are configured for service 'nope'"),
+        (
+            "internal",
+            {"service": "nope"},
+            404,
+            "No internal tokens are configured for service 'nope'",
+        ),
         ("internal", {}, 400, "service is required"),
-        ("internal", {"service": "dask", "scopes": ["admin:users"]}, 403,
-         "Scopes not allowed for service 'dask': 'admin:users'"),
-        ("internal", {"service": "dask", "scopes": ["no-such-scope"]}, 400,
-         "scopes[0] is not a known scope: 'no-such-scope'"),
+        (
+            "internal",
+            {"service": "dask", "scopes": ["admin:users"]},
+            403,
+            "Scopes not allowed for service 'dask': 'admin:users'",
+        ),
+        (
+            "internal",
+            {"service": "dask", "scopes": ["no-such-scope"]},
+            400,
+            "scopes[0] is not a known scope: 'no-such-scope'",
+        ),
         ("notebook", {"bogus": 1}, 400, "Unknown field(s): 'bogus'; allowed: minimum_lifetime"),
         ("notebook", b"not json", 400, "Request body is not valid JSON"),
-        ("notebook", {"minimum_lifetime": -1}, 400,
-         "minimum_lifetime must be a positive integer (seconds)"),
-        ("notebook", {"minimum_lifetime": 99_999}, 422,
-         "A new notebook token could live 86400 s, less than the 99999 s required: its parent "
-         "session or lifetime policy ends sooner"),
+        (
+            "notebook",
+            {"minimum_lifetime": -1},
+            400,
+            "minimum_lifetime must be a positive integer (seconds)",
+        ),
+        (
+            "notebook",
+            {"minimum_lifetime": 99_999},
+            422,
+            "A new notebook token could live 86400 s, less than the 99999 s required: its parent "
+            "session or lifetime policy ends sooner",
+        ),
     ],
-)  # fmt: skip
+)
 def test_refusals_are_the_same(
     setup: Setup, mode: str, route: str, body: Any, status: int, message: str
 ) -> None:
@@ -379,8 +400,14 @@ def test_a_header_value_that_cannot_be_one_is_refused_alike(setup: Setup, mode: 
     hub = setup[0]
     name, _ = new_user(setup, mode)
     admin = f"token {hub.service_token}".encode()
-    routes = [("GET", "stats"), ("GET", "tokens"), ("DELETE", ""), ("DELETE", f"users/{name}"),
-              ("POST", "notebook"), ("POST", "internal")]  # fmt: skip
+    routes = [
+        ("GET", "stats"),
+        ("GET", "tokens"),
+        ("DELETE", ""),
+        ("DELETE", f"users/{name}"),
+        ("POST", "notebook"),
+        ("POST", "internal"),
+    ]
     for method, route in routes:
         url = f"{base(setup, mode)}/{route}".rstrip("/")
         for header in (b"token caf\xe9", b"token \xe9" * 8, b"Bearer \xff\xfe"):
@@ -390,8 +417,11 @@ def test_a_header_value_that_cannot_be_one_is_refused_alike(setup: Setup, mode: 
         for other in (b"Accept", b"Content-Type"):
             r = httpx.request(method, url, headers=[(b"Authorization", admin), (other, b"\xe9/x")])
             assert r.status_code < 500, (method, route, other, r.text)
-    exchange = httpx.post(f"{base(setup, mode)}/exchange", content=b"subject_token=x",
-                          headers=[(b"Content-Type", b"application/x-www-form-urlencod\xe9")])  # fmt: skip
+    exchange = httpx.post(
+        f"{base(setup, mode)}/exchange",
+        content=b"subject_token=x",
+        headers=[(b"Content-Type", b"application/x-www-form-urlencod\xe9")],
+    )
     assert exchange.status_code == 400 and exchange.json()["error"] == "invalid_request"
 
 
@@ -399,19 +429,25 @@ def test_a_header_value_that_cannot_be_one_is_refused_alike(setup: Setup, mode: 
     ("warm", "scopes"),
     [
         (None, ["*"]),  # the edge cache's key for "no scopes named"
-        (["read:users!user", "access:services!service=dask"],
-         ["access:services!service=dask read:users!user"]),  # one string with a space
+        (
+            ["read:users!user", "access:services!service=dask"],
+            ["access:services!service=dask read:users!user"],
+        ),  # one string with a space
         (["read:users!user"], ["read:users!user\n"]),
         (["read:users!user"], [" read:users!user"]),
     ],
-)  # fmt: skip
+)
 def test_scopes_that_are_not_scopes_never_share_an_entry(
     setup: Setup, mode: str, warm: list[str] | None, scopes: list[str]
 ) -> None:
     _, credential = new_user(setup, mode)
     body: dict[str, Any] = {"service": "dask"}
-    first = post(base(setup, mode), "internal", credential,
-                 body if warm is None else {**body, "scopes": warm})  # fmt: skip
+    first = post(
+        base(setup, mode),
+        "internal",
+        credential,
+        body if warm is None else {**body, "scopes": warm},
+    )
     assert first.status_code == 200, first.text
     for url in (base(setup, mode), other(setup, mode)):
         r = post(url, "internal", credential, {**body, "scopes": scopes})

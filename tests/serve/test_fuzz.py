@@ -60,15 +60,18 @@ def fuzzed(setup: Setup, oidc_provider: OIDCProvider) -> Iterator[dict[str, Any]
     headers = {"Authorization": f"token {user}"}
     base = f"{hub.url}/hub/api/token-cache"
     made["notebook"] = httpx.post(f"{base}/notebook", headers=headers, json={}).json()["token"]
-    made["internal"] = httpx.post(f"{base}/internal", headers=headers,
-                                  json={"service": "dask"}).json()["token"]  # fmt: skip
+    made["internal"] = httpx.post(
+        f"{base}/internal", headers=headers, json={"service": "dask"}
+    ).json()["token"]
     state = {"made": made, "secrets": {v for v in made.values() if v and v != "0" * 32}}
     yield state
     logs = hub.log() + "".join(r.log_path.read_text() for r in setup[1])
     in_logs = leaked(logs, state["secrets"])
     TALLY.checks["secrets in logs"] += len(in_logs)
-    print("\nboth adapters, the same requests (the jupyterhub command and a serve replica):\n"
-          + TALLY.table())  # fmt: skip
+    print(
+        "\nboth adapters, the same requests (the jupyterhub command and a serve replica):\n"
+        + TALLY.table()
+    )
     assert not in_logs, "a secret in the hub's or a replica's log"
 
 
@@ -77,22 +80,39 @@ def send(url: str, built: Built) -> tuple[int, bytes]:
     parsed = urllib.parse.urlparse(url)
     target = parsed.path.rstrip("/") + built.target
     if all(sendable_by_httpx(v) for _, v in built.headers):
-        r = httpx.request(built.method, f"{parsed.scheme}://{parsed.netloc}{target}",
-                          headers=built.headers, content=built.body, timeout=30)  # fmt: skip
+        r = httpx.request(
+            built.method,
+            f"{parsed.scheme}://{parsed.netloc}{target}",
+            headers=built.headers,
+            content=built.body,
+            timeout=30,
+        )
         return r.status_code, r.content
-    return raw_request_sync(parsed.hostname or "127.0.0.1", parsed.port or 80, built.method,
-                            target, built.headers, built.body)  # fmt: skip
+    return raw_request_sync(
+        parsed.hostname or "127.0.0.1",
+        parsed.port or 80,
+        built.method,
+        target,
+        built.headers,
+        built.body,
+    )
 
 
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])  # fmt: skip
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(request=requests())
 def test_fuzz_both_adapters_alike(setup: Setup, fuzzed: dict[str, Any], request: Request) -> None:
     hub, (replica, _) = setup
     made, secrets = fuzzed["made"], fuzzed["secrets"]
     answers = {}
-    for adapter, url, prefix in (("hub", hub.url, "/hub/api/token-cache"),
-                                 ("replica", replica.url, "")):  # fmt: skip
+    for adapter, url, prefix in (
+        ("hub", hub.url, "/hub/api/token-cache"),
+        ("replica", replica.url, ""),
+    ):
         built = build(request, made, prefix)
         status, content = send(url, built)
         TALLY.add(adapter, request.route.label, status)
@@ -110,8 +130,13 @@ def test_fuzz_both_adapters_alike(setup: Setup, fuzzed: dict[str, Any], request:
             continue
         answer = json.loads(content)
         if adapter == "hub":
-            check(built.method, "/hub/api/token-cache" + built.target.partition("?")[0]
-                  .removeprefix("/hub/api/token-cache"), status, answer)  # fmt: skip
+            check(
+                built.method,
+                "/hub/api/token-cache"
+                + built.target.partition("?")[0].removeprefix("/hub/api/token-cache"),
+                status,
+                answer,
+            )
         issued = answer.get("token") if status == 200 and isinstance(answer, dict) else None
         if issued:
             secrets.add(issued)

@@ -216,8 +216,14 @@ async def test_a_request_waits_for_a_silent_stream_once_per_silence() -> None:
 def test_an_event_naming_when_its_row_was_created_ends_that_row_only() -> None:
     """Databases give a deleted row's id to the next: the event says which row it means."""
     state = live()
-    eviction = state.apply({"id": 20, "type": "token-revoked", "token_ids": ["a1"],
-                            "created": "2026-12-06T10:00:00.250000Z"})  # fmt: skip
+    eviction = state.apply(
+        {
+            "id": 20,
+            "type": "token-revoked",
+            "token_ids": ["a1"],
+            "created": "2026-12-06T10:00:00.250000Z",
+        }
+    )
     assert eviction is not None
     old_row = {**answer(10), "iat": 1796551200}  # 2026-12-06T10:00:00Z
     new_row = {**answer(10), "iat": 1796551260}  # the id given to a row a minute later

@@ -94,9 +94,12 @@ def service(
 
     states, events = States(), Events()
     endpoint_ = TokenEndpoint(
-        http=http, endpoint=endpoint, client_id=HUB_LOGIN[0], client_secret=HUB_LOGIN[1],
+        http=http,
+        endpoint=endpoint,
+        client_id=HUB_LOGIN[0],
+        client_secret=HUB_LOGIN[1],
         counts=Counter(),
-    )  # fmt: skip
+    )
     return (
         UpstreamTokenService(
             settings=config, cache=cache, states=states, endpoint=endpoint_, events=events

@@ -21,21 +21,41 @@ NOW = 1_000_000.0
 
 def generic(access: str = "at-1", refresh: str | None = "rt-1", expires_in: int = 300) -> dict:
     """What GenericOAuthenticator's build_auth_state_dict keeps."""
-    response = {"access_token": access, "refresh_token": refresh, "id_token": "id-1",
-                "expires_in": expires_in, "token_type": "Bearer", "scope": "openid s3:read"}  # fmt: skip
-    return {"access_token": access, "refresh_token": refresh, "id_token": "id-1",
-            "scope": ["openid", "s3:read"], "token_response": response,
-            "oauth_user": {"sub": "alice"}}  # fmt: skip
+    response = {
+        "access_token": access,
+        "refresh_token": refresh,
+        "id_token": "id-1",
+        "expires_in": expires_in,
+        "token_type": "Bearer",
+        "scope": "openid s3:read",
+    }
+    return {
+        "access_token": access,
+        "refresh_token": refresh,
+        "id_token": "id-1",
+        "scope": ["openid", "s3:read"],
+        "token_response": response,
+        "oauth_user": {"sub": "alice"},
+    }
 
 
 def globus() -> dict:
     """What GlobusOAuthenticator keeps: tokens by resource server."""
-    return {"client_id": "c", "token_response": {"access_token": "auth-at"},
-            "tokens": {"transfer.api.globus.org": {"access_token": "tr-at", "refresh_token": "tr-rt",
-                                                  "expires_in": 172800, "scope": "urn:transfer",
-                                                  "token_type": "Bearer",
-                                                  "resource_server": "transfer.api.globus.org"}},
-            "globus_user": {"sub": "x"}}  # fmt: skip
+    return {
+        "client_id": "c",
+        "token_response": {"access_token": "auth-at"},
+        "tokens": {
+            "transfer.api.globus.org": {
+                "access_token": "tr-at",
+                "refresh_token": "tr-rt",
+                "expires_in": 172800,
+                "scope": "urn:transfer",
+                "token_type": "Bearer",
+                "resource_server": "transfer.api.globus.org",
+            }
+        },
+        "globus_user": {"sub": "x"},
+    }
 
 
 def test_a_login_is_a_new_session_and_its_tokens_expire_from_when_they_came() -> None:
@@ -71,8 +91,12 @@ def test_a_refresh_keeps_the_session_and_the_rotated_refresh_token_everywhere() 
 
 def test_a_target_by_resource_indicator_rotates_only_the_refresh_token() -> None:
     state = stamped(generic(), now=NOW, new=True)
-    after = refreshed(state, {"access_token": "s3-token", "refresh_token": "rt-2",
-                              "expires_in": 600}, now=NOW + 1, token=False)  # fmt: skip
+    after = refreshed(
+        state,
+        {"access_token": "s3-token", "refresh_token": "rt-2", "expires_in": 600},
+        now=NOW + 1,
+        token=False,
+    )
     assert held(after).access_token == "at-1" and held(after).expires_at == NOW + 300
     assert after["refresh_token"] == "rt-2" and after["token_response"]["refresh_token"] == "rt-2"
     assert "s3-token" not in repr(after)
@@ -84,8 +108,12 @@ def test_globus_tokens_by_resource_server() -> None:
     transfer = held(state, "transfer.api.globus.org")
     assert transfer.access_token == "tr-at" and transfer.expires_at == NOW + 172800
     assert held(state) is None and held(state, "other") is None
-    after = refreshed(state, {"access_token": "tr-at-2", "expires_in": 100}, now=NOW + 5,
-                      resource_server="transfer.api.globus.org")  # fmt: skip
+    after = refreshed(
+        state,
+        {"access_token": "tr-at-2", "expires_in": 100},
+        now=NOW + 5,
+        resource_server="transfer.api.globus.org",
+    )
     transfer = held(after, "transfer.api.globus.org")
     assert (transfer.access_token, transfer.refresh_token) == ("tr-at-2", "tr-rt")
     assert transfer.expires_at == NOW + 105

@@ -109,8 +109,11 @@ async def test_invalid_grant_ends_the_session_once_and_asks_to_log_in_again(
     login = states.log_in(provider, "alice")
     await upstream.token("alice", SCOPES)
     # the grant ends at the provider (revoking its refresh token revokes it)
-    r = httpx.post(f"{provider.url}/token/revocation", auth=HUB_LOGIN,
-                   data={"token": login["refresh_token"], "token_type_hint": "refresh_token"})  # fmt: skip
+    r = httpx.post(
+        f"{provider.url}/token/revocation",
+        auth=HUB_LOGIN,
+        data={"token": login["refresh_token"], "token_type_hint": "refresh_token"},
+    )
     assert r.status_code == 200
     await asyncio.sleep(SOON)
     refreshes = provider.requests(REFRESHES)
@@ -140,8 +143,10 @@ async def test_a_target_token_has_the_targets_audience_and_scopes_only(
     s3 = await upstream.token("alice", SCOPES, target="s3")
     api = await upstream.token("alice", SCOPES, target="api")
     dependent = await upstream.token("alice", SCOPES, target="s3-dependent")
-    found = {name: claims(t.access_token) for name, t in
-             (("s3", s3), ("api", api), ("s3-dependent", dependent))}  # fmt: skip
+    found = {
+        name: claims(t.access_token)
+        for name, t in (("s3", s3), ("api", api), ("s3-dependent", dependent))
+    }
     print("\ntarget tokens:", {n: (c["aud"], c["scope"]) for n, c in found.items()})
     assert (found["s3"]["aud"], found["s3"]["scope"]) == ("s3", "s3:read")
     assert (found["api"]["aud"], found["api"]["scope"]) == ("internal-api", "api:read")
@@ -151,8 +156,12 @@ async def test_a_target_token_has_the_targets_audience_and_scopes_only(
     assert states.states["alice"]["refresh_token"] != login["refresh_token"]
     assert provider.requests(GRANT_REVOKED) == revoked
     assert active(provider, states.states["alice"]["access_token"])
-    no_secret_on(request, state_secrets(login) | state_secrets(states.states["alice"])
-                 | {s3.access_token, api.access_token, dependent.access_token})  # fmt: skip
+    no_secret_on(
+        request,
+        state_secrets(login)
+        | state_secrets(states.states["alice"])
+        | {s3.access_token, api.access_token, dependent.access_token},
+    )
 
 
 async def test_a_thousand_requests_one_provider_call_reused_until_its_minimum(
@@ -219,15 +228,29 @@ async def test_a_login_without_refresh_tokens_is_handed_out_as_it_is(cache: Toke
     """GitHub's OAuth apps: a token that does not expire, and no refresh token."""
     states = States()
     states.states["octo"] = stamped(
-        {"access_token": "gho_github", "refresh_token": None, "token_response": {
-            "access_token": "gho_github", "token_type": "bearer", "scope": "read:org"}},
-        now=time.time(), new=True)  # fmt: skip
+        {
+            "access_token": "gho_github",
+            "refresh_token": None,
+            "token_response": {
+                "access_token": "gho_github",
+                "token_type": "bearer",
+                "scope": "read:org",
+            },
+        },
+        now=time.time(),
+        new=True,
+    )
 
     async def nowhere(name: str) -> str:
         raise AssertionError(f"no provider call may happen (asked for its {name})")
 
-    endpoint = TokenEndpoint(http=httpx.AsyncClient(), endpoint=nowhere, client_id="c",
-                             client_secret="s", counts=Counter())  # fmt: skip
+    endpoint = TokenEndpoint(
+        http=httpx.AsyncClient(),
+        endpoint=nowhere,
+        client_id="c",
+        client_secret="s",
+        counts=Counter(),
+    )
     upstream = UpstreamTokenService(
         settings=UpstreamTokens(enabled=True), cache=cache, states=states, endpoint=endpoint
     )
@@ -241,13 +264,24 @@ async def test_globus_resource_server_tokens_are_refreshed_with_their_own(
 ) -> None:
     upstream, states, _ = service(provider, cache)
     transfer = provider.login_response("alice")  # stands for Globus' transfer token
-    states.states["alice"] = stamped({
-        "client_id": "hub-login", "token_response": {"access_token": "auth-token"},
-        "tokens": {"transfer.api.globus.org": {
-            "access_token": transfer["access_token"], "refresh_token": transfer["refresh_token"],
-            "expires_in": transfer["expires_in"], "scope": "urn:transfer",
-            "token_type": "Bearer", "resource_server": "transfer.api.globus.org"}},
-    }, now=time.time(), new=True)  # fmt: skip
+    states.states["alice"] = stamped(
+        {
+            "client_id": "hub-login",
+            "token_response": {"access_token": "auth-token"},
+            "tokens": {
+                "transfer.api.globus.org": {
+                    "access_token": transfer["access_token"],
+                    "refresh_token": transfer["refresh_token"],
+                    "expires_in": transfer["expires_in"],
+                    "scope": "urn:transfer",
+                    "token_type": "Bearer",
+                    "resource_server": "transfer.api.globus.org",
+                }
+            },
+        },
+        now=time.time(),
+        new=True,
+    )
     first = await upstream.token("alice", SCOPES, target="transfer")
     assert first.access_token == transfer["access_token"]
     await asyncio.sleep(SOON)

@@ -58,8 +58,9 @@ async def test_provider_killed_cached_tokens_served_then_503_then_recovery(
     states.log_in(provider, "alice")
     token = await upstream.token("alice", SCOPES)
     provider.kill()
-    served = await asyncio.gather(*(upstream.token("alice", SCOPES, minimum_lifetime=20)
-                                    for _ in range(20)))  # fmt: skip
+    served = await asyncio.gather(
+        *(upstream.token("alice", SCOPES, minimum_lifetime=20) for _ in range(20))
+    )
     assert {t.access_token for t in served} == {token.access_token}
     await asyncio.sleep(SOON)
     took = await refused_in_time(

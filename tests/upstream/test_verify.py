@@ -104,9 +104,14 @@ def keyset() -> Iterator[KeySet]:
 
 
 def jwks_tokens(keyset: KeySet, **settings: object) -> UpstreamVerifier:
-    exchange = TokenExchange(issuer=keyset.issuer, jwks_uri=f"{keyset.url}/jwks",
-                             verification="jwt", allowed_audiences=[AUDIENCE],
-                             algorithms=list(ASYMMETRIC), **settings)  # fmt: skip
+    exchange = TokenExchange(
+        issuer=keyset.issuer,
+        jwks_uri=f"{keyset.url}/jwks",
+        verification="jwt",
+        allowed_audiences=[AUDIENCE],
+        algorithms=list(ASYMMETRIC),
+        **settings,
+    )
     made = exchange_verifier(exchange, LOG, sessions=Sessions())
     assert made is not None
     return made
@@ -183,10 +188,16 @@ async def test_inactive_answers_stay_generic_and_log_the_reason_at_debug(
     await checker.close()
 
 
-@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "150")), deadline=None,
-          derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
-@given(token=nasty_text | st.binary(max_size=60).map(lambda b: b.decode("latin-1")),
-       verification=st.sampled_from(["introspection", "userinfo", "jwt"]))  # fmt: skip
+@settings(
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "150")),
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    token=nasty_text | st.binary(max_size=60).map(lambda b: b.decode("latin-1")),
+    verification=st.sampled_from(["introspection", "userinfo", "jwt"]),
+)
 async def test_fuzz_subject_tokens_in_every_mode(
     oidc_provider: OIDCProvider, token: str, verification: str
 ) -> None:
