@@ -24,10 +24,9 @@ import httpx
 from ..e2e.services import ExternalService
 from ..e2e.spawning import spawner_config
 from ..hubprocess import HubProcess
-from ..serve.replicas import REQUEST, Replica
+from ..serve.replicas import REQUEST, SCOPES, Replica
 from ..servers import MissingBinary, free_port, unavailable
 
-SCOPES = ["custom:token-cache:introspect", "custom:token-cache:events"]
 #: Replicas and services: the first two of each run from the start; the last are spares.
 REPLICAS = ["token-cache", "token-cache-b", "token-cache-new"]
 SERVICES = ["whoami", "whoami-new"]
