@@ -70,21 +70,26 @@ def test_the_documented_approach_at_expiry(
     failed = provider.requests(f"{REFRESH} 400")
     url = f"{hub.url}/hub/api/users/alice"
     answers = at_once(hub, [("GET", url, servers[n % 3], None) for n in range(100)])
-    assert {r.status_code for r in answers} == {200}
-    states = [r.json()["auth_state"] for r in answers]
+    # a refresh the provider refuses makes JupyterHub ask for a new login: on 5.5 some of
+    # the hundred are then answered 403, on 6.x the race usually ends before they are
+    statuses = [r.status_code for r in answers]
+    assert set(statuses) <= {200, 403}, statuses
+    states = [r.json()["auth_state"] for r in answers if r.status_code == 200]
     made = provider.requests(REFRESH) - refreshes
     refused = provider.requests(f"{REFRESH} 400") - failed
     grant_revoked = provider.requests(GRANT_REVOKED) - revoked
     tokens = {s["access_token"] for s in states}
-    final = read_state(hub, servers[0])["access_token"]
-    alive = (
+    after = httpx.get(url, headers={"Authorization": f"token {servers[0]}"}, timeout=60)
+    final = after.json()["auth_state"]["access_token"] if after.status_code == 200 else None
+    alive = final is not None and (
         httpx.post(f"{provider.url}/token/introspection", data={"token": final}, auth=HUB_LOGIN)
         .json()
         .get("active")
     )
     print(
         f"\ndocumented approach, 100 requests at expiry from 3 servers: {made} refreshes "
-        f"({refused} refused), {len(tokens)} distinct access tokens handed out, grant revoked "
+        f"({refused} refused), {statuses.count(403)} requests refused by the hub, "
+        f"{len(tokens)} distinct access tokens handed out, grant revoked "
         f"{grant_revoked} time(s); the token in the auth state afterwards active: {alive}"
     )
     assert made >= 1
