@@ -25,7 +25,8 @@ from ..tokens.minter import MintedRow
 from ..tokens.models import Forbidden, InvalidRequest, ParentSession, SessionEnded, TokenRef, shown
 from .collector import full_collections_deferred
 from .lineage import LINEAGE, REVOKE_BATCH, TOKENS, from_row, is_row, ref_of, row_id, to_row
-from .observer import INFO_KEY, SCOPES_TEXT, batches, ending, pause, stored_scopes
+from .observer import SCOPES_TEXT, batches, ending, pause, stored_scopes
+from .walks import INFO_KEY, Walk
 
 _HASHED = text(f"SELECT hashed FROM {orm.APIToken.__tablename__} WHERE id = :id")  # noqa: S608 - a constant table name
 #: The kinds of token this extension mints (lineage rows also name servers' own tokens).
@@ -321,7 +322,8 @@ class OrmMinter:
             found = self.db.execute(
                 select(TOKENS.c.id, TOKENS.c.hashed).where(TOKENS.c.id.in_(ids))
             )
-            count += self._delete([r.id for r in found if is_row(r.hashed, wanted[r.id])], reason)
+            doomed = [r.id for r in found if is_row(r.hashed, wanted[r.id])]
+            count += _delete(self.db, doomed, reason)
             await pause()
         return count
 
@@ -345,7 +347,10 @@ class OrmMinter:
         announces each row and cascades to what was minted from it), committed, and
         reported to ``progress`` (the count so far), then the rest of the hub runs for a
         moment (:func:`~jupyter_token_cache.hub.observer.pause`) before the next. Tokens
-        minted after the walk began are left alone.
+        minted after the walk began are left alone. A reset (no server, no session
+        named) runs as a job of its own, its steps on a worker thread
+        (:class:`~jupyter_token_cache.hub.walks.Walk`); a server's or a session's
+        tokens are revoked inside the request that ended them, on its session.
         """
         where: list[ColumnElement[bool]] = [LINEAGE.c.kind.in_(MINTED_KINDS)]
         if user is not None:
@@ -357,48 +362,57 @@ class OrmMinter:
             where += [LINEAGE.c.session_kind == "server", LINEAGE.c.server == server]
         if session_ref is not None:
             where.append(LINEAGE.c.session_ref == session_ref)
-        with full_collections_deferred():
-            return await self._revoke_walk(where, reason, progress)
+        apart = server is None and session_ref is None
+        count = 0
+        after: int | None = 0
+        last: int | None = None
+        async with Walk(self.db, apart=apart) as walk:
+            with full_collections_deferred():
+                while True:
+                    deleted, after, last = await walk.step(_revoke_step, where, after, last, reason)
+                    if after is None:
+                        return count
+                    count += deleted
+                    if progress is not None:
+                        progress(count)
+                    await pause()
 
-    async def _revoke_walk(
-        self,
-        where: list[ColumnElement[bool]],
-        reason: str,
-        progress: Callable[[int], None] | None,
-    ) -> int:
-        last = self.db.execute(select(func.max(LINEAGE.c.token_id))).scalar() or 0
-        after = count = 0
-        while True:
-            page = (
-                select(LINEAGE.c.token_id, LINEAGE.c.token_fp)
-                .where(*where, LINEAGE.c.token_id > after, LINEAGE.c.token_id <= last)
-                .order_by(LINEAGE.c.token_id)
-                .limit(REVOKE_BATCH)
-                .subquery()
-            )
-            rows = self.db.execute(
-                select(page, TOKENS.c.hashed).outerjoin(TOKENS, TOKENS.c.id == page.c.token_id)
-            ).all()
-            if not rows:
-                self.db.commit()  # end the read
-                return count
-            after = max(r.token_id for r in rows)
-            count += self._delete(
-                [r.token_id for r in rows if is_row(r.hashed, r.token_fp)], reason
-            )
-            if progress is not None:
-                progress(count)
-            await pause()
 
-    def _delete(self, doomed: Sequence[int], reason: str) -> int:
-        """Delete (and commit) the rows ``doomed``, checked to be the very rows meant.
+def _revoke_step(
+    db: Any, where: list[ColumnElement[bool]], after: int, last: int | None, reason: str
+) -> tuple[int, int | None, int]:
+    """One step of a revocation walk on ``db``: the next
+    :data:`~jupyter_token_cache.hub.lineage.REVOKE_BATCH` rows after ``after`` (up to
+    ``last``, the table's end when the walk began) deleted and committed; (how many, where
+    the next step starts or None at the end, ``last``)."""
+    if last is None:
+        last = db.execute(select(func.max(LINEAGE.c.token_id))).scalar() or 0
+    page = (
+        select(LINEAGE.c.token_id, LINEAGE.c.token_fp)
+        .where(*where, LINEAGE.c.token_id > after, LINEAGE.c.token_id <= last)
+        .order_by(LINEAGE.c.token_id)
+        .limit(REVOKE_BATCH)
+        .subquery()
+    )
+    rows = db.execute(
+        select(page, TOKENS.c.hashed).outerjoin(TOKENS, TOKENS.c.id == page.c.token_id)
+    ).all()
+    if not rows:
+        db.commit()  # end the read
+        return 0, None, last
+    doomed = [r.token_id for r in rows if is_row(r.hashed, r.token_fp)]
+    return _delete(db, doomed, reason), max(r.token_id for r in rows), last
 
-        One ``DELETE`` statement, which the observer follows as any bulk delete (it reads
-        the rows, their lineage and their owners a statement each, and cascades); the
-        rows are not loaded as ORM objects one by one, as a flush would.
-        """
-        with ending(reason):
-            if doomed:
-                self.db.execute(delete(orm.APIToken).where(orm.APIToken.id.in_(doomed)))
-            self.db.commit()
-        return len(doomed)
+
+def _delete(db: Any, doomed: Sequence[int], reason: str) -> int:
+    """Delete (and commit) the rows ``doomed``, checked to be the very rows meant.
+
+    One ``DELETE`` statement, which the observer follows as any bulk delete (it reads
+    the rows, their lineage and their owners a statement each, and cascades); the
+    rows are not loaded as ORM objects one by one, as a flush would.
+    """
+    with ending(reason):
+        if doomed:
+            db.execute(delete(orm.APIToken).where(orm.APIToken.id.in_(doomed)))
+        db.commit()
+    return len(doomed)

@@ -52,11 +52,10 @@ from ..tokens.lineage import Lineage
 from ..tokens.models import TokenRef
 from .collector import full_collections_deferred
 from .lineage import BATCH, LINEAGE, PAUSE, TOKENS, fingerprint, from_row, is_row
+from .walks import INFO_KEY, Walk
 
 #: Where our own code says why it deletes tokens.
 _REASON: ContextVar[str | None] = ContextVar("jupyter_token_cache_ending", default=None)
-#: Key of the observer in ``Session.info``.
-INFO_KEY = "jupyter_token_cache_observer"
 
 #: JupyterHub functions that delete tokens, by (file, function), and what that means.
 _CALLERS = {
@@ -567,8 +566,10 @@ class DatabaseObserver:
         -----
         The walk goes through the lineage table in key order, :data:`BATCH` rows per
         step, each row joined to its token, its root and its credential (no ``IN`` list
-        of ids); each step commits, then yields to the event loop, so the hub answers
-        requests between steps however large the table. One sweep runs at a time.
+        of ids); each step commits, on a worker thread with a connection of its own
+        (:class:`~jupyter_token_cache.hub.walks.Walk`), then the walk waits a moment
+        (:func:`pause`), so the hub answers requests all along however large the
+        table. One sweep runs at a time.
         """
         if self._sweeping:
             return 0
@@ -577,13 +578,13 @@ class DatabaseObserver:
         walked = dealt = 0
         after: int | None = 0
         try:
-            with full_collections_deferred():
-                while after is not None:
-                    rows, count, after = self._sweep_step(after)
-                    walked, dealt = walked + rows, dealt + count
-                    await pause()
+            async with Walk(self.db, apart=True) as walk:
+                with full_collections_deferred():
+                    while after is not None:
+                        rows, count, after = await walk.step(_sweep_step, after)
+                        walked, dealt = walked + rows, dealt + count
+                        await pause()
         except Exception:
-            self.db.rollback()
             self.log.exception("Token cache: the sweep stopped")
         finally:
             self._sweeping = False
@@ -596,49 +597,50 @@ class DatabaseObserver:
             }
         return dealt
 
-    def _sweep_step(self, after: int) -> tuple[int, int, int | None]:
-        """One step of the sweep: the rows after ``after``; (rows walked, rows dealt with,
-        where the next step starts, or None at the end)."""
-        db = self.db
-        rows = db.execute(_SWEEP_STEP, {"after": after}).all()
-        if not rows:
-            db.commit()  # end the read: nothing stays open across the loop's turns
-            return 0, 0, None
-        fps: dict[str, str] = {}
 
-        def same(hashed: str | None, fp: str | None) -> bool:
-            if hashed is None or fp is None:
-                return False
-            if hashed not in fps:
-                fps[hashed] = fingerprint(hashed)
-            return hmac.compare_digest(fps[hashed], fp)
+def _sweep_step(db: Session, after: int) -> tuple[int, int, int | None]:
+    """One step of the sweep on ``db`` (watched by an observer): the rows after ``after``;
+    (rows walked, rows dealt with, where the next step starts, or None at the end)."""
+    observer: DatabaseObserver = db.info[INFO_KEY]
+    rows = db.execute(_SWEEP_STEP, {"after": after}).all()
+    if not rows:
+        db.commit()  # end the read: nothing stays open across the loop's turns
+        return 0, 0, None
+    fps: dict[str, str] = {}
 
-        now = time.time()
-        gone: list[Any] = []
-        ends: dict[str, list[int]] = {"parent-revoked": [], "expired": []}
-        for r in rows:
-            if not same(r.hashed, r.token_fp):
-                gone.append(r)
-            elif r.kind not in ("notebook", "internal"):
-                continue
-            elif (r.root_id is not None and not same(r.root_hashed, r.root_fp)) or (
-                r.via_id is not None and not same(r.via_hashed, r.via_fp)
-            ):
-                ends["parent-revoked"].append(r.token_id)
-            elif r.token_expires_at is not None and r.token_expires_at <= now:
-                ends["expired"].append(r.token_id)
-        # rows deleted where no flush saw them: no cache key (scopes unknown)
-        ended = self._ended_unseen(db.connection(), gone)
-        if gone:
-            db.execute(delete(LINEAGE).where(LINEAGE.c.token_id.in_([r.token_id for r in gone])))
-        for reason, ids in ends.items():
-            if ids:
-                with ending(reason):
-                    db.execute(delete(orm.APIToken).where(orm.APIToken.id.in_(ids)))
-        db.commit()
-        if ended:
-            self.on_commit(ended, [])
-        return len(rows), len(gone) + sum(map(len, ends.values())), rows[-1].token_id
+    def same(hashed: str | None, fp: str | None) -> bool:
+        if hashed is None or fp is None:
+            return False
+        if hashed not in fps:
+            fps[hashed] = fingerprint(hashed)
+        return hmac.compare_digest(fps[hashed], fp)
+
+    now = time.time()
+    gone: list[Any] = []
+    ends: dict[str, list[int]] = {"parent-revoked": [], "expired": []}
+    for r in rows:
+        if not same(r.hashed, r.token_fp):
+            gone.append(r)
+        elif r.kind not in ("notebook", "internal"):
+            continue
+        elif (r.root_id is not None and not same(r.root_hashed, r.root_fp)) or (
+            r.via_id is not None and not same(r.via_hashed, r.via_fp)
+        ):
+            ends["parent-revoked"].append(r.token_id)
+        elif r.token_expires_at is not None and r.token_expires_at <= now:
+            ends["expired"].append(r.token_id)
+    # rows deleted where no flush saw them: no cache key (scopes unknown)
+    ended = observer._ended_unseen(db.connection(), gone)
+    if gone:
+        db.execute(delete(LINEAGE).where(LINEAGE.c.token_id.in_([r.token_id for r in gone])))
+    for reason, ids in ends.items():
+        if ids:
+            with ending(reason):
+                db.execute(delete(orm.APIToken).where(orm.APIToken.id.in_(ids)))
+    db.commit()
+    if ended:
+        observer.on_commit(ended, [])
+    return len(rows), len(gone) + sum(map(len, ends.values())), rows[-1].token_id
 
 
 def _changes(obj: Any, session: Session) -> Iterator[Change]:

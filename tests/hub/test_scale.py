@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import sqlite3
+import threading
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
@@ -23,6 +24,7 @@ import pytest
 from jupyterhub import orm
 from sqlalchemy import event, func, select, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
 from jupyter_token_cache.hub.lineage import BATCH, LINEAGE
 from jupyter_token_cache.hub.minter import COUNT_STEP
@@ -75,6 +77,8 @@ class Watch:
 
     #: Tasks whose commits count: resets, sweeps, and what :meth:`run` runs.
     TASKS = ("token-cache-reset", "token-cache-sweep", "watched")
+    #: The thread the steps of resets and sweeps run on (hub/walks.py), on their own session.
+    WALKS = "token-cache-walk"
 
     def __init__(self, hub: Hub) -> None:
         self.engine: Engine = hub.db.get_bind()
@@ -84,13 +88,13 @@ class Watch:
         #: The loop's turns at each commit of background work.
         self.commits: list[int] = []
         event.listen(self.engine, "before_cursor_execute", self._statement)
-        event.listen(self.db, "after_commit", self._commit)
+        event.listen(Session, "after_commit", self._commit)
         self._ticker = asyncio.ensure_future(self._tick())
 
     def close(self) -> None:
         self._ticker.cancel()
         event.remove(self.engine, "before_cursor_execute", self._statement)
-        event.remove(self.db, "after_commit", self._commit)
+        event.remove(Session, "after_commit", self._commit)
 
     async def _tick(self) -> None:
         while True:
@@ -112,6 +116,9 @@ class Watch:
             self.most, self.widest = count, statement[:300]
 
     def _commit(self, session: Any) -> None:
+        if threading.current_thread().name.startswith(self.WALKS):
+            self.commits.append(self.turns)
+            return
         task = asyncio.current_task()
         if task is not None and task.get_name().startswith(self.TASKS):
             self.commits.append(self.turns)

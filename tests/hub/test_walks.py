@@ -1,0 +1,125 @@
+"""A reset and the sweep do their database work on a thread of their own (hub/walks.py).
+
+While one of their steps waits for the database — here for the write lock another
+connection holds for :data:`HELD` seconds, the way a slow disk's fsync or a busy
+PostgreSQL makes a commit wait — JupyterHub's event loop goes on answering requests;
+what each step deletes is announced and evicted as it commits, every token ends, and the
+hub's own session keeps no object for a row the walk deleted. Run on SQLite and on
+PostgreSQL (``hub_db``). Before, the loop waited out every commit of a walk: the hub
+stopped answering for as long as the lock was held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import time
+from collections.abc import Awaitable, Iterator
+from typing import Any
+
+from jupyterhub import orm
+from sqlalchemy import text
+
+from jupyter_token_cache.hub.lineage import REVOKE_BATCH
+from jupyter_token_cache.tokens.events import REVOKED
+
+from .. import bulk
+from .conftest import Hub
+
+#: Seconds the write lock is held while the walk runs.
+HELD = 1.5
+#: Users loaded: each with an API token and two minted tokens (several steps of a reset).
+USERS = 3 * REVOKE_BATCH
+
+
+@contextlib.contextmanager
+def writes_locked(hub: Hub) -> Iterator[None]:
+    """Another connection holds the database's write lock (readers go on)."""
+    engine = hub.db.get_bind()
+    if engine.dialect.name == "sqlite":
+        raw = sqlite3.connect(engine.url.database, isolation_level=None)
+        raw.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            raw.execute("ROLLBACK")
+            raw.close()
+        return
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f"LOCK TABLE {orm.APIToken.__tablename__} IN EXCLUSIVE MODE")
+        try:
+            yield
+        finally:
+            conn.rollback()
+
+
+async def longest_wait(hub: Hub, seconds: float) -> float:
+    """The longest ``GET /hub/api/`` (no credential, no database) over ``seconds``."""
+    longest = 0.0
+    until = time.monotonic() + seconds
+    while time.monotonic() < until:
+        start = time.perf_counter()
+        r = await hub.http.get("api/")
+        assert r.status_code == 200
+        longest = max(longest, time.perf_counter() - start)
+        await asyncio.sleep(0.01)
+    return longest
+
+
+async def while_locked(hub: Hub, walk: Awaitable[Any]) -> tuple[asyncio.Task[Any], float]:
+    """Start ``walk`` with writes locked out; (its task, the loop's longest answer meanwhile)."""
+    with writes_locked(hub):
+        task: asyncio.Task[Any] = asyncio.ensure_future(walk)
+        longest = await longest_wait(hub, HELD)
+        assert not task.done(), "the walk did not wait for the lock"
+    return task, longest
+
+
+async def test_a_reset_waiting_for_the_database_leaves_the_loop_free(hub: Hub) -> None:
+    extension = hub.app.authenticator
+    loaded = bulk.load(hub.db.get_bind(), USERS, every=7)
+    held = list(hub.db.query(orm.APIToken))  # the hub's session holds every row's object
+    assert await statuses(hub, loaded.sample.values()) == {200}
+    events = extension.token_events.subscribe(None)
+    task, longest = await while_locked(hub, extension.token_service.reset(revoke=True))
+    result = await asyncio.wait_for(task, 60)
+    print(
+        f"\nreset of {2 * USERS} tokens, writes locked {HELD} s: longest answer {longest * 1000:.1f} ms"
+    )
+    assert longest < HELD / 3  # on the loop, it was the whole HELD
+    assert result["revoked"] == 2 * USERS
+    assert await statuses(hub, loaded.sample.values()) == {403}
+    revoked = set()
+    while not events.queue.empty():
+        event = events.queue.get_nowait()
+        if event is not None and event.type == REVOKED:
+            revoked.update(event.token_ids)
+    assert revoked == {f"a{id_}" for id_ in loaded.minted_ids}
+    gone = {f"a{id_}" for id_ in loaded.minted_ids}
+    assert not [t for t in held if t.api_id in gone and t in hub.db]
+
+
+async def test_a_sweep_waiting_for_the_database_leaves_the_loop_free(hub: Hub) -> None:
+    extension = hub.app.authenticator
+    loaded = bulk.load(hub.db.get_bind(), USERS, every=7)
+    parents = [orm.APIToken.find(hub.db, token).id for token in loaded.parents.values()]
+    for id_ in parents:  # deleted where no flush sees it: their children are orphans
+        hub.db.execute(text("DELETE FROM api_tokens WHERE id = :id"), {"id": id_})
+    hub.db.commit()
+    task, longest = await while_locked(hub, extension.token_observer.sweep())
+    dealt = await asyncio.wait_for(task, 60)
+    print(
+        f"\nsweep of {2 * USERS} orphans, writes locked {HELD} s: longest answer {longest * 1000:.1f} ms"
+    )
+    assert longest < HELD / 3
+    assert dealt == 2 * USERS  # every child of the deleted parents revoked
+    assert await statuses(hub, loaded.sample.values()) == {403}
+
+
+async def statuses(hub: Hub, tokens: Any) -> set[int]:
+    found = set()
+    for token in tokens:
+        r = await hub.http.get("api/user", headers={"Authorization": f"token {token}"})
+        found.add(r.status_code)
+    return found
