@@ -250,8 +250,9 @@ class OrmMinter:
         -----
         Filters, order, offset and count are the database's, on the lineage table and
         its listing index (:mod:`~jupyter_token_cache.hub.lineage`): the walk counts
-        :data:`COUNT_STEP` index entries per statement, yielding between statements,
-        and reads the page where its offset falls. Only the page's rows are joined to
+        :data:`COUNT_STEP` index entries per statement, on the walks' thread
+        (:class:`~jupyter_token_cache.hub.walks.Walk`; it only reads, so no lock of the
+        request's own session can hold it up), and reads the page where its offset falls. Only the page's rows are joined to
         the token and user tables and checked by fingerprint; a row whose token ended
         unseen (until the next sweep removes it) counts in the total but is left out of
         its page.
@@ -268,52 +269,17 @@ class OrmMinter:
                 return [], 0
             where.append(LINEAGE.c.user_id == user_id)
         ids = select(LINEAGE.c.token_id).where(*where).order_by(LINEAGE.c.token_id)
-        after = total = 0
-        page: list[int] | None = None
-        while True:
-            step = ids.where(LINEAGE.c.token_id > after)
-            if page is None and offset < total + COUNT_STEP:
-                skip = offset - total
-                page = list(self.db.execute(step.limit(limit).offset(skip)).scalars())
-            edge = self.db.execute(step.limit(1).offset(COUNT_STEP - 1)).scalar()
-            if edge is None:
-                total += self.db.execute(select(func.count()).select_from(step.subquery())).scalar()
-                break
-            total, after = total + COUNT_STEP, edge
-            await pause()
-        return (self._rows(page, where) if page else []), total
-
-    def _rows(self, page: list[int], where: list[Any]) -> list[MintedRow]:
-        """The listing's rows for the token ids of one page (consecutive under ``where``)."""
-        users = orm.User.__table__
-        query = (
-            select(
-                LINEAGE,
-                TOKENS.c.hashed,
-                SCOPES_TEXT.label("scopes"),
-                TOKENS.c.created,
-                TOKENS.c.expires_at,
-                TOKENS.c.last_activity,
-                users.c.name,
-            )
-            .join(TOKENS, TOKENS.c.id == LINEAGE.c.token_id)
-            .join(users, users.c.id == TOKENS.c.user_id)
-            .where(*where, LINEAGE.c.token_id.between(page[0], page[-1]))
-            .order_by(LINEAGE.c.token_id)
-        )
-        return [
-            MintedRow(
-                ref=TokenRef(f"a{row.token_id}", row.token_fp),
-                user=row.name,
-                scopes=tuple(stored_scopes(row.scopes)),
-                lineage=from_row(row),
-                created=epoch_seconds(row.created),
-                expires_at=epoch_seconds(row.expires_at),
-                last_activity=epoch_seconds(row.last_activity),
-            )
-            for row in self.db.execute(query)
-            if is_row(row.hashed, row.token_fp)
-        ]
+        page: list[MintedRow] | None = None
+        total, after = 0, 0
+        async with Walk(self.db, apart=True) as walk:
+            while True:
+                page, total, next_after = await walk.step(
+                    _listing_step, ids, where, offset, limit, page, total, after
+                )
+                if next_after is None:
+                    return page or [], total
+                after = next_after
+                await pause()
 
     async def revoke(self, refs: Iterable[TokenRef], *, reason: str) -> int:
         wanted = {id_: ref.fp for ref in refs if (id_ := row_id(ref.id)) is not None}
@@ -416,3 +382,61 @@ def _delete(db: Any, doomed: Sequence[int], reason: str) -> int:
             db.execute(delete(orm.APIToken).where(orm.APIToken.id.in_(doomed)))
         db.commit()
     return len(doomed)
+
+
+def _listing_step(
+    db: Any,
+    ids: Any,
+    where: list[Any],
+    offset: int,
+    limit: int,
+    page: list[MintedRow] | None,
+    total: int,
+    after: int,
+) -> tuple[list[MintedRow] | None, int, int | None]:
+    """One step of the listing's walk over the index entries after ``after``: the page's
+    rows if ``offset`` falls within the next :data:`COUNT_STEP` entries, and the total so
+    far; (page, total, where the next step starts or None at the end)."""
+    step = ids.where(LINEAGE.c.token_id > after)
+    if page is None and offset < total + COUNT_STEP:
+        found = list(db.execute(step.limit(limit).offset(offset - total)).scalars())
+        page = _rows(db, found, where) if found else []
+    edge = db.execute(step.limit(1).offset(COUNT_STEP - 1)).scalar()
+    if edge is None:
+        total += db.execute(select(func.count()).select_from(step.subquery())).scalar()
+        db.commit()  # end the read
+        return page, total, None
+    return page, total + COUNT_STEP, edge
+
+
+def _rows(db: Any, page: list[int], where: list[Any]) -> list[MintedRow]:
+    """The listing's rows for the token ids of one page (consecutive under ``where``)."""
+    users = orm.User.__table__
+    query = (
+        select(
+            LINEAGE,
+            TOKENS.c.hashed,
+            SCOPES_TEXT.label("scopes"),
+            TOKENS.c.created,
+            TOKENS.c.expires_at,
+            TOKENS.c.last_activity,
+            users.c.name,
+        )
+        .join(TOKENS, TOKENS.c.id == LINEAGE.c.token_id)
+        .join(users, users.c.id == TOKENS.c.user_id)
+        .where(*where, LINEAGE.c.token_id.between(page[0], page[-1]))
+        .order_by(LINEAGE.c.token_id)
+    )
+    return [
+        MintedRow(
+            ref=TokenRef(f"a{row.token_id}", row.token_fp),
+            user=row.name,
+            scopes=tuple(stored_scopes(row.scopes)),
+            lineage=from_row(row),
+            created=epoch_seconds(row.created),
+            expires_at=epoch_seconds(row.expires_at),
+            last_activity=epoch_seconds(row.last_activity),
+        )
+        for row in db.execute(query)
+        if is_row(row.hashed, row.token_fp)
+    ]

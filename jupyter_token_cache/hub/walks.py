@@ -20,10 +20,10 @@ are handed, on the loop and after the step's commit, to the hub's observer's
 Objects of the hub's session that stood for rows the walk deleted are taken out of it
 (as the same bulk delete in that session would have done).
 
-Only walks that run as jobs of their own go apart: a reset and the sweep. A revocation
-inside a request (a session's or a server's few tokens) stays on the request's session:
-on SQLite a second connection cannot write while that session holds the write lock, and
-the request would wait on itself.
+Walks that run as jobs of their own go apart (a reset, the sweep), and the admin listing,
+which only reads. A revocation inside a request (a session's or a server's few tokens)
+stays on the request's session: on SQLite a second connection cannot write while that
+session holds the write lock, and the request would wait on itself.
 
 With an in-memory SQLite database (one connection for the whole process) there is no
 second connection to work on: every walk runs on the loop, as it did.
