@@ -25,6 +25,12 @@ which only reads. A revocation inside a request (a session's or a server's few t
 stays on the request's session: on SQLite a second connection cannot write while that
 session holds the write lock, and the request would wait on itself.
 
+JupyterHub writes its own session as if it were the database's only writer: a request
+that authenticates with a token whose row a step is deleting at that moment, and records
+the token's activity, finds its update matched no row. JupyterHub catches that in
+``BaseHandler.prepare`` ("Failed to get current user"), rolls its session back and
+answers as for no credential (403): the token is being revoked.
+
 With an in-memory SQLite database (one connection for the whole process) there is no
 second connection to work on: every walk runs on the loop, as it did.
 """
