@@ -52,6 +52,7 @@ c.TokenCache.sweep_interval = {sweep}
 
 # the benchmark's inside view: every callback of the hub's event loop that ran 5 ms or
 # longer, with the CPU time the loop's thread spent in it (two clock reads per callback)
+# and what it ran (a task's coroutine, with its handler's class for a request)
 import asyncio.events
 import time
 
@@ -59,7 +60,19 @@ _loop_log = open("{loop_log}", "w", buffering=1)
 _run = asyncio.events.Handle._run
 
 
+def _what(callback):
+    task = getattr(callback, "__self__", None)
+    coro = task.get_coro() if hasattr(task, "get_coro") else None
+    if coro is None:
+        return getattr(callback, "__qualname__", type(callback).__name__)
+    frame = getattr(coro, "cr_frame", None)
+    owner = frame.f_locals.get("self") if frame is not None else None
+    name = getattr(coro, "__qualname__", "task")
+    return name if owner is None else f"{{type(owner).__name__}}:{{name}}"
+
+
 def _timed_run(self):
+    what = _what(self._callback)
     wall, cpu = time.perf_counter(), time.thread_time()
     try:
         return _run(self)
@@ -67,7 +80,8 @@ def _timed_run(self):
         wall = time.perf_counter() - wall
         if wall >= 0.005:
             cpu = time.thread_time() - cpu
-            _loop_log.write(f"{{time.monotonic() - wall:.6f}} {{wall:.6f}} {{cpu:.6f}}\\n")
+            what = what.replace(" ", "_")
+            _loop_log.write(f"{{time.monotonic() - wall:.6f}} {{wall:.6f}} {{cpu:.6f}} {{what}}\\n")
 
 
 asyncio.events.Handle._run = _timed_run
@@ -132,16 +146,24 @@ class Stalls:
         stall), p99, how many took the target or longer."""
         took = sorted(t for sent, t in self.samples() if sent <= end and sent + t >= start)
         lines = self.loop_log.read_text().splitlines() if self.loop_log.exists() else []
-        held = [tuple(map(float, line.split())) for line in lines if line.count(" ") == 2]
-        inside = [(w, c) for at, w, c in held if at <= end and at + w >= start]
+        held = [line.split(" ", 3) for line in lines if line.count(" ") == 3]
+        inside = [
+            (float(w), float(c), what)
+            for at, w, c, what in held
+            if float(at) <= end and float(at) + float(w) >= start
+        ]
+        longest = max(inside, default=(0.0, 0.0, ""))
         return {
             "stall_ms": took[-1] * 1e3 if took else 0.0,
             "p99_ms": took[int(len(took) * 0.99)] * 1e3 if took else 0.0,
             "probes": len(took),
             "over_target": sum(t * 1e3 >= STALL_TARGET_MS for t in took),
             # the longest callback of the hub's loop, and the most CPU one of them used
-            "loop_ms": max((w for w, _ in inside), default=0.0) * 1e3,
-            "loop_cpu_ms": max((c for _, c in inside), default=0.0) * 1e3,
+            "loop_ms": longest[0] * 1e3,
+            "loop_cpu_ms": max((c for _, c, _ in inside), default=0.0) * 1e3,
+            # that longest callback: its own CPU, and what it ran
+            "longest_cpu_ms": longest[1] * 1e3,
+            "longest_was": longest[2],
         }
 
 
@@ -375,7 +397,10 @@ async def _listing(
             "p99_ms": max(w["p99_ms"] for w in windows),
             "probes": sum(w["probes"] for w in windows),
             "over_target": sum(w["over_target"] for w in windows),
-            "loop_ms": max(w["loop_ms"] for w in windows),
+            **{
+                k: max(windows, key=lambda w: w["loop_ms"])[k]
+                for k in ("loop_ms", "longest_cpu_ms", "longest_was")
+            },
             "loop_cpu_ms": max(w["loop_cpu_ms"] for w in windows),
             "machine_busy": busy.share(),
         }
@@ -439,8 +464,9 @@ def _targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                     "what": f"{kind}, {int(size):,}: longest stall, {op} (p99 of its "
                     f"{found['probes']:,} probes {found['p99_ms']:.1f} ms, "
                     f"{found['over_target']} at {STALL_TARGET_MS:.0f} ms or more; "
-                    f"longest callback of the hub's loop {found['loop_ms']:.1f} ms, most CPU "
-                    f"in one callback {found['loop_cpu_ms']:.1f} ms; machine "
+                    f"longest callback of the hub's loop {found['loop_ms']:.1f} ms "
+                    f"({found['longest_cpu_ms']:.1f} ms of CPU, `{found['longest_was']}`), most "
+                    f"CPU in one callback {found['loop_cpu_ms']:.1f} ms; machine "
                     f"{found['machine_busy']:.0%} busy)",
                     "value": f"{ms:.1f} ms",
                     "target": f"< {STALL_TARGET_MS:.0f} ms",
