@@ -149,8 +149,22 @@ class Walk:
             raise
 
     def _detach(self, ended: list[Any]) -> None:
-        """Take the rows ``ended`` out of the hub's session, as a bulk delete in it would."""
+        """Take the rows ``ended`` out of the hub's session, and out of the token lists it
+        has loaded: JupyterHub lists a user's tokens from ``user.api_tokens`` as loaded
+        in its session (it never expires them on commit), and would go on listing them.
+        """
+        main = self.main
         for e in ended:
-            obj = self.main.identity_map.get(identity_key(orm.APIToken, e.row_id))
-            if obj is not None and is_row(obj.__dict__.get("hashed"), e.ref.fp):
-                self.main.expunge(obj)
+            obj = main.identity_map.get(identity_key(orm.APIToken, e.row_id))
+            if obj is None or not is_row(obj.__dict__.get("hashed"), e.ref.fp):
+                continue
+            owners = [obj.__dict__.get(name) for name in ("user", "service", "oauth_client")]
+            user_id = obj.__dict__.get("user_id")
+            if user_id is not None:
+                owners.append(main.identity_map.get(identity_key(orm.User, user_id)))
+            for owner in owners:
+                if owner is not None and owner in main:
+                    for name in ("api_tokens", "access_tokens"):
+                        if name in owner.__dict__:
+                            main.expire(owner, [name])
+            main.expunge(obj)

@@ -81,6 +81,9 @@ async def test_a_reset_waiting_for_the_database_leaves_the_loop_free(hub: Hub) -
     loaded = bulk.load(hub.db.get_bind(), USERS, every=7)
     held = list(hub.db.query(orm.APIToken))  # the hub's session holds every row's object
     assert await statuses(hub, loaded.sample.values()) == {200}
+    admin = hub.token("admin", admin=True)
+    # JupyterHub lists a user's tokens from the list its session loaded
+    assert len(await listed(hub, admin, loaded.users[0])) == 3
     events = extension.token_events.subscribe(None)
     task, longest = await while_locked(hub, extension.token_service.reset(revoke=True))
     result = await asyncio.wait_for(task, 60)
@@ -98,6 +101,7 @@ async def test_a_reset_waiting_for_the_database_leaves_the_loop_free(hub: Hub) -
     assert revoked == {f"a{id_}" for id_ in loaded.minted_ids}
     gone = {f"a{id_}" for id_ in loaded.minted_ids}
     assert not [t for t in held if t.api_id in gone and t in hub.db]
+    assert await listed(hub, admin, loaded.users[0]) == ["bulk parent"]
 
 
 async def test_a_sweep_waiting_for_the_database_leaves_the_loop_free(hub: Hub) -> None:
@@ -115,6 +119,13 @@ async def test_a_sweep_waiting_for_the_database_leaves_the_loop_free(hub: Hub) -
     assert longest < HELD / 3
     assert dealt == 2 * USERS  # every child of the deleted parents revoked
     assert await statuses(hub, loaded.sample.values()) == {403}
+
+
+async def listed(hub: Hub, admin: str, user: str) -> list[str]:
+    """The notes of ``user``'s tokens, as JupyterHub's token list shows them."""
+    r = await hub.api("GET", f"users/{user}/tokens", admin)
+    assert r.status_code == 200, r.text
+    return sorted(t["note"] for t in r.json()["api_tokens"])
 
 
 async def statuses(hub: Hub, tokens: Any) -> set[int]:
