@@ -7,7 +7,8 @@ the event loop, each step held it for the step's work and then for its commit: m
 at 100,000 tokens on 2 cores (benchmarks/scale.py), a step of 25 revocations was at most
 22.5 ms of the loop's CPU but 41-65 ms of wall time, the rest spent waiting for the
 database to make the commit durable (SQLite's fsyncs; PostgreSQL's backend busy on the
-other core). The loop waited through it, and every request with it.
+other core). The loop waited through it, and every request with it. Run apart, the
+same walks held it 6-30 ms at most (docs/benchmarks.md, "A hub of many tokens").
 
 A :class:`Walk` with ``apart=True`` runs each step, its statements and its commit, on a
 worker thread, with a session and a connection of its own: the loop only hands the step
