@@ -101,11 +101,8 @@ CREDENTIALS = [
     "raw",
 ]
 QUERY_NAMES = ["user", "kind", "service", "offset", "limit", "revoke", "last_event_id"]
-BODY_NAMES = [
-    "service",
-    "scopes",
-    "minimum_lifetime",
-    "token",
+#: The fields of an RFC 8693 token exchange request.
+EXCHANGE_NAMES = [
     "grant_type",
     "subject_token",
     "subject_token_type",
@@ -113,8 +110,8 @@ BODY_NAMES = [
     "resource",
     "audience",
     "requested_token_type",
-    "target",
 ]
+BODY_NAMES = ["service", "scopes", "minimum_lifetime", "token", *EXCHANGE_NAMES, "target"]
 #: A placeholder in a body value: replaced by that credential (introspection, exchange).
 PLACEHOLDERS = ["<user>", "<notebook>", "<upstream>", "<garbage>"]
 body_values = (

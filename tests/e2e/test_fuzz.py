@@ -21,6 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ..fuzz import EXCHANGE_NAMES
 from ..hub.openapi import check
 from ..hubprocess import HubProcess
 from ..oidc.server import HUB_CLIENT, OIDCProvider
@@ -104,18 +105,7 @@ bodies = st.one_of(
     # RFC 8693 bodies (form-encoded on the exchange route, as JSON elsewhere)
     st.lists(
         st.tuples(
-            st.sampled_from(
-                [
-                    "grant_type",
-                    "subject_token",
-                    "subject_token_type",
-                    "scope",
-                    "resource",
-                    "audience",
-                    "requested_token_type",
-                ]
-            )
-            | st.text(max_size=8),
+            st.sampled_from(EXCHANGE_NAMES) | st.text(max_size=8),
             st.sampled_from(
                 [
                     GRANT,

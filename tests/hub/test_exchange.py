@@ -90,6 +90,18 @@ def alices(hub: Hub, provider: OIDCProvider) -> str:
     return provider.token("alice", "urn:hub:opaque")
 
 
+def alice_claims(provider: OIDCProvider, now: int) -> dict[str, Any]:
+    """The claims of a valid JWT for alice from ``provider``, issued at ``now``."""
+    return {
+        "iss": provider.issuer,
+        "aud": "jupyterhub",
+        "sub": "alice",
+        "iat": now,
+        "exp": now + 600,
+        "preferred_username": "alice",
+    }
+
+
 async def whoami(hub: Hub, token: str) -> httpx.Response:
     return await hub.api("GET", "user", token)
 
@@ -253,14 +265,7 @@ async def test_jwts_are_refused_when_expired_tampered_unsigned_or_for_others(
     good = provider.token("alice", "urn:hub:jwt")
     other = provider.token("alice", "urn:other:jwt")
     now = int(time.time())
-    claims = {
-        "iss": provider.issuer,
-        "aud": "jupyterhub",
-        "sub": "alice",
-        "iat": now,
-        "exp": now + 600,
-        "preferred_username": "alice",
-    }
+    claims = alice_claims(provider, now)
     head, body, signature = good.split(".")
     flipped = signature[:10] + ("A" if signature[10] != "A" else "B") + signature[11:]
     public_pem = provider.private_key.public_key().public_bytes(
@@ -502,14 +507,7 @@ async def test_a_jwt_header_naming_another_key_type_is_invalid_grant_not_500(
     hub.add_user("alice")
     keys = KeySet()  # keys of other types, never published by the provider
     now = int(time.time())
-    claims = {
-        "iss": provider.issuer,
-        "aud": "jupyterhub",
-        "sub": "alice",
-        "iat": now,
-        "exp": now + 600,
-        "preferred_username": "alice",
-    }
+    claims = alice_claims(provider, now)
     for key in ("ec256", "ec384", "ec521", "ed25519"):
         for header in ({"kid": provider.kid}, {"kid": None}, {"kid": "foreign"}):
             r = await exchange(hub, keys.sign(claims, key, **header))
