@@ -252,10 +252,10 @@ class OrmMinter:
         its listing index (:mod:`~jupyter_token_cache.hub.lineage`): the walk counts
         :data:`COUNT_STEP` index entries per statement, on the walks' thread
         (:class:`~jupyter_token_cache.hub.walks.Walk`; it only reads, so no lock of the
-        request's own session can hold it up), and reads the page where its offset falls. Only the page's rows are joined to
-        the token and user tables and checked by fingerprint; a row whose token ended
-        unseen (until the next sweep removes it) counts in the total but is left out of
-        its page.
+        request's own session can hold it up), and reads the page where its offset
+        falls. Only the page's rows are joined to the token and user tables and checked
+        by fingerprint; a row whose token ended unseen (until the next sweep removes
+        it) counts in the total but is left out of its page.
         """
         where = [
             LINEAGE.c.kind.in_(MINTED_KINDS) if kind is None else LINEAGE.c.kind == kind,
