@@ -37,6 +37,7 @@ def _hashed_for(dialect: Any) -> tuple[str, bool]:
     compiled = _HASHED.compile(dialect=dialect)
     return str(compiled), bool(compiled.positional)
 
+
 #: The kinds of token this extension mints (lineage rows also name servers' own tokens).
 MINTED_KINDS = ("notebook", "internal")
 #: Index entries one step of the listing's walk reads to count them (a few milliseconds).
