@@ -210,9 +210,11 @@ class TokenCacheMixin:
 
         self.token_resets = Resets(
             self.token_service,
+            app.db,
             log=self.log,  # type: ignore[attr-defined]
             ending=end_upstream if self.token_upstream is not None else None,
         )
+        self.token_resets.resume()
         metrics.register()
         if cache.freeze_gc:
             freeze_gc()

@@ -228,7 +228,7 @@ class ResetStatusHandler(TokenCacheAPIHandler):
         self.require_admin()
         reset = self.extension.token_resets.get(reset_id)
         if reset is None:
-            raise web.HTTPError(404, f"No such reset: {shown(reset_id)} (or the hub restarted)")
+            raise web.HTTPError(404, f"No such reset: {shown(reset_id)} (or it ended long ago)")
         self.write_json(reset.model())
 
 

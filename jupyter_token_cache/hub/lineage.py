@@ -31,6 +31,7 @@ from typing import Any
 
 from jupyterhub import orm
 from sqlalchemy import (
+    Boolean,
     Column,
     Float,
     Index,
@@ -107,6 +108,24 @@ UPSTREAM = Table(
     Column("session_ref", Unicode(64), nullable=False),
     Column("username", Unicode(255), nullable=False),
     Column("expires_at", Float, nullable=False, index=True),
+)
+
+#: Every reset asked of this hub, so that one it did not finish (stopped, killed) goes on
+#: when it starts again, and its handle keeps answering (hub/resets.py): whose tokens, up to
+#: which token (those minted after the reset was asked for are left alone), how far it got.
+RESETS = Table(
+    "jupyter_token_cache_resets",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("username", Unicode(255)),  # None: everyone's
+    Column("revoke", Boolean, nullable=False),
+    Column("started", Float, nullable=False),
+    Column("last_token_id", Integer, nullable=False),
+    Column("revoked", Integer, nullable=False),
+    Column("upstream_ended", Boolean, nullable=False),
+    Column("finished", Float, index=True),
+    Column("cleared", Boolean),
+    Column("error", Unicode(255)),
 )
 
 SCHEMA = Table(

@@ -16,7 +16,7 @@ from jupyterhub.scopes import (
     expand_scopes,
     get_scopes_for,
 )
-from sqlalchemy import delete, func, insert, or_, select, text
+from sqlalchemy import delete, func, insert, or_, select, text, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..times import epoch_seconds, naive_utc
@@ -24,7 +24,7 @@ from ..tokens.lineage import Lineage, note_for
 from ..tokens.minter import MintedRow
 from ..tokens.models import Forbidden, InvalidRequest, ParentSession, SessionEnded, TokenRef, shown
 from .collector import full_collections_deferred
-from .lineage import LINEAGE, REVOKE_BATCH, TOKENS, from_row, is_row, ref_of, row_id, to_row
+from .lineage import LINEAGE, RESETS, REVOKE_BATCH, TOKENS, from_row, is_row, ref_of, row_id, to_row
 from .observer import SCOPES_TEXT, batches, ending, pause, stored_scopes
 from .walks import INFO_KEY, Walk
 
@@ -320,9 +320,13 @@ class OrmMinter:
         server: str | None = None,
         session_ref: str | None = None,
         progress: Callable[[int], None] | None = None,
+        job: str | None = None,
     ) -> int:
         """Delete the tokens minted here (for ``user``; for sessions of ``server``; for
         the session ``session_ref``), a committed batch at a time; return how many.
+        ``job`` names a reset's record (:data:`~jupyter_token_cache.hub.lineage.RESETS`):
+        the walk ends where it says, and each batch adds its count to it in the batch's
+        own transaction, so a reset resumed after a restart knows how far it got.
 
         Notes
         -----
@@ -332,7 +336,8 @@ class OrmMinter:
         announces each row and cascades to what was minted from it), committed, and
         reported to ``progress`` (the count so far), then the rest of the hub runs for a
         moment (:func:`~jupyter_token_cache.hub.observer.pause`) before the next. Tokens
-        minted after the walk began are left alone. A reset (no server, no session
+        minted after the walk began (or, for a job, after the reset was asked for) are
+        left alone. A reset (no server, no session
         named) runs as a job of its own, its steps on a worker thread
         (:class:`~jupyter_token_cache.hub.walks.Walk`); a server's or a session's
         tokens are revoked inside the request that ended them, on its session.
@@ -354,7 +359,9 @@ class OrmMinter:
         async with Walk(self.db, apart=apart) as walk:
             with full_collections_deferred():
                 while True:
-                    deleted, after, last = await walk.step(_revoke_step, where, after, last, reason)
+                    deleted, after, last = await walk.step(
+                        _revoke_step, where, after, last, reason, job
+                    )
                     if after is None:
                         return count
                     count += deleted
@@ -364,12 +371,19 @@ class OrmMinter:
 
 
 def _revoke_step(
-    db: Any, where: list[ColumnElement[bool]], after: int, last: int | None, reason: str
+    db: Any,
+    where: list[ColumnElement[bool]],
+    after: int,
+    last: int | None,
+    reason: str,
+    job: str | None,
 ) -> tuple[int, int | None, int]:
     """One step of a revocation walk on ``db``: the next
     :data:`~jupyter_token_cache.hub.lineage.REVOKE_BATCH` rows after ``after`` (up to
-    ``last``, the table's end when the walk began) deleted and committed; (how many, where
-    the next step starts or None at the end, ``last``)."""
+    ``last``: the job's recorded end, or the table's end when the walk began) deleted and
+    committed; (how many, where the next step starts or None at the end, ``last``)."""
+    if last is None and job is not None:
+        last = db.execute(select(RESETS.c.last_token_id).where(RESETS.c.id == job)).scalar()
     if last is None:
         last = db.execute(select(func.max(LINEAGE.c.token_id))).scalar() or 0
     page = (
@@ -386,11 +400,12 @@ def _revoke_step(
         db.commit()  # end the read
         return 0, None, last
     doomed = [r.token_id for r in rows if is_row(r.hashed, r.token_fp)]
-    return _delete(db, doomed, reason), max(r.token_id for r in rows), last
+    return _delete(db, doomed, reason, job), max(r.token_id for r in rows), last
 
 
-def _delete(db: Any, doomed: Sequence[int], reason: str) -> int:
-    """Delete (and commit) the rows ``doomed``, checked to be the very rows meant.
+def _delete(db: Any, doomed: Sequence[int], reason: str, job: str | None = None) -> int:
+    """Delete (and commit) the rows ``doomed``, checked to be the very rows meant, and
+    count them in the reset ``job``'s record in the same transaction.
 
     One ``DELETE`` statement, which the observer follows as any bulk delete (it reads
     the rows, their lineage and their owners a statement each, and cascades); the
@@ -399,6 +414,9 @@ def _delete(db: Any, doomed: Sequence[int], reason: str) -> int:
     with ending(reason):
         if doomed:
             db.execute(delete(orm.APIToken).where(orm.APIToken.id.in_(doomed)))
+            if job is not None:
+                counted = RESETS.c.revoked + len(doomed)
+                db.execute(update(RESETS).where(RESETS.c.id == job).values(revoked=counted))
         db.commit()
     return len(doomed)
 

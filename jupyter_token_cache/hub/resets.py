@@ -17,9 +17,14 @@ tokens dropped and revoked, ``c.UpstreamTokens``): the user's, or for a reset of
 everyone every user's who has an auth state. First, so that a reset answered ``200`` has
 ended them; a failure to end one fails the reset, once its tokens are revoked.
 
-Resets are kept in this hub process only (the last :data:`KEEP` that ended, and every
-one running); a hub restart forgets them, and the handle then answers 404. Asking for a
-reset while the same one (same user, same revoke) runs returns the running one.
+Every reset is recorded in the hub database (:data:`~jupyter_token_cache.hub.lineage.RESETS`)
+before its request answers: whose tokens, up to which token (those minted after it was
+asked for are left alone), whether the upstream sessions were ended, and, counted by
+each batch in the batch's own transaction, how many were revoked. A hub stopped or
+killed in the middle of a reset resumes it as it starts again, under the same handle,
+from where its committed batches left it: a reset that was asked for is finished, or
+it says why not. The last :data:`KEEP` that ended are kept for their handles. Asking for
+a reset while the same one (same user, same revoke) runs returns the running one.
 """
 
 from __future__ import annotations
@@ -32,8 +37,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.orm import Session
+
 from ..times import iso8601
 from ..tokens.service import TokenService
+from .lineage import LINEAGE, RESETS
 
 #: Seconds a reset request waits for its reset before it answers with the handle.
 WAIT = 1.0
@@ -51,8 +60,10 @@ class Reset:
     user: str | None
     revoke: bool
     started: float = field(default_factory=time.time)
-    #: Tokens revoked so far.
+    #: Tokens revoked so far (before a restart included).
     revoked: int = 0
+    #: Whether the upstream sessions it ends were ended (before a restart included).
+    upstream_ended: bool = False
     #: Whether the cache backend was cleared (None until the reset ends).
     cleared: bool | None = None
     finished: float | None = None
@@ -92,16 +103,18 @@ class Reset:
 
 
 class Resets:
-    """Start resets, keep their handles."""
+    """Start resets, record them, keep their handles, resume those a restart cut short."""
 
     def __init__(
         self,
         service: TokenService,
+        db: Session,
         *,
         log: Any,
         ending: Callable[[str | None], Awaitable[None]] | None = None,
     ) -> None:
         self.service = service
+        self.db = db
         self.log = log
         #: What else a reset with revoke ends, given the user's name (None: everyone's).
         self.ending = ending
@@ -113,44 +126,122 @@ class Resets:
             if reset.finished is None and (reset.user, reset.revoke) == (user, revoke):
                 return reset
         reset = Reset(secrets.token_hex(8), user, revoke)
-        self._resets[reset.id] = reset
-        reset.task = asyncio.get_running_loop().create_task(
-            self._run(reset), name=f"token-cache-reset-{reset.id}"
+        last = self.db.execute(select(func.coalesce(func.max(LINEAGE.c.token_id), 0))).scalar()
+        self.db.execute(
+            insert(RESETS).values(
+                id=reset.id,
+                username=user,
+                revoke=revoke,
+                started=reset.started,
+                last_token_id=last,
+                revoked=0,
+                upstream_ended=False,
+            )
         )
+        self.db.commit()
+        self._launch(reset)
         return reset
+
+    def resume(self) -> None:
+        """As the hub starts: the handles of the last resets, and every reset that a stop
+        or a crash cut short goes on from where its committed batches left it."""
+        found = self.db.execute(
+            select(RESETS)
+            .where(RESETS.c.finished.is_not(None))
+            .order_by(RESETS.c.finished.desc())
+            .limit(KEEP)
+        ).all()
+        cut = self.db.execute(select(RESETS).where(RESETS.c.finished.is_(None))).all()
+        self.db.commit()  # end the read
+        for row in [*reversed(found), *sorted(cut, key=lambda r: r.started)]:
+            reset = Reset(row.id, row.username, row.revoke, started=row.started)
+            reset.revoked, reset.upstream_ended = row.revoked, row.upstream_ended
+            reset.finished, reset.cleared, reset.error = row.finished, row.cleared, row.error
+            self._resets[reset.id] = reset
+            if reset.finished is None:
+                self.log.warning(
+                    "Token cache reset %s for %s was cut short (%i revoked); it goes on",
+                    reset.id,
+                    reset.user or "all users",
+                    reset.revoked,
+                )
+                self._launch(reset)
 
     def get(self, reset_id: str) -> Reset | None:
         return self._resets.get(reset_id)
 
+    def _launch(self, reset: Reset) -> None:
+        self._resets[reset.id] = reset
+        reset.task = asyncio.get_running_loop().create_task(
+            self._run(reset), name=f"token-cache-reset-{reset.id}"
+        )
+
     async def _run(self, reset: Reset) -> None:
+        before = reset.revoked  # revoked before a restart
+
         def progress(count: int) -> None:
-            reset.revoked = count
+            reset.revoked = before + count
 
         upstream_ended = await self._end(reset)
         try:
-            result = await self.service.reset(reset.user, revoke=reset.revoke, progress=progress)
-            reset.cleared, reset.revoked = result["cleared"], result["revoked"]
+            result = await self.service.reset(
+                reset.user, revoke=reset.revoke, progress=progress, job=reset.id
+            )
+            reset.cleared, reset.revoked = result["cleared"], before + result["revoked"]
             if not upstream_ended:
                 reset.error = "The user's upstream session could not be ended; see the hub's log"
+        except asyncio.CancelledError:  # the hub stops: its record says the next one goes on
+            self.log.warning(
+                "Token cache reset %s stops with the hub (%i revoked); the next hub goes on",
+                reset.id,
+                reset.revoked,
+            )
+            raise
         except Exception:
             self.log.exception("Token cache reset %s failed", reset.id)
             reset.error = "The reset failed; see the hub's log"
-        finally:
-            reset.finished = time.time()
-            ended = [r for r in self._resets.values() if r.finished is not None]
-            for old in ended[: max(0, len(ended) - KEEP)]:
-                del self._resets[old.id]
+        reset.finished = time.time()
+        self._finished(reset)
+
+    def _finished(self, reset: Reset) -> None:
+        """Record how ``reset`` ended; forget the oldest of those beyond :data:`KEEP`."""
+        ended = [r for r in self._resets.values() if r.finished is not None]
+        for old in ended[: max(0, len(ended) - KEEP)]:
+            del self._resets[old.id]
+        kept = (
+            select(RESETS.c.finished)
+            .where(RESETS.c.finished.is_not(None))
+            .order_by(RESETS.c.finished.desc())
+            .limit(1)
+            .offset(KEEP - 1)
+            .scalar_subquery()
+        )
+        try:
+            self.db.execute(
+                update(RESETS)
+                .where(RESETS.c.id == reset.id)
+                .values(finished=reset.finished, cleared=reset.cleared, error=reset.error)
+            )
+            self.db.execute(delete(RESETS).where(RESETS.c.finished < kept))
+            self.db.commit()
+        except Exception:
+            self.db.rollback()
+            self.log.exception("Token cache reset %s: could not record its end", reset.id)
 
     async def _end(self, reset: Reset) -> bool:
-        """End the user's (or everyone's) upstream session for a reset with revoke; False if
-        that failed."""
-        if self.ending is None or not reset.revoke:
+        """End the user's (or everyone's) upstream session for a reset with revoke, once
+        (a resumed reset that had ended them does not end newer ones); False if that
+        failed."""
+        if self.ending is None or not reset.revoke or reset.upstream_ended:
             return True
         try:
             await self.ending(reset.user)
         except Exception:
             self.log.exception("Token cache reset %s: ending upstream sessions failed", reset.id)
             return False
+        reset.upstream_ended = True
+        self.db.execute(update(RESETS).where(RESETS.c.id == reset.id).values(upstream_ended=True))
+        self.db.commit()
         return True
 
 

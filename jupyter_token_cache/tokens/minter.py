@@ -105,7 +105,9 @@ class Minter(Protocol):
         server: str | None = None,
         session_ref: str | None = None,
         progress: Callable[[int], None] | None = None,
+        job: str | None = None,
     ) -> int:
         """Delete every token minted here (for ``user``; for sessions of ``server``; for
         the session ``session_ref``) in committed batches, telling ``progress`` the count
-        after each; return how many."""
+        after each; return how many. ``job`` names the reset whose record each batch
+        counts itself in (it survives restarts; see hub/resets.py)."""

@@ -393,18 +393,20 @@ class TokenService:
         *,
         revoke: bool = False,
         progress: Callable[[int], None] | None = None,
+        job: str | None = None,
     ) -> dict[str, Any]:
         """Forget every cached token (or ``user``'s); with ``revoke``, delete them from the hub too.
 
         Revoking deletes a committed batch at a time (``progress`` hears the count after
         each), so a reset of a large hub takes a while and the hub serves requests all
         along; each batch's tokens are evicted and announced as it commits. The cache is
-        cleared, and the reset announced, once every token is gone.
+        cleared, and the reset announced, once every token is gone. ``job`` names the
+        reset's record, which the batches count themselves in (hub/resets.py).
         """
         revoked = 0
         if revoke:
             revoked = await self.minter.revoke_minted(
-                user=user, reason="admin-reset", progress=progress
+                user=user, reason="admin-reset", progress=progress, job=job
             )
         cleared = await self.settings.clear(user)
         self.events.publish([Event(CACHE_RESET, user=user, extra={"revoked": revoked})])

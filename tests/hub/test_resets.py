@@ -9,8 +9,11 @@ import logging
 from collections.abc import Callable
 from typing import Any, cast
 
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
+
 from jupyter_token_cache.hub.authenticator import users_with_auth_state
-from jupyter_token_cache.hub.lineage import BATCH
+from jupyter_token_cache.hub.lineage import BATCH, create_tables
 from jupyter_token_cache.hub.resets import Resets
 from jupyter_token_cache.tokens.service import TokenService
 
@@ -26,7 +29,7 @@ class Service:
         self.done = done
 
     async def reset(
-        self, user: str | None, *, revoke: bool, progress: Callable[[int], None]
+        self, user: str | None, *, revoke: bool, progress: Callable[[int], None], job: str
     ) -> dict[str, Any]:
         self.done.append(f"tokens of {user}")
         progress(2)
@@ -39,7 +42,9 @@ def resets(done: list[str], *, fails: bool = False) -> Resets:
         if fails:
             raise RuntimeError("the auth state could not be saved")
 
-    return Resets(cast(TokenService, Service(done)), log=LOG, ending=ending)
+    engine = create_engine("sqlite://")  # where resets are recorded
+    create_tables(engine)
+    return Resets(cast(TokenService, Service(done)), Session(engine), log=LOG, ending=ending)
 
 
 async def test_a_users_reset_with_revoke_ends_the_upstream_session_first() -> None:
