@@ -22,6 +22,12 @@ from .output import visible
 PAGE = 200
 #: Seconds between two looks at a reset that runs on, and between two progress lines.
 RESET_POLL, RESET_PROGRESS = 0.5, 5.0
+#: Seconds a reset's handle is followed while the hub does not answer (a restart: the
+#: next hub goes on with the reset, under the same handle).
+RESET_OUTAGE = 300.0
+#: What the proxy answers while the hub behind it is down (404: a proxy started again,
+#: before the hub has told it its routes).
+_HUB_DOWN = (404, 502, 503, 504)
 
 
 def table(headers: Sequence[str] | None, rows: Iterable[Sequence[Any]]) -> str:
@@ -217,15 +223,39 @@ class ResetCommand(HubCommand):
         return OK
 
     def _follow(self, hub: Hub, reset: dict[str, Any]) -> dict[str, Any]:
-        """Look at a reset that runs on until it ends; say how far it got now and then."""
+        """Look at a reset that runs on until it ends; say how far it got now and then.
+
+        The hub records the reset, and a hub that stops or crashes goes on with it when
+        it starts again, under the same handle: while the hub does not answer, the
+        command waits for it (up to :data:`RESET_OUTAGE` seconds) instead of failing.
+        """
         path = f"token-cache/resets/{urllib.parse.quote(str(reset['id']), safe='')}"
         said = time.monotonic()
+        down: float | None = None
         while reset.get("state") == "running":
+            time.sleep(RESET_POLL)
+            try:
+                reset = hub.get(path)
+            except CommandError as e:
+                if e.status != UNREACHABLE and (e.from_hub or e.http_status not in _HUB_DOWN):
+                    raise
+                why = e.message
+                if e.status != UNREACHABLE:
+                    why = f"the proxy answers {e.http_status}: the hub behind it is not up"
+                if down is None:
+                    down = time.monotonic()
+                    warn(f"{why}; the reset goes on when the hub starts again: waiting")
+                elif time.monotonic() - down > RESET_OUTAGE:
+                    raise CommandError(
+                        f"{why} for {RESET_OUTAGE:.0f} s; the reset {reset['id']} goes on "
+                        "when the hub starts again (GET /hub/api/" + path + ")",
+                        UNREACHABLE,
+                    ) from None
+                continue
+            down = None
             if self.revoke and time.monotonic() - said >= RESET_PROGRESS:
                 warn(f"revoking: {reset.get('revoked', 0):,} token(s) so far")
                 said = time.monotonic()
-            time.sleep(RESET_POLL)
-            reset = hub.get(path)
         return reset
 
     def _confirmed(self, who: str) -> bool:

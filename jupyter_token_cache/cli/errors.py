@@ -21,10 +21,21 @@ REFUSED = 4
 class CommandError(Exception):
     """Ends the command: ``message`` as one line on stderr, ``status`` as the exit status."""
 
-    def __init__(self, message: str, status: int = FAILED) -> None:
+    def __init__(
+        self,
+        message: str,
+        status: int = FAILED,
+        *,
+        http_status: int | None = None,
+        from_hub: bool = False,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
+        #: The HTTP status of the answer that ended the command, if one did, and whether
+        #: JupyterHub gave it (its JSON error), not a proxy in front of it.
+        self.http_status = http_status
+        self.from_hub = from_hub
 
 
 def warn(message: str) -> None:

@@ -125,6 +125,7 @@ class Hub:
             return
         path = response.request.url.path
         message = _message(response)
+        from_hub = bool(message)
         if response.status_code in (401, 403):
             raise CommandError(f"{response.status_code} from {path}: {message}", REFUSED)
         if response.status_code == 404 and not message:
@@ -134,7 +135,9 @@ class Hub:
                 "the hub's?"
             )
         raise CommandError(
-            f"{response.status_code} from {path}: {message or response.reason_phrase}"
+            f"{response.status_code} from {path}: {message or response.reason_phrase}",
+            http_status=response.status_code,
+            from_hub=from_hub,
         )
 
 
