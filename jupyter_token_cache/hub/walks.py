@@ -41,7 +41,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from jupyterhub import orm
@@ -86,7 +86,9 @@ class Walk:
         self.apart = apart and self.observer is not None and not _one_connection(db)
         self.session = db
         self._reported: list[tuple[list[Any], list[Any]]] = []
-        self._running: asyncio.Future[Any] | None = None
+        #: The step on the worker thread (its own future: cancelling the walk does not
+        #: stop a step that has begun; the session is closed after it, never under it).
+        self._running: Future[Any] | None = None
 
     async def __aenter__(self) -> Walk:
         if self.apart:
@@ -101,7 +103,7 @@ class Walk:
             return
         running = self._running
         if running is not None and not running.done():  # cancelled mid-step: close after it
-            running.add_done_callback(lambda _: self._close())
+            running.add_done_callback(lambda _: self._close())  # on the worker thread
         else:
             self._close()
 
@@ -120,16 +122,23 @@ class Walk:
         what its commit ended to the hub's observer, on the loop."""
         if not self.apart:
             return self._run(fn, args)
+        loop = asyncio.get_running_loop()
         context = contextvars.copy_context()
-        running = asyncio.get_running_loop().run_in_executor(
-            _worker(), context.run, self._run, fn, args
-        )
-        # before the walk resumes, and even if it was cancelled meanwhile
-        running.add_done_callback(self._deliver)
+        running = _worker().submit(context.run, self._run, fn, args)
         self._running = running
-        return await running
+        # once the step's work is over (its commit done), even if the walk was cancelled
+        # meanwhile; registered before the walk's own wake-up, so it runs on the loop first
+        running.add_done_callback(lambda _: self._hand_over(loop))
+        return await asyncio.wrap_future(running)
 
-    def _deliver(self, _: object) -> None:
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the worker thread, at the end of a step: deliver its reports on the loop."""
+        try:
+            loop.call_soon_threadsafe(self._deliver)
+        except RuntimeError:  # the loop is closed (the hub has stopped): nobody to tell
+            pass
+
+    def _deliver(self) -> None:
         """Hand what the step's commit ended to the hub's observer (on the loop)."""
         reported, self._reported = self._reported, []
         for ended, changes in reported:

@@ -19,9 +19,10 @@ from collections.abc import Awaitable, Iterator
 from typing import Any
 
 from jupyterhub import orm
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 
-from jupyter_token_cache.hub.lineage import REVOKE_BATCH
+from jupyter_token_cache.hub.lineage import LINEAGE, RESETS, REVOKE_BATCH
+from jupyter_token_cache.hub.walks import _worker
 from jupyter_token_cache.tokens.events import REVOKED
 
 from .. import bulk
@@ -125,6 +126,42 @@ async def test_a_sweep_waiting_for_the_database_leaves_the_loop_free(hub: Hub) -
     assert longest < HELD / 3
     assert dealt == 2 * USERS  # every child of the deleted parents revoked
     assert await statuses(hub, loaded.sample.values()) == {403}
+
+
+async def test_a_walk_cancelled_mid_step_finishes_the_step_and_reports_it(hub: Hub) -> None:
+    """A hub that stops cancels its reset while a step waits for the database: the step,
+    already begun on the walk's thread, finishes on its session (closed after it, not
+    under it), its count in the reset's record is what it deleted, and what it deleted is
+    announced. Before, the session was closed at the cancellation, under the running
+    step: its delete was rolled back and its count committed (a resumed reset then
+    counted the batch twice, tests/e2e/test_reset_restart.py on a loaded machine)."""
+    extension = hub.app.authenticator
+    loaded = bulk.load(hub.db.get_bind(), USERS, every=7)
+    events = extension.token_events.subscribe(None)
+    reset = extension.token_resets.start(None, revoke=True)  # recorded; its task not begun
+    with writes_locked(hub):
+        await asyncio.sleep(0.5)  # its first step waits for the lock
+        assert reset.task is not None
+        reset.task.cancel()
+        await asyncio.sleep(0.1)
+    await asyncio.wrap_future(_worker().submit(lambda: None))  # the step has ended
+    await asyncio.sleep(0.1)  # its report, handed to the loop
+    hub.db.expire_all()
+    recorded = hub.db.execute(select(RESETS.c.revoked, RESETS.c.finished)).one()
+    left = hub.db.execute(
+        select(func.count()).select_from(LINEAGE).where(LINEAGE.c.kind != "server")
+    ).scalar()
+    assert recorded.finished is None  # cut short: the next hub goes on with it
+    assert recorded.revoked == 2 * USERS - left == REVOKE_BATCH
+    revoked = set()
+    while not events.queue.empty():
+        event = events.queue.get_nowait()
+        if event is not None and event.type == REVOKED:
+            revoked.update(event.token_ids)
+    gone = {f"a{id_}" for id_ in loaded.minted_ids} - {
+        f"a{row.token_id}" for row in hub.db.execute(select(LINEAGE.c.token_id))
+    }
+    assert revoked == gone and len(gone) == REVOKE_BATCH
 
 
 async def listed(hub: Hub, admin: str, user: str) -> list[str]:
