@@ -41,6 +41,7 @@ from sqlalchemy import (
     Table,
     Unicode,
     bindparam,
+    func,
     insert,
     select,
     text,
@@ -195,6 +196,13 @@ def _add_token_expiry(conn: Connection) -> None:
 
 #: What brings a schema to each version from the one before.
 UPGRADES: dict[int, Callable[[Connection], None]] = {2: _add_token_expiry}
+
+
+def lineage_end(db: Any) -> int:
+    """The last token id of the lineage table (0 when empty): where a revocation walk
+    stops, so that tokens minted after it began (or after its reset was asked for) are
+    left alone."""
+    return int(db.execute(select(func.max(LINEAGE.c.token_id))).scalar() or 0)
 
 
 def fingerprint(hashed: str | None) -> str:

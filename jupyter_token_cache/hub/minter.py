@@ -24,7 +24,18 @@ from ..tokens.lineage import Lineage, note_for
 from ..tokens.minter import MintedRow
 from ..tokens.models import Forbidden, InvalidRequest, ParentSession, SessionEnded, TokenRef, shown
 from .collector import full_collections_deferred
-from .lineage import LINEAGE, RESETS, REVOKE_BATCH, TOKENS, from_row, is_row, ref_of, row_id, to_row
+from .lineage import (
+    LINEAGE,
+    RESETS,
+    REVOKE_BATCH,
+    TOKENS,
+    from_row,
+    is_row,
+    lineage_end,
+    ref_of,
+    row_id,
+    to_row,
+)
 from .observer import SCOPES_TEXT, batches, ending, pause, stored_scopes
 from .walks import INFO_KEY, Walk
 
@@ -385,7 +396,7 @@ def _revoke_step(
     if last is None and job is not None:
         last = db.execute(select(RESETS.c.last_token_id).where(RESETS.c.id == job)).scalar()
     if last is None:
-        last = db.execute(select(func.max(LINEAGE.c.token_id))).scalar() or 0
+        last = lineage_end(db)
     page = (
         select(LINEAGE.c.token_id, LINEAGE.c.token_fp)
         .where(*where, LINEAGE.c.token_id > after, LINEAGE.c.token_id <= last)

@@ -37,12 +37,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from ..times import iso8601
 from ..tokens.service import TokenService
-from .lineage import LINEAGE, RESETS
+from .lineage import RESETS, lineage_end
 
 #: Seconds a reset request waits for its reset before it answers with the handle.
 WAIT = 1.0
@@ -126,14 +126,13 @@ class Resets:
             if reset.finished is None and (reset.user, reset.revoke) == (user, revoke):
                 return reset
         reset = Reset(secrets.token_hex(8), user, revoke)
-        last = self.db.execute(select(func.coalesce(func.max(LINEAGE.c.token_id), 0))).scalar()
         self.db.execute(
             insert(RESETS).values(
                 id=reset.id,
                 username=user,
                 revoke=revoke,
                 started=reset.started,
-                last_token_id=last,
+                last_token_id=lineage_end(self.db),
                 revoked=0,
                 upstream_ended=False,
             )

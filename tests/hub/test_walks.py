@@ -94,11 +94,7 @@ async def test_a_reset_waiting_for_the_database_leaves_the_loop_free(hub: Hub) -
     assert longest < HELD / 3  # on the loop, it was the whole HELD
     assert result["revoked"] == 2 * USERS
     assert await statuses(hub, loaded.sample.values()) == {403}
-    revoked = set()
-    while not events.queue.empty():
-        event = events.queue.get_nowait()
-        if event is not None and event.type == REVOKED:
-            revoked.update(event.token_ids)
+    revoked = revoked_ids(events)
     assert revoked == {f"a{id_}" for id_ in loaded.minted_ids}
     gone = {f"a{id_}" for id_ in loaded.minted_ids}
     assert not [t for t in held if t.api_id in gone and t in hub.db]
@@ -153,15 +149,21 @@ async def test_a_walk_cancelled_mid_step_finishes_the_step_and_reports_it(hub: H
     ).scalar()
     assert recorded.finished is None  # cut short: the next hub goes on with it
     assert recorded.revoked == 2 * USERS - left == REVOKE_BATCH
+    revoked = revoked_ids(events)
+    gone = {f"a{id_}" for id_ in loaded.minted_ids} - {
+        f"a{row.token_id}" for row in hub.db.execute(select(LINEAGE.c.token_id))
+    }
+    assert revoked == gone and len(gone) == REVOKE_BATCH
+
+
+def revoked_ids(events: Any) -> set[str]:
+    """The ids of every token the subscription ``events`` has heard revoked so far."""
     revoked = set()
     while not events.queue.empty():
         event = events.queue.get_nowait()
         if event is not None and event.type == REVOKED:
             revoked.update(event.token_ids)
-    gone = {f"a{id_}" for id_ in loaded.minted_ids} - {
-        f"a{row.token_id}" for row in hub.db.execute(select(LINEAGE.c.token_id))
-    }
-    assert revoked == gone and len(gone) == REVOKE_BATCH
+    return revoked
 
 
 async def listed(hub: Hub, admin: str, user: str) -> list[str]:
