@@ -29,6 +29,7 @@ from .. import bulk
 from ..cli.cli import SCRIPT
 from ..hubprocess import HubProcess
 from ..servers import MissingBinary, unavailable
+from ..times import until
 
 CONFIG = """
 from jupyter_token_cache import with_token_cache
@@ -43,13 +44,6 @@ USERS = 3_000
 def status(hub: HubProcess, token: str) -> int:
     r = httpx.get(f"{hub.hub_url}/hub/api/user", headers={"Authorization": f"token {token}"})
     return r.status_code
-
-
-def wait_for(what: str, check: object, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        time.sleep(0.05)
 
 
 @pytest.mark.e2e
@@ -87,14 +81,14 @@ def test_a_reset_cut_short_is_finished_by_the_next_hub(tmp_path: Path, cut: str)
             stderr=subprocess.PIPE,
             text=True,
         )
-        wait_for("the reset's record", lambda: one(select(func.count()).select_from(RESETS)))
+        until(lambda: one(select(func.count()).select_from(RESETS)), 120, "the reset's record")
         # minted after the reset was asked for: not the reset's to revoke
         later = httpx.post(
             f"{hub.hub_url}/hub/api/token-cache/notebook",
             headers={"Authorization": f"token {parent}"},
             json={},
         ).json()["token"]
-        wait_for("a few batches", lambda: one(minted) < 2 * USERS - 200)
+        until(lambda: one(minted) < 2 * USERS - 200, 120, "a few batches")
         assert hub.process is not None
         if cut == "freeze":
             hub.process.send_signal(signal.SIGSTOP)

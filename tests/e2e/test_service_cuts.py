@@ -15,6 +15,7 @@ import pytest
 
 from ..hubprocess import HubProcess
 from ..servers import MissingBinary, unavailable
+from ..times import until
 from .services import ExternalService, api_token, external, services_hub
 
 pytestmark = pytest.mark.e2e
@@ -50,14 +51,6 @@ def cut(tmp_path: Path) -> Iterator[tuple[HubProcess, ExternalService, ExternalS
 
 def tokens(hub: HubProcess, n: int) -> list[tuple[str, str]]:
     return [(t["token"], t["id"]) for t in (api_token(hub, "alice") for _ in range(n))]
-
-
-def until(predicate, timeout: float) -> float:  # type: ignore[no-untyped-def]
-    start = time.monotonic()
-    while not predicate():
-        assert time.monotonic() - start < timeout, "condition not met in time"
-        time.sleep(0.05)
-    return time.monotonic() - start
 
 
 def connected(service: ExternalService, connects: int) -> bool:

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from ..servers import RedisServer
+from ..times import until
 from .conftest import Setup
 from .replicas import Replica, post, replicated_hub, user_token
 
@@ -31,13 +32,6 @@ def stream_connected(replica: Replica) -> bool:
     return bool(httpx.get(f"{replica.url}/health").json()["stream_connected"])
 
 
-def wait_for(condition: object, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 def test_with_refuse_a_cut_serves_what_was_cached_and_refuses_the_rest(refusing: Setup) -> None:
     hub, replicas = refusing
     credential = user_token(hub, "eve")["token"]
@@ -46,7 +40,7 @@ def test_with_refuse_a_cut_serves_what_was_cached_and_refuses_the_rest(refusing:
     assert hub.process is not None
     os.kill(hub.process.pid, signal.SIGSTOP)  # a frozen hub: its stream goes silent
     try:
-        wait_for(lambda: not any(stream_connected(r) for r in replicas))
+        until(lambda: not any(stream_connected(r) for r in replicas), 10)
         for replica in replicas:
             # kept for CachedHubAuth.disconnected_ttl (30 s): the caller and its token
             assert post(replica.url, "notebook", credential).json()["token"] == cached["token"]
@@ -59,5 +53,5 @@ def test_with_refuse_a_cut_serves_what_was_cached_and_refuses_the_rest(refusing:
             assert time.monotonic() - start < 1  # refused at once, not after a hub timeout
     finally:
         os.kill(hub.process.pid, signal.SIGCONT)
-    wait_for(lambda: all(stream_connected(r) for r in replicas))
+    until(lambda: all(stream_connected(r) for r in replicas), 10)
     assert post(replicas[1].url, "internal", credential, {"service": "dask"}).status_code == 200
