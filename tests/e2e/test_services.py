@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from ..hubprocess import HubProcess
+from ..hubprocess import HubProcess, flood
 from .services import FAST, api_token, hub_checks, refused_within, running, service, whoami
 
 pytestmark = pytest.mark.e2e
@@ -31,29 +31,13 @@ def test_one_hub_call_per_new_token(hub: HubProcess) -> None:
     fresh = api_token(hub, "alice")["token"]
     before = hub_checks(hub)
 
-    async def flood() -> list[int]:
-        # 1,000 requests from 200 concurrent clients of 5 requests each. Not 1,000 queued on a
-        # pool of 200 connections: httpcore assigns its queue in O(queued x connections) per
-        # response (27-31 s of the test's CPU against 7-8 s, measured under load), which left a
-        # pooled connection unused for seconds after its answer, and the proxy closes a
-        # connection idle for 5 s (its keep-alive timeout) just as the request sent on it
-        # arrives: "Server disconnected without sending a response" in CI. The pool also
-        # retires a connection idle for 2 s, before the proxy would, as a client should.
-        limits = httpx.Limits(max_connections=200, keepalive_expiry=2)
-        async with httpx.AsyncClient(limits=limits, timeout=60) as client:
-            url = f"{hub.url}/services/whoami/"
-            headers = {"Authorization": f"token {fresh}"}
+    url = f"{hub.url}/services/whoami/"
+    headers = {"Authorization": f"token {fresh}"}
 
-            async def five() -> list[int]:
-                return [(await client.get(url, headers=headers)).status_code for _ in range(5)]
+    async def get(pool: httpx.AsyncClient, _: int) -> int:
+        return (await pool.get(url, headers=headers)).status_code
 
-            return [
-                code
-                for codes in await asyncio.gather(*(five() for _ in range(200)))
-                for code in codes
-            ]
-
-    codes = asyncio.run(flood())
+    codes = asyncio.run(flood(get))
     assert len(codes) == 1000 and set(codes) == {200}
     assert hub_checks(hub) - before == 1
 

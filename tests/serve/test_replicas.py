@@ -16,6 +16,7 @@ from collections import Counter
 import httpx
 import pytest
 
+from ..hubprocess import flood
 from .conftest import Setup
 from .replicas import hub_requests, hub_stats, post, user_token
 
@@ -48,22 +49,13 @@ def test_1000_concurrent_requests_across_both_replicas_make_one_mint(setup: Setu
     mints = hub_stats(hub)["mints"]
     seen = len(hub_requests(hub))
 
-    async def storm() -> list[httpx.Response]:
-        # 200 concurrent clients of 5 requests each, as tests/e2e/test_services.py does and
-        # for its reason: 1,000 requests queued on a pool of 200 connections cost the test's
-        # client more CPU than the replicas (httpcore assigns its queue quadratically).
-        limits = httpx.Limits(max_connections=200, keepalive_expiry=2)
-        async with httpx.AsyncClient(timeout=60, limits=limits) as client:
-            headers = {"Authorization": f"token {credential}"}
+    headers = {"Authorization": f"token {credential}"}
 
-            async def five(k: int) -> list[httpx.Response]:
-                url = f"{replicas[k % 2].url}/notebook"
-                return [await client.post(url, headers=headers) for _ in range(5)]
-
-            return [r for rs in await asyncio.gather(*map(five, range(200))) for r in rs]
+    async def mint(pool: httpx.AsyncClient, k: int) -> httpx.Response:
+        return await pool.post(f"{replicas[k % 2].url}/notebook", headers=headers)
 
     start = time.monotonic()
-    answers = asyncio.run(storm())
+    answers = asyncio.run(flood(mint))  # 200 clients of 5 requests, through the proxy
     took = time.monotonic() - start
     assert Counter(r.status_code for r in answers) == {200: 1000}
     assert len({r.json()["token"] for r in answers}) == 1
